@@ -1,0 +1,239 @@
+//! The `opsd` command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ops_proto::v1::asset_registry_client::AssetRegistryClient;
+use ops_proto::v1::{
+    BundleFile, BundleFormat, ExportBundleRequest, ImportBundleRequest, ImportOutcome,
+};
+use tonic::metadata::MetadataValue;
+
+use crate::config::{Config, FlagOverrides, LogFormat};
+use crate::context::TENANT_HEADER;
+use crate::server;
+
+#[derive(Debug, Parser)]
+#[command(name = "opsd", version, about = "The OPS control plane")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API.
+    Serve(ServeArgs),
+    /// Serve on the embedded default (SQLite in the data dir).
+    Demo(ServeArgs),
+    /// Import or export asset bundles through a running opsd.
+    #[command(subcommand)]
+    Assets(AssetsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind, e.g. 127.0.0.1:50051 (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded database and local state.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// opsd endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Tenant to act for (x-ops-tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssetsCommand {
+    /// Import every .yaml/.yml/.json file under DIR as one atomic bundle.
+    Import {
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Publish every asset whose content changed.
+        #[arg(long)]
+        publish: bool,
+        /// Validate and report without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export the latest published assets into DIR (one file per asset).
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+        /// Export drafts where an asset has one.
+        #[arg(long)]
+        drafts: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) | Command::Demo(args) => serve(args).await,
+        Command::Assets(command) => assets(command).await,
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber.
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let flags = FlagOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+    };
+    let config = Config::load(args.config.as_deref(), &flags)?;
+    init_logging(&config);
+    let registry = server::open_registry(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    // One machine-readable line on stdout, so scripts and tests can find a port-0 server.
+    println!("opsd listening on {addr}");
+    server::serve(&config, registry, listener, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+fn with_tenant<T>(request: T, tenant: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(request);
+    if let Some(t) = tenant {
+        let value: MetadataValue<_> = t.parse().context("tenant must be ASCII")?;
+        request.metadata_mut().insert(TENANT_HEADER, value);
+    }
+    Ok(request)
+}
+
+fn collect_files(dir: &Path) -> anyhow::Result<Vec<BundleFile>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current)
+            .with_context(|| format!("cannot read {}", current.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
+                let relative = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                let content = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                files.push(BundleFile {
+                    path: relative,
+                    content,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
+    match command {
+        AssetsCommand::Import {
+            dir,
+            target,
+            publish,
+            dry_run,
+        } => {
+            let files = collect_files(&dir)?;
+            if files.is_empty() {
+                bail!("no .yaml, .yml or .json files under {}", dir.display());
+            }
+            let mut client = AssetRegistryClient::connect(target.server.clone()).await?;
+            let request = with_tenant(
+                ImportBundleRequest {
+                    files,
+                    publish,
+                    dry_run,
+                },
+                target.tenant.as_deref(),
+            )?;
+            let response = client
+                .import_bundle(request)
+                .await
+                .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
+            for r in response.into_inner().results {
+                let outcome = ImportOutcome::try_from(r.outcome)
+                    .unwrap_or_default()
+                    .as_str_name();
+                println!("{:<40} {:<28} v{}", r.path, outcome, r.version);
+            }
+            Ok(())
+        }
+        AssetsCommand::Export {
+            dir,
+            target,
+            format,
+            drafts,
+        } => {
+            let mut client = AssetRegistryClient::connect(target.server.clone()).await?;
+            let format = match format {
+                Format::Yaml => BundleFormat::Yaml,
+                Format::Json => BundleFormat::Json,
+            };
+            let request = with_tenant(
+                ExportBundleRequest {
+                    types: vec![],
+                    format: format as i32,
+                    include_drafts: drafts,
+                },
+                target.tenant.as_deref(),
+            )?;
+            let response = client
+                .export_bundle(request)
+                .await
+                .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
+            for file in response.into_inner().files {
+                let path = dir.join(&file.path);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, &file.content)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+    }
+}

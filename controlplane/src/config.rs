@@ -1,0 +1,315 @@
+//! Layered configuration: defaults < TOML file < `OPS__SECTION__KEY` environment < flags.
+//! Unknown keys are rejected at every layer, so a typo fails loudly instead of being ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with this prefix override the file (`OPS__SERVER__LISTEN`).
+pub const ENV_PREFIX: &str = "OPS__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub registry: RegistryConfig,
+    pub tenancy: TenancyConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// How long in-flight calls may take to finish after SIGTERM/ctrl-c.
+    pub shutdown_grace_seconds: u64,
+    /// Largest accepted request message.
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where the embedded SQLite database, its pre-migration backups and local state live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…`, `sqlite::memory:` or `postgres://…`; empty means `<data_dir>/ops.db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Largest encoded asset content (spec, description, tags) accepted.
+    pub max_content_bytes: usize,
+    /// Largest number of files in one imported bundle.
+    pub max_bundle_files: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenancyConfig {
+    /// Tenant of calls that carry no `x-ops-tenant` metadata.
+    pub default_tenant: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,ops_controlplane=debug`.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            registry: RegistryConfig::default(),
+            tenancy: TenancyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            shutdown_grace_seconds: 30,
+            max_message_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./.ops-data"),
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_content_bytes: 256 * 1024,
+            max_bundle_files: 1000,
+        }
+    }
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            default_tenant: "default".to_owned(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+impl Config {
+    /// Loads the layered configuration from `file` (optional), the process environment and
+    /// the flags.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment(file, flags)?)
+    }
+
+    fn figment(file: Option<&Path>, flags: &FlagOverrides) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile {
+                    path: path.to_owned(),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        if let Some(listen) = flags.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(dir) = &flags.data_dir {
+            figment = figment.merge(Serialized::default("storage.data_dir", dir));
+        }
+        Ok(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if crate::context::validate_tenant(&self.tenancy.default_tenant).is_err() {
+            return Err(ConfigError::Rule(format!(
+                "tenancy.default_tenant {:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
+                self.tenancy.default_tenant
+            )));
+        }
+        if self.storage.max_connections == 0 {
+            return Err(ConfigError::Rule(
+                "storage.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.registry.max_content_bytes < 1024 {
+            return Err(ConfigError::Rule(
+                "registry.max_content_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The storage URL, defaulting to the SQLite file in the data dir.
+    pub fn storage_url(&self) -> String {
+        if self.storage.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.storage.data_dir.join("ops.db").display()
+            )
+        } else {
+            self.storage.url.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(
+        jail: &mut figment::Jail,
+        toml: Option<&str>,
+        flags: &FlagOverrides,
+    ) -> Result<Config, ConfigError> {
+        let file = toml.map(|body| {
+            jail.create_file("ops.toml", body)
+                .map(|_| PathBuf::from("ops.toml"))
+        });
+        let file = match file {
+            Some(Ok(path)) => Some(path),
+            Some(Err(e)) => return Err(ConfigError::Rule(e.to_string())),
+            None => None,
+        };
+        Config::load(file.as_deref(), flags)
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        figment::Jail::expect_with(|jail| {
+            let defaults =
+                load_with(jail, None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(defaults, Config::default());
+
+            let file =
+                "[server]\nlisten = \"127.0.0.1:6000\"\n[tenancy]\ndefault_tenant = \"file\"\n";
+            let from_file = load_with(jail, Some(file), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(from_file.server.listen.port(), 6000);
+            assert_eq!(from_file.tenancy.default_tenant, "file");
+
+            jail.set_env("OPS__SERVER__LISTEN", "127.0.0.1:7000");
+            let from_env = load_with(jail, Some(file), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(from_env.server.listen.port(), 7000);
+            assert_eq!(from_env.tenancy.default_tenant, "file");
+
+            let flags = FlagOverrides {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
+                data_dir: Some("/tmp/x".into()),
+            };
+            let from_flags = load_with(jail, Some(file), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(from_flags.server.listen.port(), 8000);
+            assert_eq!(from_flags.storage.data_dir, PathBuf::from("/tmp/x"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            let err = load_with(
+                jail,
+                Some("[server]\nlistn = \"x\"\n"),
+                &FlagOverrides::default(),
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(err.contains("listn"), "{err}");
+
+            jail.set_env("OPS__STORAGE__URLL", "x");
+            let err = load_with(jail, None, &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("urll"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_committed_example_config_loads() {
+        figment::Jail::expect_with(|jail| {
+            let example = include_str!("../opsd.example.toml");
+            let config = load_with(jail, Some(example), &FlagOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(
+                config,
+                Config::default(),
+                "the example documents the defaults"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/ops.toml")),
+            &FlagOverrides::default(),
+        );
+        assert!(matches!(err, Err(ConfigError::MissingFile { .. })));
+    }
+}

@@ -1,0 +1,13 @@
+//! The OPS control plane (`opsd`): the asset registry, the five-stage pipeline and traces.
+//!
+//! One module per stage (`route_plan`, `validate`, …) and per service (`registry`, …).
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod registry;
+pub mod route_plan;
+pub mod server;
+pub mod services;
+pub mod storage;
+pub mod validate;

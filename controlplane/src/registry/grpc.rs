@@ -1,0 +1,268 @@
+//! `ops.v1.AssetRegistry` over tonic: unwraps the caller context and the request, calls the
+//! tonic-free [`Registry`], maps its errors with the single `From<RegistryError> for Status`.
+
+use ops_proto::v1::asset_registry_server::AssetRegistry;
+use ops_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use super::{Registry, RegistryError};
+use crate::context::CallerContext;
+
+#[derive(Debug, Clone)]
+pub struct RegistryGrpc {
+    registry: Registry,
+}
+
+impl RegistryGrpc {
+    pub fn new(registry: Registry) -> Self {
+        Self { registry }
+    }
+}
+
+fn split<T>(request: Request<T>) -> Result<(CallerContext, T), Status> {
+    let ctx = CallerContext::from_request(&request)?;
+    Ok((ctx, request.into_inner()))
+}
+
+fn needs_executor(rpc: &str) -> Status {
+    RegistryError::Unimplemented(format!(
+        "ops.v1.AssetRegistry/{rpc} is not implemented yet: it runs through the executor sidecars, which land with the executor issue (#3)"
+    ))
+    .into()
+}
+
+#[tonic::async_trait]
+impl AssetRegistry for RegistryGrpc {
+    async fn create_asset(
+        &self,
+        request: Request<CreateAssetRequest>,
+    ) -> Result<Response<CreateAssetResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let asset = self
+            .registry
+            .create(&ctx, req.r#type, &req.name, req.content.unwrap_or_default())
+            .await?;
+        Ok(Response::new(CreateAssetResponse { asset: Some(asset) }))
+    }
+
+    async fn update_draft(
+        &self,
+        request: Request<UpdateDraftRequest>,
+    ) -> Result<Response<UpdateDraftResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let asset = self
+            .registry
+            .update_draft(
+                &ctx,
+                req.r#type,
+                &req.name,
+                req.expected_revision,
+                req.content.unwrap_or_default(),
+            )
+            .await?;
+        Ok(Response::new(UpdateDraftResponse { asset: Some(asset) }))
+    }
+
+    async fn get_asset(
+        &self,
+        request: Request<GetAssetRequest>,
+    ) -> Result<Response<GetAssetResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let asset = self
+            .registry
+            .get(&ctx, req.r#type, &req.name, req.selector)
+            .await?;
+        Ok(Response::new(GetAssetResponse { asset: Some(asset) }))
+    }
+
+    async fn list_assets(
+        &self,
+        request: Request<ListAssetsRequest>,
+    ) -> Result<Response<ListAssetsResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let (assets, next_page_token) = self.registry.list(&ctx, req).await?;
+        Ok(Response::new(ListAssetsResponse {
+            assets,
+            next_page_token,
+        }))
+    }
+
+    async fn list_versions(
+        &self,
+        request: Request<ListVersionsRequest>,
+    ) -> Result<Response<ListVersionsResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let (versions, next_page_token) = self
+            .registry
+            .list_versions(&ctx, req.r#type, &req.name, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(ListVersionsResponse {
+            versions,
+            next_page_token,
+        }))
+    }
+
+    async fn diff_versions(
+        &self,
+        request: Request<DiffVersionsRequest>,
+    ) -> Result<Response<DiffVersionsResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let changes = self
+            .registry
+            .diff(
+                &ctx,
+                req.r#type,
+                &req.name,
+                req.from_version,
+                req.to_version,
+            )
+            .await?;
+        Ok(Response::new(DiffVersionsResponse { changes }))
+    }
+
+    async fn validate_asset(
+        &self,
+        request: Request<ValidateAssetRequest>,
+    ) -> Result<Response<ValidateAssetResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let (violations, resolved_references) = self
+            .registry
+            .validate(&ctx, req.r#type, &req.name, req.target)
+            .await?;
+        let valid = !violations.iter().any(|v| v.blocking);
+        Ok(Response::new(ValidateAssetResponse {
+            valid,
+            violations,
+            resolved_references,
+        }))
+    }
+
+    async fn publish_asset(
+        &self,
+        request: Request<PublishAssetRequest>,
+    ) -> Result<Response<PublishAssetResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let asset = self
+            .registry
+            .publish(
+                &ctx,
+                req.r#type,
+                &req.name,
+                req.expected_revision,
+                &req.note,
+            )
+            .await?;
+        Ok(Response::new(PublishAssetResponse { asset: Some(asset) }))
+    }
+
+    async fn archive_asset(
+        &self,
+        request: Request<ArchiveAssetRequest>,
+    ) -> Result<Response<ArchiveAssetResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let asset = self
+            .registry
+            .archive(&ctx, req.r#type, &req.name, req.expected_revision)
+            .await?;
+        Ok(Response::new(ArchiveAssetResponse { asset: Some(asset) }))
+    }
+
+    async fn rollback_asset(
+        &self,
+        request: Request<RollbackAssetRequest>,
+    ) -> Result<Response<RollbackAssetResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let asset = self
+            .registry
+            .rollback(
+                &ctx,
+                req.r#type,
+                &req.name,
+                req.expected_revision,
+                req.to_version,
+                &req.note,
+            )
+            .await?;
+        Ok(Response::new(RollbackAssetResponse { asset: Some(asset) }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let (events, next_page_token) = self
+            .registry
+            .audit(&ctx, req.r#type, &req.name, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(ListAuditEventsResponse {
+            events,
+            next_page_token,
+        }))
+    }
+
+    async fn import_bundle(
+        &self,
+        request: Request<ImportBundleRequest>,
+    ) -> Result<Response<ImportBundleResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let results = self
+            .registry
+            .import(&ctx, req.files, req.publish, req.dry_run)
+            .await?;
+        Ok(Response::new(ImportBundleResponse { results }))
+    }
+
+    async fn export_bundle(
+        &self,
+        request: Request<ExportBundleRequest>,
+    ) -> Result<Response<ExportBundleResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let format = BundleFormat::try_from(req.format).unwrap_or_default();
+        let files = self
+            .registry
+            .export(&ctx, &req.types, format, req.include_drafts)
+            .await?;
+        Ok(Response::new(ExportBundleResponse { files }))
+    }
+
+    async fn test_source(
+        &self,
+        _request: Request<TestSourceRequest>,
+    ) -> Result<Response<TestSourceResponse>, Status> {
+        Err(needs_executor("TestSource"))
+    }
+
+    async fn scan_schema(
+        &self,
+        _request: Request<ScanSchemaRequest>,
+    ) -> Result<Response<ScanSchemaResponse>, Status> {
+        Err(needs_executor("ScanSchema"))
+    }
+
+    async fn simulate_resolver(
+        &self,
+        request: Request<SimulateResolverRequest>,
+    ) -> Result<Response<SimulateResolverResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        let resolutions = self
+            .registry
+            .simulate_resolver(&ctx, &req.name, req.draft, &req.inputs)
+            .await?;
+        Ok(Response::new(SimulateResolverResponse { resolutions }))
+    }
+
+    async fn preview_query(
+        &self,
+        _request: Request<PreviewQueryRequest>,
+    ) -> Result<Response<PreviewQueryResponse>, Status> {
+        Err(needs_executor("PreviewQuery"))
+    }
+
+    async fn test_tool(
+        &self,
+        _request: Request<TestToolRequest>,
+    ) -> Result<Response<TestToolResponse>, Status> {
+        Err(needs_executor("TestTool"))
+    }
+}

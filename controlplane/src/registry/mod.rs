@@ -1,0 +1,1455 @@
+//! The versioned asset registry (tonic-free). `grpc` adapts it to `ops.v1.AssetRegistry`.
+//!
+//! Lifecycle: one mutable draft per asset; publishing turns the draft into immutable version
+//! N+1; archive retires the asset; rollback republishes an old version's content as N+1.
+//! Every change is a compare-and-set on the asset's revision (optimistic concurrency) inside a
+//! transaction that also writes the audit row.
+
+pub mod bindings;
+pub mod bundle;
+pub mod diff;
+pub mod error;
+pub mod grpc;
+pub mod refs;
+pub mod store;
+pub mod validate;
+
+use std::collections::HashSet;
+
+use ops_proto::v1::{
+    Asset, AssetContent, AssetRef, AssetStatus, AssetSummary, AssetType, AuditAction, AuditEvent,
+    BundleFile, BundleFormat, FieldChange, ImportOutcome, ImportResult, PolicySpec, Resolution,
+    SourceSpec, Violation, asset_spec, get_asset_request, validate_asset_request,
+};
+use prost::Message;
+use sqlx::AnyConnection;
+
+use crate::config::RegistryConfig;
+use crate::context::CallerContext;
+use crate::route_plan::resolver::ResolverEngine;
+use crate::storage::{Db, unix_micros};
+use crate::validate::sql_guard::GuardPolicy;
+pub use error::{RegistryError, RegistryResult};
+use refs::{AssetReference, VersionSelector, type_slug, validate_name};
+use store::{AssetChange, AssetRow, ContentRow, ListFilter, ListStatus};
+use validate::{ValidationContext, references, validate_content};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+pub fn timestamp(micros: i64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    }
+}
+
+/// The registry service.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    db: Db,
+    limits: RegistryConfig,
+}
+
+/// How a stored asset should be shown.
+fn to_asset(a: &AssetRow, c: &ContentRow) -> Asset {
+    let status = if c.version == 0 {
+        AssetStatus::Draft
+    } else if a.archived() {
+        AssetStatus::Archived
+    } else {
+        AssetStatus::Published
+    };
+    let bindings =
+        bindings::check_bindings(a.asset_type, &c.content.bindings().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s as i32)
+            .collect();
+    let revision = u64::try_from(a.revision).unwrap_or_default();
+    Asset {
+        r#type: a.asset_type as i32,
+        name: a.name.clone(),
+        tenant: a.tenant_id.clone(),
+        version: u32::try_from(c.version).unwrap_or_default(),
+        status: status as i32,
+        description: c.content.description.clone(),
+        scope: c.content.scope.clone(),
+        tags: c.content.tags.clone(),
+        bindings,
+        spec: c.content.spec.clone(),
+        revision,
+        etag: format!("\"{revision}\""),
+        content_sha256: c.content_sha256.clone(),
+        latest_version: u32::try_from(a.latest_version).unwrap_or_default(),
+        base_version: u32::try_from(c.base_version).unwrap_or_default(),
+        rolled_back_from: u32::try_from(c.rolled_back_from).unwrap_or_default(),
+        created_at: Some(timestamp(a.created_at)),
+        updated_at: Some(timestamp(c.written_at)),
+        created_by: a.created_by.clone(),
+        updated_by: c.written_by.clone(),
+        note: c.note.clone(),
+    }
+}
+
+fn asset_type(raw: i32) -> RegistryResult<AssetType> {
+    match AssetType::try_from(raw) {
+        Ok(t) if t != AssetType::Unspecified => Ok(t),
+        _ => Err(RegistryError::invalid(
+            "type",
+            "request.asset_type",
+            format!(
+                "type is required: one of ASSET_TYPE_SOURCE … ASSET_TYPE_TOOL ({})",
+                refs::TYPE_SLUGS
+            ),
+        )),
+    }
+}
+
+fn name(raw: &str) -> RegistryResult<&str> {
+    validate_name(raw).map_err(|m| RegistryError::invalid("name", "request.name", m))?;
+    Ok(raw)
+}
+
+fn expected_revision(raw: u64) -> RegistryResult<i64> {
+    if raw == 0 {
+        return Err(RegistryError::invalid(
+            "expected_revision",
+            "request.expected_revision",
+            "expected_revision is required: read the asset and pass its revision",
+        ));
+    }
+    i64::try_from(raw).map_err(|_| {
+        RegistryError::invalid(
+            "expected_revision",
+            "request.expected_revision",
+            "expected_revision is out of range",
+        )
+    })
+}
+
+fn page_size(raw: u32) -> i64 {
+    i64::from(if raw == 0 {
+        DEFAULT_PAGE
+    } else {
+        raw.min(MAX_PAGE)
+    })
+}
+
+fn bad_token() -> RegistryError {
+    RegistryError::invalid(
+        "page_token",
+        "request.page_token",
+        "page_token is not one this server issued; start again without it",
+    )
+}
+
+fn not_found(asset_type: AssetType, name: &str, tenant: &str) -> RegistryError {
+    RegistryError::NotFound(format!(
+        "{}:{name} does not exist in tenant {tenant}",
+        type_slug(asset_type)
+    ))
+}
+
+impl Registry {
+    pub fn new(db: Db, limits: RegistryConfig) -> Self {
+        Self { db, limits }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn conn(&self) -> RegistryResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.db.pool().acquire().await?)
+    }
+
+    fn check_size(&self, content: &AssetContent) -> RegistryResult<()> {
+        let size = content.encoded_len();
+        if size > self.limits.max_content_bytes {
+            let mut v = validate::violation(
+                "content",
+                "limits",
+                "limits.content_size",
+                format!(
+                    "content is {size} bytes encoded; at most {} bytes are allowed",
+                    self.limits.max_content_bytes
+                ),
+            );
+            v.expected = format!("<= {}", self.limits.max_content_bytes);
+            v.actual = size.to_string();
+            return Err(RegistryError::InvalidArgument(vec![v]));
+        }
+        Ok(())
+    }
+
+    /// Everything validation needs from the store: the guard's policy and a Query's dialect.
+    async fn validation_context(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        content: &AssetContent,
+    ) -> RegistryResult<ValidationContext> {
+        let mut guard = GuardPolicy::default();
+        for (_, version) in store::latest_published(conn, tenant, AssetType::Policy).await? {
+            if let Some(asset_spec::Kind::Policy(PolicySpec {
+                restricted_tables,
+                allowed_functions,
+                ..
+            })) = version.content.spec.and_then(|s| s.kind)
+            {
+                guard.restricted_tables.extend(restricted_tables);
+                guard.allowed_functions.extend(allowed_functions);
+            }
+        }
+        let mut query_dialect = None;
+        if let Some(asset_spec::Kind::Query(q)) =
+            content.spec.as_ref().and_then(|s| s.kind.as_ref())
+        {
+            if let Ok(reference) = AssetReference::parse(&q.source_ref) {
+                if let Ok(Some(source)) = self.resolve_content(conn, tenant, &reference).await {
+                    if let Some(asset_spec::Kind::Source(SourceSpec { kind, .. })) =
+                        source.1.content.spec.and_then(|s| s.kind)
+                    {
+                        query_dialect = validate::source_dialect(
+                            ops_proto::v1::SourceKind::try_from(kind).unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(ValidationContext {
+            query_dialect,
+            guard_policy: guard,
+        })
+    }
+
+    /// Structural validation; blocking violations reject the request.
+    async fn check_content(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        t: AssetType,
+        content: &AssetContent,
+    ) -> RegistryResult<()> {
+        self.check_size(content)?;
+        let ctx = self.validation_context(conn, tenant, content).await?;
+        let violations = validate_content(t, content, &ctx);
+        if violations.iter().any(|v| v.blocking) {
+            return Err(RegistryError::InvalidArgument(violations));
+        }
+        Ok(())
+    }
+
+    /// Resolves a reference to the asset and the content it selects, if both exist.
+    async fn resolve_content(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        r: &AssetReference,
+    ) -> RegistryResult<Option<(AssetRow, ContentRow)>> {
+        let Some(asset) = store::find_asset(conn, tenant, r.asset_type, &r.name).await? else {
+            return Ok(None);
+        };
+        let content = match r.version {
+            VersionSelector::LatestPublished if asset.latest_version > 0 && !asset.archived() => {
+                store::load_version(conn, &asset.asset_id, asset.latest_version).await?
+            }
+            VersionSelector::LatestPublished => None,
+            VersionSelector::Exact(v) => {
+                store::load_version(conn, &asset.asset_id, i64::from(v)).await?
+            }
+            VersionSelector::Draft => store::load_draft(conn, &asset.asset_id).await?,
+        };
+        Ok(content.map(|c| (asset, c)))
+    }
+
+    /// Full validation: structure plus every reference resolved to a published version.
+    async fn full_validation(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        t: AssetType,
+        content: &AssetContent,
+    ) -> RegistryResult<(Vec<Violation>, Vec<AssetRef>)> {
+        let ctx = self.validation_context(conn, tenant, content).await?;
+        let mut violations = validate_content(t, content, &ctx);
+        let mut resolved = Vec::new();
+        for reference in references(content) {
+            match self
+                .check_reference(conn, tenant, &reference.text, reference.expected)
+                .await?
+            {
+                Ok(r) => resolved.push(r),
+                Err((rule, message)) => violations.push(validate::violation(
+                    &reference.field,
+                    "reference",
+                    rule,
+                    message,
+                )),
+            }
+        }
+        Ok((violations, resolved))
+    }
+
+    /// Checks that `text` names a published asset of type `expected`.
+    pub async fn check_reference(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        text: &str,
+        expected: AssetType,
+    ) -> RegistryResult<Result<AssetRef, (&'static str, String)>> {
+        let r = match AssetReference::parse(text) {
+            Ok(r) => r,
+            Err(message) => return Ok(Err(("reference.syntax", message))),
+        };
+        if r.asset_type != expected {
+            return Ok(Err((
+                "reference.type",
+                format!(
+                    "reference {text:?} names a {} but a {} reference is expected here",
+                    type_slug(r.asset_type),
+                    type_slug(expected)
+                ),
+            )));
+        }
+        let Some(asset) = store::find_asset(conn, tenant, r.asset_type, &r.name).await? else {
+            return Ok(Err((
+                "reference.exists",
+                format!(
+                    "reference {text:?}: {}:{} does not exist",
+                    type_slug(r.asset_type),
+                    r.name
+                ),
+            )));
+        };
+        let version = match r.version {
+            VersionSelector::Draft => {
+                return Ok(Err((
+                    "reference.published",
+                    format!(
+                        "reference {text:?} selects a draft; published assets may only reference published versions"
+                    ),
+                )));
+            }
+            VersionSelector::LatestPublished if asset.archived() => {
+                return Ok(Err((
+                    "reference.archived",
+                    format!(
+                        "reference {text:?}: {}:{} is archived",
+                        type_slug(r.asset_type),
+                        r.name
+                    ),
+                )));
+            }
+            VersionSelector::LatestPublished if asset.latest_version == 0 => {
+                return Ok(Err((
+                    "reference.published",
+                    format!(
+                        "reference {text:?}: {}:{} has no published version yet (only a draft)",
+                        type_slug(r.asset_type),
+                        r.name
+                    ),
+                )));
+            }
+            VersionSelector::LatestPublished => asset.latest_version,
+            VersionSelector::Exact(v) if i64::from(v) > asset.latest_version => {
+                return Ok(Err((
+                    "reference.version",
+                    format!(
+                        "reference {text:?}: {}:{} has no version {v} (latest is {})",
+                        type_slug(r.asset_type),
+                        r.name,
+                        asset.latest_version
+                    ),
+                )));
+            }
+            VersionSelector::Exact(v) => i64::from(v),
+        };
+        Ok(Ok(AssetRef {
+            r#type: r.asset_type as i32,
+            name: r.name,
+            version: u32::try_from(version).unwrap_or_default(),
+        }))
+    }
+
+    async fn existing(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &CallerContext,
+        t: AssetType,
+        n: &str,
+    ) -> RegistryResult<AssetRow> {
+        store::find_asset(conn, &ctx.tenant, t, n)
+            .await?
+            .ok_or_else(|| not_found(t, n, &ctx.tenant))
+    }
+
+    // ── RPCs ────────────────────────────────────────────────────────────────────────────
+
+    pub async fn create(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        content: AssetContent,
+    ) -> RegistryResult<Asset> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let mut conn = self.conn().await?;
+        self.check_content(&mut conn, &ctx.tenant, t, &content)
+            .await?;
+        let encoded = store::encode_content(&content)?;
+        let now = unix_micros();
+        let row = AssetRow {
+            asset_id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: ctx.tenant.clone(),
+            asset_type: t,
+            name: n.to_owned(),
+            status: store::STATUS_ACTIVE.to_owned(),
+            revision: 1,
+            latest_version: 0,
+            created_at: now,
+            updated_at: now,
+            created_by: ctx.principal.clone(),
+            updated_by: ctx.principal.clone(),
+        };
+        let mut tx = self.db.begin_write().await?;
+        store::insert_asset(&mut tx, &row).await?;
+        store::upsert_draft(
+            &mut tx,
+            &row.asset_id,
+            0,
+            &content,
+            &encoded,
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        store::insert_audit(
+            &mut tx,
+            store::AuditEntry {
+                asset: &row,
+                action: AuditAction::Create,
+                principal: &ctx.principal,
+                at: now,
+                from_version: 0,
+                to_version: 0,
+                revision: 1,
+                detail: format!("sha256 {}", encoded.sha256),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, asset = %format!("{}:{n}", type_slug(t)), "asset created");
+        let draft = ContentRow {
+            version: 0,
+            base_version: 0,
+            content,
+            content_sha256: encoded.sha256,
+            rolled_back_from: 0,
+            note: String::new(),
+            written_at: now,
+            written_by: ctx.principal.clone(),
+        };
+        Ok(to_asset(&row, &draft))
+    }
+
+    pub async fn update_draft(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        expected: u64,
+        content: AssetContent,
+    ) -> RegistryResult<Asset> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let expected = expected_revision(expected)?;
+        let mut conn = self.conn().await?;
+        self.check_content(&mut conn, &ctx.tenant, t, &content)
+            .await?;
+        drop(conn);
+        let encoded = store::encode_content(&content)?;
+        let now = unix_micros();
+        let mut tx = self.db.begin_write().await?;
+        let mut asset = self.existing(&mut tx, ctx, t, n).await?;
+        if asset.revision != expected {
+            return Err(store::stale(&asset, expected));
+        }
+        if asset.archived() {
+            return Err(RegistryError::precondition(format!(
+                "{}:{n} is archived; roll back to a version to revive it before editing",
+                type_slug(t)
+            )));
+        }
+        let base = match store::load_draft(&mut tx, &asset.asset_id).await? {
+            Some(d) => d.base_version,
+            None => asset.latest_version,
+        };
+        asset.revision = store::advance_revision(
+            &mut tx,
+            &asset,
+            expected,
+            AssetChange::default(),
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        store::upsert_draft(
+            &mut tx,
+            &asset.asset_id,
+            base,
+            &content,
+            &encoded,
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        store::insert_audit(
+            &mut tx,
+            store::AuditEntry {
+                asset: &asset,
+                action: AuditAction::UpdateDraft,
+                principal: &ctx.principal,
+                at: now,
+                from_version: base,
+                to_version: 0,
+                revision: asset.revision,
+                detail: format!("sha256 {}", encoded.sha256),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        let draft = ContentRow {
+            version: 0,
+            base_version: base,
+            content,
+            content_sha256: encoded.sha256,
+            rolled_back_from: 0,
+            note: String::new(),
+            written_at: now,
+            written_by: ctx.principal.clone(),
+        };
+        Ok(to_asset(&asset, &draft))
+    }
+
+    pub async fn get(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        selector: Option<get_asset_request::Selector>,
+    ) -> RegistryResult<Asset> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let mut conn = self.conn().await?;
+        let asset = self.existing(&mut conn, ctx, t, n).await?;
+        let slug = type_slug(t);
+        let content = match selector {
+            Some(get_asset_request::Selector::Draft(true)) => {
+                store::load_draft(&mut conn, &asset.asset_id)
+                    .await?
+                    .ok_or_else(|| RegistryError::NotFound(format!("{slug}:{n} has no draft")))?
+            }
+            Some(get_asset_request::Selector::Version(v)) if v > 0 => {
+                store::load_version(&mut conn, &asset.asset_id, i64::from(v))
+                    .await?
+                    .ok_or_else(|| {
+                        RegistryError::NotFound(format!(
+                            "{slug}:{n} has no version {v} (latest is {})",
+                            asset.latest_version
+                        ))
+                    })?
+            }
+            _ if asset.archived() => {
+                return Err(RegistryError::precondition(format!(
+                    "{slug}:{n} is archived; ask for a specific version or roll back to revive it"
+                )));
+            }
+            _ if asset.latest_version == 0 => {
+                return Err(RegistryError::NotFound(format!(
+                    "{slug}:{n} has no published version yet; read its draft with draft=true"
+                )));
+            }
+            _ => store::load_version(&mut conn, &asset.asset_id, asset.latest_version)
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::Internal(format!(
+                        "{slug}:{n} version {} is missing",
+                        asset.latest_version
+                    ))
+                })?,
+        };
+        Ok(to_asset(&asset, &content))
+    }
+
+    pub async fn list(
+        &self,
+        ctx: &CallerContext,
+        req: ops_proto::v1::ListAssetsRequest,
+    ) -> RegistryResult<(Vec<AssetSummary>, String)> {
+        let asset_type = match AssetType::try_from(req.r#type) {
+            Ok(AssetType::Unspecified) => None,
+            Ok(t) => Some(t),
+            Err(_) => {
+                return Err(RegistryError::invalid(
+                    "type",
+                    "request.asset_type",
+                    "type is not a known asset type",
+                ));
+            }
+        };
+        let status = match AssetStatus::try_from(req.status) {
+            Ok(AssetStatus::Unspecified) => None,
+            Ok(AssetStatus::Draft) => Some(ListStatus::HasDraft),
+            Ok(AssetStatus::Published) => Some(ListStatus::Published),
+            Ok(AssetStatus::Archived) => Some(ListStatus::Archived),
+            Err(_) => {
+                return Err(RegistryError::invalid(
+                    "status",
+                    "request.status",
+                    "status is not a known asset status",
+                ));
+            }
+        };
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let bytes = hex::decode(&req.page_token).map_err(|_| bad_token())?;
+            let text = String::from_utf8(bytes).map_err(|_| bad_token())?;
+            let (t, n) = text.split_once('\u{1f}').ok_or_else(bad_token)?;
+            Some((t.to_owned(), n.to_owned()))
+        };
+        let limit = page_size(req.page_size);
+        let filter = ListFilter {
+            asset_type,
+            status,
+            scope: &req.scope,
+            name_prefix: &req.name_prefix,
+            after,
+        };
+        let mut conn = self.conn().await?;
+        let rows = store::list_assets(&mut conn, &ctx.tenant, &filter, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        let rows: Vec<_> = rows
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+        let next = match (more, rows.last()) {
+            (true, Some(last)) => hex::encode(format!(
+                "{}\u{1f}{}",
+                type_slug(last.asset.asset_type),
+                last.asset.name
+            )),
+            _ => String::new(),
+        };
+        let summaries = rows
+            .into_iter()
+            .map(|l| {
+                let content = l.content.unwrap_or_default();
+                let status = if l.asset.archived() {
+                    AssetStatus::Archived
+                } else if l.asset.latest_version > 0 {
+                    AssetStatus::Published
+                } else {
+                    AssetStatus::Draft
+                };
+                AssetSummary {
+                    r#type: l.asset.asset_type as i32,
+                    name: l.asset.name.clone(),
+                    status: status as i32,
+                    latest_version: u32::try_from(l.asset.latest_version).unwrap_or_default(),
+                    has_draft: l.has_draft,
+                    revision: u64::try_from(l.asset.revision).unwrap_or_default(),
+                    scope: content.scope.clone(),
+                    description: content.description.clone(),
+                    bindings: bindings::check_bindings(
+                        l.asset.asset_type,
+                        &content.bindings().collect::<Vec<_>>(),
+                    )
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s as i32)
+                    .collect(),
+                }
+            })
+            .collect();
+        Ok((summaries, next))
+    }
+
+    pub async fn list_versions(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        size: u32,
+        token: &str,
+    ) -> RegistryResult<(Vec<Asset>, String)> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let before = if token.is_empty() {
+            None
+        } else {
+            Some(token.parse::<i64>().map_err(|_| bad_token())?)
+        };
+        let limit = page_size(size);
+        let mut conn = self.conn().await?;
+        let asset = self.existing(&mut conn, ctx, t, n).await?;
+        let rows = store::list_versions(&mut conn, &asset.asset_id, before, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        let versions: Vec<Asset> = rows
+            .iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|c| to_asset(&asset, c))
+            .collect();
+        let next = match (more, versions.last()) {
+            (true, Some(last)) => last.version.to_string(),
+            _ => String::new(),
+        };
+        Ok((versions, next))
+    }
+
+    async fn content_at(
+        &self,
+        conn: &mut AnyConnection,
+        asset: &AssetRow,
+        version: u32,
+    ) -> RegistryResult<ContentRow> {
+        let slug = type_slug(asset.asset_type);
+        if version == 0 {
+            store::load_draft(conn, &asset.asset_id)
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::NotFound(format!("{slug}:{} has no draft", asset.name))
+                })
+        } else {
+            store::load_version(conn, &asset.asset_id, i64::from(version))
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::NotFound(format!(
+                        "{slug}:{} has no version {version} (latest is {})",
+                        asset.name, asset.latest_version
+                    ))
+                })
+        }
+    }
+
+    pub async fn diff(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        from: u32,
+        to: u32,
+    ) -> RegistryResult<Vec<FieldChange>> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let mut conn = self.conn().await?;
+        let asset = self.existing(&mut conn, ctx, t, n).await?;
+        let before = self.content_at(&mut conn, &asset, from).await?;
+        let after = self.content_at(&mut conn, &asset, to).await?;
+        let json = |c: &AssetContent| {
+            serde_json::to_value(c)
+                .map_err(|e| RegistryError::Internal(format!("encode content: {e}")))
+        };
+        Ok(diff::diff(&json(&before.content)?, &json(&after.content)?))
+    }
+
+    pub async fn validate(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        target: Option<validate_asset_request::Target>,
+    ) -> RegistryResult<(Vec<Violation>, Vec<AssetRef>)> {
+        let t = asset_type(raw_type)?;
+        let mut conn = self.conn().await?;
+        let content = match target {
+            Some(validate_asset_request::Target::Content(content)) => {
+                self.check_size(&content)?;
+                content
+            }
+            Some(validate_asset_request::Target::Version(v)) => {
+                let asset = self.existing(&mut conn, ctx, t, name(raw_name)?).await?;
+                self.content_at(&mut conn, &asset, v).await?.content
+            }
+            Some(validate_asset_request::Target::Draft(_)) | None => {
+                let asset = self.existing(&mut conn, ctx, t, name(raw_name)?).await?;
+                self.content_at(&mut conn, &asset, 0).await?.content
+            }
+        };
+        self.full_validation(&mut conn, &ctx.tenant, t, &content)
+            .await
+    }
+
+    pub async fn publish(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        expected: u64,
+        note: &str,
+    ) -> RegistryResult<Asset> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let expected = expected_revision(expected)?;
+        let mut tx = self.db.begin_write().await?;
+        let mut asset = self.existing(&mut tx, ctx, t, n).await?;
+        let slug = type_slug(t);
+        if asset.revision != expected {
+            return Err(store::stale(&asset, expected));
+        }
+        let draft = store::load_draft(&mut tx, &asset.asset_id)
+            .await?
+            .ok_or_else(|| {
+                RegistryError::precondition(format!(
+                    "{slug}:{n} has no draft to publish; update its draft first"
+                ))
+            })?;
+        let (violations, _) = self
+            .full_validation(&mut tx, &ctx.tenant, t, &draft.content)
+            .await?;
+        if violations.iter().any(|v| v.blocking) {
+            return Err(RegistryError::FailedPrecondition {
+                message: format!("cannot publish {slug}:{n}"),
+                violations,
+            });
+        }
+        let now = unix_micros();
+        let version = asset.latest_version + 1;
+        let encoded = store::encode_content(&draft.content)?;
+        asset.revision = store::advance_revision(
+            &mut tx,
+            &asset,
+            expected,
+            AssetChange {
+                latest_version: Some(version),
+                status: None,
+            },
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        asset.latest_version = version;
+        store::insert_version(
+            &mut tx,
+            &asset.asset_id,
+            store::NewVersion {
+                version,
+                content: &draft.content,
+                encoded: &encoded,
+                rolled_back_from: 0,
+                note,
+            },
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        store::delete_draft(&mut tx, &asset.asset_id).await?;
+        store::insert_audit(
+            &mut tx,
+            store::AuditEntry {
+                asset: &asset,
+                action: AuditAction::Publish,
+                principal: &ctx.principal,
+                at: now,
+                from_version: draft.base_version,
+                to_version: version,
+                revision: asset.revision,
+                detail: note.to_owned(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, asset = %format!("{slug}:{n}"), version, "asset published");
+        let published = ContentRow {
+            version,
+            base_version: version,
+            content: draft.content,
+            content_sha256: encoded.sha256,
+            rolled_back_from: 0,
+            note: note.to_owned(),
+            written_at: now,
+            written_by: ctx.principal.clone(),
+        };
+        Ok(to_asset(&asset, &published))
+    }
+
+    pub async fn archive(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        expected: u64,
+    ) -> RegistryResult<Asset> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let expected = expected_revision(expected)?;
+        let now = unix_micros();
+        let mut tx = self.db.begin_write().await?;
+        let mut asset = self.existing(&mut tx, ctx, t, n).await?;
+        if asset.revision != expected {
+            return Err(store::stale(&asset, expected));
+        }
+        if asset.archived() {
+            return Err(RegistryError::precondition(format!(
+                "{}:{n} is already archived",
+                type_slug(t)
+            )));
+        }
+        asset.revision = store::advance_revision(
+            &mut tx,
+            &asset,
+            expected,
+            AssetChange {
+                latest_version: None,
+                status: Some(store::STATUS_ARCHIVED),
+            },
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        asset.status = store::STATUS_ARCHIVED.to_owned();
+        store::insert_audit(
+            &mut tx,
+            store::AuditEntry {
+                asset: &asset,
+                action: AuditAction::Archive,
+                principal: &ctx.principal,
+                at: now,
+                from_version: asset.latest_version,
+                to_version: asset.latest_version,
+                revision: asset.revision,
+                detail: String::new(),
+            },
+        )
+        .await?;
+        let shown =
+            match store::load_version(&mut tx, &asset.asset_id, asset.latest_version).await? {
+                Some(v) => v,
+                None => store::load_draft(&mut tx, &asset.asset_id)
+                    .await?
+                    .ok_or_else(|| {
+                        RegistryError::Internal("asset has neither draft nor version".into())
+                    })?,
+            };
+        tx.commit().await?;
+        Ok(to_asset(&asset, &shown))
+    }
+
+    pub async fn rollback(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        expected: u64,
+        to_version: u32,
+        note: &str,
+    ) -> RegistryResult<Asset> {
+        let t = asset_type(raw_type)?;
+        let n = name(raw_name)?;
+        let expected = expected_revision(expected)?;
+        if to_version == 0 {
+            return Err(RegistryError::invalid(
+                "to_version",
+                "request.to_version",
+                "to_version is required: the published version to republish",
+            ));
+        }
+        let now = unix_micros();
+        let mut tx = self.db.begin_write().await?;
+        let mut asset = self.existing(&mut tx, ctx, t, n).await?;
+        if asset.revision != expected {
+            return Err(store::stale(&asset, expected));
+        }
+        let old = self.content_at(&mut tx, &asset, to_version).await?;
+        // The old content must still be publishable: its references may have been archived since.
+        let (violations, _) = self
+            .full_validation(&mut tx, &ctx.tenant, t, &old.content)
+            .await?;
+        if violations.iter().any(|v| v.blocking) {
+            return Err(RegistryError::FailedPrecondition {
+                message: format!(
+                    "cannot roll back {}:{n} to version {to_version}",
+                    type_slug(t)
+                ),
+                violations,
+            });
+        }
+        let version = asset.latest_version + 1;
+        let encoded = store::encode_content(&old.content)?;
+        asset.revision = store::advance_revision(
+            &mut tx,
+            &asset,
+            expected,
+            AssetChange {
+                latest_version: Some(version),
+                status: Some(store::STATUS_ACTIVE),
+            },
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        let from = asset.latest_version;
+        asset.latest_version = version;
+        asset.status = store::STATUS_ACTIVE.to_owned();
+        let note = if note.is_empty() {
+            format!("rollback to version {to_version}")
+        } else {
+            note.to_owned()
+        };
+        store::insert_version(
+            &mut tx,
+            &asset.asset_id,
+            store::NewVersion {
+                version,
+                content: &old.content,
+                encoded: &encoded,
+                rolled_back_from: i64::from(to_version),
+                note: &note,
+            },
+            now,
+            &ctx.principal,
+        )
+        .await?;
+        store::insert_audit(
+            &mut tx,
+            store::AuditEntry {
+                asset: &asset,
+                action: AuditAction::Rollback,
+                principal: &ctx.principal,
+                at: now,
+                from_version: from,
+                to_version: version,
+                revision: asset.revision,
+                detail: note.clone(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        let row = ContentRow {
+            version,
+            base_version: version,
+            content: old.content,
+            content_sha256: encoded.sha256,
+            rolled_back_from: i64::from(to_version),
+            note,
+            written_at: now,
+            written_by: ctx.principal.clone(),
+        };
+        Ok(to_asset(&asset, &row))
+    }
+
+    pub async fn audit(
+        &self,
+        ctx: &CallerContext,
+        raw_type: i32,
+        raw_name: &str,
+        size: u32,
+        token: &str,
+    ) -> RegistryResult<(Vec<AuditEvent>, String)> {
+        let asset = if raw_type == 0 && raw_name.is_empty() {
+            None
+        } else {
+            Some((asset_type(raw_type)?, name(raw_name)?))
+        };
+        let before = if token.is_empty() {
+            None
+        } else {
+            let (at, id) = token.split_once('/').ok_or_else(bad_token)?;
+            Some((at.parse::<i64>().map_err(|_| bad_token())?, id.to_owned()))
+        };
+        let limit = page_size(size);
+        let mut conn = self.conn().await?;
+        let mut events =
+            store::list_audit(&mut conn, &ctx.tenant, asset, before, limit + 1).await?;
+        let more = events.len() as i64 > limit;
+        events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next = match (more, events.last()) {
+            (true, Some(e)) => {
+                let at =
+                    e.at.as_ref()
+                        .map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000));
+                format!("{at}/{}", e.id)
+            }
+            _ => String::new(),
+        };
+        Ok((events, next))
+    }
+
+    /// Applies a bundle atomically: every file is created or updated (and optionally
+    /// published) in one transaction; any error leaves the registry untouched.
+    pub async fn import(
+        &self,
+        ctx: &CallerContext,
+        files: Vec<BundleFile>,
+        publish: bool,
+        dry_run: bool,
+    ) -> RegistryResult<Vec<ImportResult>> {
+        if files.is_empty() {
+            return Err(RegistryError::invalid(
+                "files",
+                "bundle.empty",
+                "the bundle holds no files",
+            ));
+        }
+        if files.len() > self.limits.max_bundle_files {
+            return Err(RegistryError::invalid(
+                "files",
+                "limits.bundle_files",
+                format!(
+                    "the bundle holds {} files; at most {} are allowed",
+                    files.len(),
+                    self.limits.max_bundle_files
+                ),
+            ));
+        }
+        let mut parsed = Vec::with_capacity(files.len());
+        let mut problems = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, file) in files.iter().enumerate() {
+            match bundle::parse(file) {
+                Ok(p) => {
+                    if let Err(m) = validate_name(&p.name) {
+                        problems.push(validate::violation(
+                            &format!("files[{i}]"),
+                            "bundle",
+                            "request.name",
+                            format!("{}: {m}", p.path),
+                        ));
+                    } else if !seen.insert((p.asset_type, p.name.clone())) {
+                        problems.push(validate::violation(
+                            &format!("files[{i}]"),
+                            "bundle",
+                            "bundle.duplicate",
+                            format!(
+                                "{}: {}:{} appears in more than one file",
+                                p.path,
+                                type_slug(p.asset_type),
+                                p.name
+                            ),
+                        ));
+                    } else {
+                        parsed.push(p);
+                    }
+                }
+                Err(m) => problems.push(validate::violation(
+                    &format!("files[{i}]"),
+                    "bundle",
+                    "bundle.parse",
+                    m,
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RegistryError::InvalidArgument(problems));
+        }
+        parsed.sort_by_key(|p| (bundle::dependency_rank(p.asset_type), p.name.clone()));
+
+        let mut tx = self.db.begin_write().await?;
+        let mut results = Vec::with_capacity(parsed.len());
+        for p in parsed {
+            let result = self
+                .import_one(&mut tx, ctx, &p, publish)
+                .await
+                .map_err(|e| prefix_error(&p.path, e))?;
+            results.push(result);
+        }
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(results)
+    }
+
+    async fn import_one(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &CallerContext,
+        p: &bundle::ParsedAsset,
+        publish: bool,
+    ) -> RegistryResult<ImportResult> {
+        self.check_content(conn, &ctx.tenant, p.asset_type, &p.content)
+            .await?;
+        let encoded = store::encode_content(&p.content)?;
+        let now = unix_micros();
+        let slug = type_slug(p.asset_type);
+        let (mut asset, outcome) = match store::find_asset(conn, &ctx.tenant, p.asset_type, &p.name)
+            .await?
+        {
+            None => {
+                let row = AssetRow {
+                    asset_id: uuid::Uuid::new_v4().to_string(),
+                    tenant_id: ctx.tenant.clone(),
+                    asset_type: p.asset_type,
+                    name: p.name.clone(),
+                    status: store::STATUS_ACTIVE.to_owned(),
+                    revision: 1,
+                    latest_version: 0,
+                    created_at: now,
+                    updated_at: now,
+                    created_by: ctx.principal.clone(),
+                    updated_by: ctx.principal.clone(),
+                };
+                store::insert_asset(conn, &row).await?;
+                store::upsert_draft(
+                    conn,
+                    &row.asset_id,
+                    0,
+                    &p.content,
+                    &encoded,
+                    now,
+                    &ctx.principal,
+                )
+                .await?;
+                store::insert_audit(
+                    conn,
+                    store::AuditEntry {
+                        asset: &row,
+                        action: AuditAction::Import,
+                        principal: &ctx.principal,
+                        at: now,
+                        from_version: 0,
+                        to_version: 0,
+                        revision: 1,
+                        detail: format!("created from {}", p.path),
+                    },
+                )
+                .await?;
+                (row, ImportOutcome::Created)
+            }
+            Some(mut row) => {
+                let draft = store::load_draft(conn, &row.asset_id).await?;
+                let latest = store::load_version(conn, &row.asset_id, row.latest_version).await?;
+                let current_sha = draft
+                    .as_ref()
+                    .or(latest.as_ref())
+                    .map(|c| c.content_sha256.clone());
+                if current_sha.as_deref() == Some(encoded.sha256.as_str()) && !row.archived() {
+                    (row, ImportOutcome::Unchanged)
+                } else {
+                    let base = draft.map_or(row.latest_version, |d| d.base_version);
+                    let status = store::STATUS_ACTIVE;
+                    row.revision = store::advance_revision(
+                        conn,
+                        &row,
+                        row.revision,
+                        AssetChange {
+                            latest_version: None,
+                            status: Some(status),
+                        },
+                        now,
+                        &ctx.principal,
+                    )
+                    .await?;
+                    row.status = status.to_owned();
+                    store::upsert_draft(
+                        conn,
+                        &row.asset_id,
+                        base,
+                        &p.content,
+                        &encoded,
+                        now,
+                        &ctx.principal,
+                    )
+                    .await?;
+                    store::insert_audit(
+                        conn,
+                        store::AuditEntry {
+                            asset: &row,
+                            action: AuditAction::Import,
+                            principal: &ctx.principal,
+                            at: now,
+                            from_version: base,
+                            to_version: 0,
+                            revision: row.revision,
+                            detail: format!("draft updated from {}", p.path),
+                        },
+                    )
+                    .await?;
+                    (row, ImportOutcome::Updated)
+                }
+            }
+        };
+        let has_draft = store::load_draft(conn, &asset.asset_id).await?.is_some();
+        if publish && has_draft {
+            let (violations, _) = self
+                .full_validation(conn, &ctx.tenant, p.asset_type, &p.content)
+                .await?;
+            if violations.iter().any(|v| v.blocking) {
+                return Err(RegistryError::FailedPrecondition {
+                    message: format!("cannot publish {slug}:{}", p.name),
+                    violations,
+                });
+            }
+            let version = asset.latest_version + 1;
+            asset.revision = store::advance_revision(
+                conn,
+                &asset,
+                asset.revision,
+                AssetChange {
+                    latest_version: Some(version),
+                    status: None,
+                },
+                now,
+                &ctx.principal,
+            )
+            .await?;
+            store::insert_version(
+                conn,
+                &asset.asset_id,
+                store::NewVersion {
+                    version,
+                    content: &p.content,
+                    encoded: &encoded,
+                    rolled_back_from: 0,
+                    note: "import",
+                },
+                now,
+                &ctx.principal,
+            )
+            .await?;
+            store::delete_draft(conn, &asset.asset_id).await?;
+            store::insert_audit(
+                conn,
+                store::AuditEntry {
+                    asset: &asset,
+                    action: AuditAction::Publish,
+                    principal: &ctx.principal,
+                    at: now,
+                    from_version: asset.latest_version,
+                    to_version: version,
+                    revision: asset.revision,
+                    detail: format!("published from {}", p.path),
+                },
+            )
+            .await?;
+            asset.latest_version = version;
+        }
+        Ok(ImportResult {
+            path: p.path.clone(),
+            r#type: p.asset_type as i32,
+            name: p.name.clone(),
+            outcome: outcome as i32,
+            version: u32::try_from(asset.latest_version).unwrap_or_default(),
+        })
+    }
+
+    pub async fn export(
+        &self,
+        ctx: &CallerContext,
+        types: &[i32],
+        format: BundleFormat,
+        include_drafts: bool,
+    ) -> RegistryResult<Vec<BundleFile>> {
+        let mut wanted = Vec::new();
+        for raw in types {
+            wanted.push(asset_type(*raw)?);
+        }
+        if wanted.is_empty() {
+            wanted = (1..=9)
+                .filter_map(|t| AssetType::try_from(t).ok())
+                .collect();
+        }
+        let mut conn = self.conn().await?;
+        let mut files = Vec::new();
+        for t in wanted {
+            let mut after = None;
+            loop {
+                let filter = ListFilter {
+                    asset_type: Some(t),
+                    status: None,
+                    scope: "",
+                    name_prefix: "",
+                    after: after.clone(),
+                };
+                let page = store::list_assets(&mut conn, &ctx.tenant, &filter, i64::from(MAX_PAGE))
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some((type_slug(t).to_owned(), last.asset.name.clone()));
+                for listed in &page {
+                    let content = if include_drafts && listed.has_draft {
+                        store::load_draft(&mut conn, &listed.asset.asset_id)
+                            .await?
+                            .map(|d| d.content)
+                    } else if listed.asset.latest_version > 0 && !listed.asset.archived() {
+                        store::load_version(
+                            &mut conn,
+                            &listed.asset.asset_id,
+                            listed.asset.latest_version,
+                        )
+                        .await?
+                        .map(|v| v.content)
+                    } else {
+                        None
+                    };
+                    if let Some(content) = content {
+                        files.push(
+                            bundle::render(t, &listed.asset.name, &content, format)
+                                .map_err(RegistryError::Internal)?,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    pub async fn simulate_resolver(
+        &self,
+        ctx: &CallerContext,
+        raw_name: &str,
+        draft: bool,
+        inputs: &[String],
+    ) -> RegistryResult<Vec<Resolution>> {
+        let n = name(raw_name)?;
+        if inputs.len() > 1000 {
+            return Err(RegistryError::invalid(
+                "inputs",
+                "limits.inputs",
+                "at most 1000 inputs per call",
+            ));
+        }
+        let selector = if draft {
+            Some(get_asset_request::Selector::Draft(true))
+        } else {
+            None
+        };
+        let asset = self
+            .get(ctx, AssetType::Resolver as i32, n, selector)
+            .await?;
+        let Some(asset_spec::Kind::Resolver(spec)) = asset.spec.and_then(|s| s.kind) else {
+            return Err(RegistryError::Internal(format!(
+                "resolver:{n} holds no resolver spec"
+            )));
+        };
+        let engine = ResolverEngine::compile(&spec).map_err(|m| {
+            RegistryError::precondition(format!("resolver:{n} does not compile: {m}"))
+        })?;
+        Ok(inputs.iter().map(|i| engine.resolve(i)).collect())
+    }
+}
+
+fn prefix_error(path: &str, error: RegistryError) -> RegistryError {
+    let prefix = |mut vs: Vec<Violation>| {
+        for v in &mut vs {
+            v.message = format!("{path}: {}", v.message);
+        }
+        vs
+    };
+    match error {
+        RegistryError::InvalidArgument(vs) => RegistryError::InvalidArgument(prefix(vs)),
+        RegistryError::FailedPrecondition {
+            message,
+            violations,
+        } => RegistryError::FailedPrecondition {
+            message: format!("{path}: {message}"),
+            violations: prefix(violations),
+        },
+        RegistryError::AlreadyExists(m) => RegistryError::AlreadyExists(format!("{path}: {m}")),
+        other => other,
+    }
+}

@@ -1,0 +1,141 @@
+//! The `opsd` gRPC server: health, reflection (v1 and v1alpha, for grpcurl 1.8.6), the caller
+//! context interceptor on every RPC, and graceful shutdown that drains in-flight calls.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ops_proto::v1::asset_registry_server::AssetRegistryServer;
+use ops_proto::v1::inspector_server::InspectorServer;
+use ops_proto::v1::ops_service_server::OpsServiceServer;
+use ops_proto::v1::regression_server::RegressionServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::InterceptorLayer;
+use tonic::transport::Server;
+
+use crate::config::Config;
+use crate::context::ContextInterceptor;
+use crate::registry::Registry;
+use crate::registry::grpc::RegistryGrpc;
+use crate::services::{PendingInspector, PendingOps, PendingRegression};
+use crate::storage::Db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens the configured database (applying migrations) and builds the registry.
+pub async fn open_registry(config: &Config) -> Result<Registry, ServerError> {
+    let db = Db::open(
+        &config.storage_url(),
+        config.storage.max_connections,
+        Some(&config.storage.data_dir),
+    )
+    .await?;
+    Ok(Registry::new(db, config.registry.clone()))
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves, then drains in-flight calls
+/// for up to `server.shutdown_grace_seconds`.
+pub async fn serve(
+    config: &Config,
+    registry: Registry,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AssetRegistryServer<RegistryGrpc>>()
+        .await;
+    health.set_serving::<OpsServiceServer<PendingOps>>().await;
+    health
+        .set_serving::<InspectorServer<PendingInspector>>()
+        .await;
+    health
+        .set_serving::<RegressionServer<PendingRegression>>()
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ops_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let max = config.server.max_message_bytes;
+    let registry_service = AssetRegistryServer::new(RegistryGrpc::new(registry.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let draining = CancellationToken::new();
+    let addr = listener.local_addr().ok();
+    let server = Server::builder()
+        .layer(InterceptorLayer::new(ContextInterceptor::new(
+            &config.tenancy.default_tenant,
+        )))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(registry_service)
+        .add_service(OpsServiceServer::new(PendingOps).max_decoding_message_size(max))
+        .add_service(InspectorServer::new(PendingInspector))
+        .add_service(RegressionServer::new(PendingRegression))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            draining.clone().cancelled_owned(),
+        );
+    tracing::info!(addr = ?addr, "opsd serving");
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        () = shutdown => {
+            tracing::info!("shutdown requested: draining in-flight calls");
+            health.set_not_serving::<AssetRegistryServer<RegistryGrpc>>().await;
+            draining.cancel();
+            let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result?,
+                Err(_) => tracing::warn!(grace_seconds = grace.as_secs(), "grace period elapsed; dropping calls still running"),
+            }
+        }
+    }
+    registry.db().close().await;
+    tracing::info!("opsd stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

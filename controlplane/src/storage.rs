@@ -1,0 +1,258 @@
+//! The control plane's database: SQLite (embedded default) or PostgreSQL (scale-out), one code
+//! path through `sqlx::Any`. Statements use `$N` placeholders, which both drivers accept.
+//! Migrations are embedded per backend and applied at startup under the migrator's lock;
+//! a file-backed SQLite database is first copied with `VACUUM INTO`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("unsupported storage url {0:?}: expected sqlite:… or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("could not prepare the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A pool plus the backend it talks to (for the few statements that differ).
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects and applies pending migrations.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        data_dir: Option<&std::path::Path>,
+    ) -> Result<Self, StorageError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StorageError::UnsupportedUrl(url.to_owned()));
+        };
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if backend == Backend::Sqlite && !in_memory {
+            if let Some(dir) = data_dir {
+                std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+        }
+        let options: AnyConnectOptions = url.parse()?;
+        // Every in-memory SQLite connection is its own database: keep exactly one.
+        let max_connections = if in_memory { 1 } else { max_connections };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        if !in_memory {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let db = Self { pool, backend };
+        db.migrate(data_dir.filter(|_| !in_memory)).await?;
+        Ok(db)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`)
+    /// so two writers queue on `busy_timeout` instead of failing when one upgrades its lock.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    async fn migrate(&self, backup_dir: Option<&std::path::Path>) -> Result<(), StorageError> {
+        let migrator = self.migrator();
+        if let (Backend::Sqlite, Some(dir)) = (self.backend, backup_dir) {
+            self.backup_sqlite_before_migrating(migrator, dir).await?;
+        }
+        // The migrator takes an advisory lock on PostgreSQL, so replicas starting together
+        // apply each migration once.
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Copies an existing SQLite database aside before applying new migrations to it.
+    async fn backup_sqlite_before_migrating(
+        &self,
+        migrator: &Migrator,
+        dir: &std::path::Path,
+    ) -> Result<(), StorageError> {
+        let has_table: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if has_table == 0 {
+            return Ok(());
+        }
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        let newest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied = applied.unwrap_or(0);
+        if applied >= newest {
+            return Ok(());
+        }
+        let backup = dir.join(format!(
+            "ops.db.before-migration-{newest}.{}.bak",
+            unix_micros()
+        ));
+        tracing::info!(backup = %backup.display(), from = applied, to = newest, "backing up sqlite before migrating");
+        sqlx::query("VACUUM INTO $1")
+            .bind(backup.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Microseconds since the Unix epoch: the time unit of every timestamp column.
+pub fn unix_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_sqlite_migrates_and_creates_every_table() -> Result<(), StorageError> {
+        let db = Db::open("sqlite::memory:", 4, None).await?;
+        for table in [
+            "assets",
+            "asset_drafts",
+            "asset_versions",
+            "asset_audit",
+            "traces",
+            "trace_assets",
+            "tasks",
+            "user_queries",
+            "execution_plans",
+            "subtasks",
+            "constraint_violations",
+            "user_feedback",
+            "performance_metrics",
+            "alert_configs",
+            "llm_usage_log",
+            "golden_queries",
+            "regression_runs",
+        ] {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
+            .bind(table)
+            .fetch_one(db.pool())
+            .await?;
+            assert_eq!(n, 1, "table {table} missing");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_file_database_is_backed_up_before_a_pending_migration()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
+        let db = Db::open(&url, 2, Some(dir.path())).await?;
+        // Pretend the newest migration has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations")
+            .execute(db.pool())
+            .await?;
+        sqlx::query("DROP TABLE regression_runs")
+            .execute(db.pool())
+            .await?;
+        for table in [
+            "golden_queries",
+            "llm_usage_log",
+            "alert_configs",
+            "performance_metrics",
+            "user_feedback",
+            "constraint_violations",
+            "subtasks",
+            "execution_plans",
+            "user_queries",
+            "tasks",
+            "trace_assets",
+            "traces",
+            "asset_audit",
+            "asset_versions",
+            "asset_drafts",
+            "assets",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+                .execute(db.pool())
+                .await?;
+        }
+        db.close().await;
+        let reopened = Db::open(&url, 2, Some(dir.path())).await?;
+        let backups: Vec<_> = std::fs::read_dir(dir.path())?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("before-migration"))
+            .collect();
+        assert_eq!(backups.len(), 1, "exactly one backup expected");
+        reopened.close().await;
+        Ok(())
+    }
+}
