@@ -111,6 +111,8 @@ pub mod rules {
     pub const VARIABLE: &str = "sql.variable";
     /// Dialect extensions the guard does not vet (pipe operators, `FOR XML`, `SETTINGS`, ...).
     pub const UNSUPPORTED_SYNTAX: &str = "sql.unsupported_syntax";
+    /// Input shapes that would exhaust the parser's stack (see [`super::MAX_NESTED_JOINS`]).
+    pub const COMPLEXITY: &str = "sql.complexity";
 }
 
 /// Functions every policy allows: side-effect free analytics helpers.
@@ -276,6 +278,12 @@ const CATALOG_LOOKUP_TYPES: &[&str] = &[
 
 const MAX_SNIPPET_CHARS: usize = 120;
 
+/// `a JOIN b JOIN c ON .. ON ..` (a join directly followed by another join, before its
+/// `ON`/`USING`) makes sqlparser 0.63 recurse in `parse_joins` without a depth limit; a few
+/// dozen of them overflow a 2 MiB thread stack in a debug build. Inputs with more such
+/// nested joins than this are rejected before parsing.
+pub const MAX_NESTED_JOINS: usize = 8;
+
 /// Checks one statement. Never panics; a parse failure is a "sql.parse" violation.
 pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
     let mut report = GuardReport::default();
@@ -288,7 +296,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
                 &mut report.violations,
                 GuardViolation {
                     rule: rules::PARSE,
-                    message: format!("the sql could not be tokenised: {err}"),
+                    message: format!("the sql could not be tokenised: {err}").to_lowercase(),
                     expected: format!("valid {} sql", dialect.name()),
                     actual: err.to_string(),
                 },
@@ -320,8 +328,24 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
         return report;
     }
 
+    let nested_joins = count_nested_joins(tokens.iter().map(|t| &t.token));
+    if nested_joins > MAX_NESTED_JOINS {
+        push_violation(
+            &mut report.violations,
+            GuardViolation {
+                rule: rules::COMPLEXITY,
+                message: format!(
+                    "found {nested_joins} joins without on/using directly followed by another \
+                     join; give each join its own on clause (at most {MAX_NESTED_JOINS} nested)"
+                ),
+                expected: format!("at most {MAX_NESTED_JOINS} nested joins"),
+                actual: format!("{nested_joins} nested joins"),
+            },
+        );
+        return report;
+    }
+
     let tokens = rewrite_tokens(tokens, dialect, &mut report.violations);
-    let tokens_for_diagnostics: Vec<Token> = tokens.iter().map(|t| t.token.clone()).collect();
 
     let mut parser = Parser::new(parser_dialect.as_ref()).with_tokens_with_locations(tokens);
     let statements = match parser.parse_statements() {
@@ -334,9 +358,10 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
                         rule: rules::PARSE,
                         message: format!(
                             "unexpected `{}` after the end of the statement at {}",
-                            snippet(&next.token).to_lowercase(),
+                            snippet(&next.token),
                             next.span.start
-                        ),
+                        )
+                        .to_lowercase(),
                         expected: "end of input".to_string(),
                         actual: snippet(&next.token),
                     },
@@ -349,12 +374,16 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
                 &mut report.violations,
                 GuardViolation {
                     rule: rules::PARSE,
-                    message: format!("the sql could not be parsed: {err}"),
+                    message: format!("the sql could not be parsed: {err}").to_lowercase(),
                     expected: format!("valid {} sql", dialect.name()),
                     actual: err.to_string(),
                 },
             );
-            diagnose_unparsed(&tokens_for_diagnostics, &mut report.violations);
+            // Tokenising succeeded above, so this only fails if the tokenizer is not
+            // deterministic; the diagnostics are best-effort either way.
+            if let Ok(tokens) = Tokenizer::new(parser_dialect.as_ref(), sql).tokenize() {
+                diagnose_unparsed(&tokens, &mut report.violations);
+            }
             return report;
         }
     };
@@ -455,11 +484,15 @@ fn collect_placeholders<'t>(tokens: impl Iterator<Item = &'t Token>) -> Vec<Stri
         let name = match token {
             Token::Placeholder(p) => p.strip_prefix(':').map(str::to_string),
             Token::Colon => {
-                let follows_value = i > 0
-                    && matches!(
-                        tokens[i - 1],
-                        Token::Word(_) | Token::Number(..) | Token::RBracket | Token::RParen
-                    );
+                let follows_value = i
+                    .checked_sub(1)
+                    .and_then(|j| tokens.get(j))
+                    .is_some_and(|t| {
+                        matches!(
+                            t,
+                            Token::Word(_) | Token::Number(..) | Token::RBracket | Token::RParen
+                        )
+                    });
                 match tokens.get(i + 1) {
                     Some(Token::Word(w)) if w.quote_style.is_none() && !follows_value => {
                         Some(w.value.clone())
@@ -477,6 +510,80 @@ fn collect_placeholders<'t>(tokens: impl Iterator<Item = &'t Token>) -> Vec<Stri
         }
     }
     names
+}
+
+/// Over-approximates how deep sqlparser's `parse_joins` will recurse: counts joins that start
+/// while the previous join at the same parenthesis depth is still waiting for `ON`/`USING`.
+fn count_nested_joins<'t>(tokens: impl Iterator<Item = &'t Token>) -> usize {
+    const MODIFIERS: &[Keyword] = &[
+        Keyword::INNER,
+        Keyword::LEFT,
+        Keyword::RIGHT,
+        Keyword::FULL,
+        Keyword::OUTER,
+        Keyword::NATURAL,
+        Keyword::CROSS,
+        Keyword::SEMI,
+        Keyword::ANTI,
+        Keyword::GLOBAL,
+    ];
+    const CLAUSE_ENDS: &[Keyword] = &[
+        Keyword::ON,
+        Keyword::USING,
+        Keyword::SELECT,
+        Keyword::FROM,
+        Keyword::WHERE,
+        Keyword::GROUP,
+        Keyword::HAVING,
+        Keyword::ORDER,
+        Keyword::LIMIT,
+        Keyword::UNION,
+        Keyword::EXCEPT,
+        Keyword::INTERSECT,
+        Keyword::WINDOW,
+    ];
+    // One "waiting for a join constraint" flag per parenthesis depth.
+    let mut waiting: Vec<bool> = vec![false];
+    // Join-type words seen since the last other token (`NATURAL LEFT OUTER`).
+    let mut modifiers: Vec<Keyword> = Vec::new();
+    let mut count = 0usize;
+    for token in tokens {
+        match token {
+            Token::Whitespace(_) => continue,
+            Token::LParen => waiting.push(false),
+            Token::RParen if waiting.len() > 1 => {
+                waiting.pop();
+            }
+            Token::Comma | Token::SemiColon => {
+                if let Some(w) = waiting.last_mut() {
+                    *w = false;
+                }
+            }
+            Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::JOIN => {
+                let plain = !modifiers
+                    .iter()
+                    .any(|k| matches!(k, Keyword::NATURAL | Keyword::CROSS));
+                if let Some(waiting) = waiting.last_mut() {
+                    if plain && *waiting {
+                        count = count.saturating_add(1);
+                    }
+                    *waiting = plain;
+                }
+            }
+            Token::Word(w) if w.quote_style.is_none() && MODIFIERS.contains(&w.keyword) => {
+                modifiers.push(w.keyword);
+                continue;
+            }
+            Token::Word(w) if w.quote_style.is_none() && CLAUSE_ENDS.contains(&w.keyword) => {
+                if let Some(waiting) = waiting.last_mut() {
+                    *waiting = false;
+                }
+            }
+            _ => {}
+        }
+        modifiers.clear();
+    }
+    count
 }
 
 fn is_keyword(token: &Token, keyword: Keyword) -> bool {
@@ -525,8 +632,8 @@ fn rewrite_tokens(
                 },
             );
             for j in k..k + 4 {
-                if let Some(&i) = significant.get(j) {
-                    drop[i] = true;
+                if let Some(dropped) = significant.get(j).and_then(|&i| drop.get_mut(i)) {
+                    *dropped = true;
                 }
             }
         }
@@ -537,9 +644,9 @@ fn rewrite_tokens(
                 is_keyword(t, Keyword::FROM) || is_keyword(t, Keyword::JOIN) || *t == Token::Comma
             })
             && token_at(k + 1).is_some_and(|t| matches!(t, Token::Word(_) | Token::LParen))
-            && let Some(&i) = significant.get(k)
+            && let Some(dropped) = significant.get(k).and_then(|&i| drop.get_mut(i))
         {
-            drop[i] = true;
+            *dropped = true;
         }
     }
     tokens
@@ -629,9 +736,24 @@ fn statement_kind(statement: &Statement) -> String {
     if let Statement::Explain { analyze: true, .. } = statement {
         return "explain analyze".to_string();
     }
-    let debug = format!("{statement:?}");
+    /// Keeps the leading variant name of a `Debug` rendering and stops formatting right after.
+    struct VariantName(String);
+    impl std::fmt::Write for VariantName {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if !c.is_ascii_alphanumeric() {
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(c);
+            }
+            Ok(())
+        }
+    }
+    let mut variant = VariantName(String::new());
+    // Stopping early is reported as a formatting error; the collected prefix is what we need.
+    let _ = std::fmt::Write::write_fmt(&mut variant, format_args!("{statement:?}"));
     let mut kind = String::new();
-    for c in debug.chars().take_while(char::is_ascii_alphanumeric) {
+    for c in variant.0.chars() {
         if c.is_ascii_uppercase() && !kind.is_empty() {
             kind.push(' ');
         }
@@ -758,8 +880,11 @@ impl Walker<'_> {
             return;
         };
         let full = parts.join(".");
-        let builtin_schema =
-            qualifiers.is_empty() || (qualifiers.len() == 1 && qualifiers[0] == "pg_catalog");
+        let builtin_schema = match qualifiers {
+            [] => true,
+            [schema] => schema == "pg_catalog",
+            _ => false,
+        };
         let allowed = (builtin_schema && self.allowed_functions.contains(function))
             || self.allowed_functions.contains(&full);
         if !allowed {
@@ -788,9 +913,17 @@ impl Walker<'_> {
         }
     }
 
-    fn check_variable(&mut self, ident: &Ident) {
-        if ident.quote_style.is_none() && ident.value.starts_with("@@") {
-            let name = ident.value.to_lowercase();
+    /// MySQL system variables (`@@version`, `@@global.secure_file_priv`) leak server state.
+    fn check_variable(&mut self, idents: &[Ident]) {
+        let Some(first) = idents.first() else {
+            return;
+        };
+        if first.quote_style.is_none() && first.value.starts_with("@@") {
+            let name = idents
+                .iter()
+                .map(|i| i.value.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
             self.report(
                 rules::VARIABLE,
                 format!("system variable {name} cannot be read"),
@@ -1076,12 +1209,8 @@ impl Visitor for Walker<'_> {
             Expr::Function(function) => self.check_function_name(&function.name),
             Expr::Cast { data_type, .. } => self.check_data_type(data_type),
             Expr::TypedString(typed) => self.check_data_type(&typed.data_type),
-            Expr::Identifier(ident) => self.check_variable(ident),
-            Expr::CompoundIdentifier(idents) => {
-                if let Some(first) = idents.first() {
-                    self.check_variable(first);
-                }
-            }
+            Expr::Identifier(ident) => self.check_variable(std::slice::from_ref(ident)),
+            Expr::CompoundIdentifier(idents) => self.check_variable(idents),
             Expr::BinaryOp {
                 op: BinaryOperator::Assignment,
                 left,
@@ -1133,9 +1262,6 @@ mod tests {
             "{sql:?} ({dialect:?}) should violate {rule}, got {:#?}",
             report.violations
         );
-        for v in &report.violations {
-            assert!(!v.message.is_empty() && v.message == v.message.to_lowercase() || true);
-        }
         report
     }
 
@@ -1592,6 +1718,8 @@ mod tests {
         );
         assert_rejected("SELECT * FROM sys.session", MY, rules::SYSTEM_CATALOG);
         assert_rejected("SELECT @@version", MY, rules::VARIABLE);
+        let report = assert_rejected("SELECT @@global.secure_file_priv", MY, rules::VARIABLE);
+        assert_eq!(report.violations[0].actual, "@@global.secure_file_priv");
         assert_rejected("SELECT @x := 1", MY, rules::VARIABLE);
     }
 
@@ -1641,6 +1769,39 @@ mod tests {
         for v in &report.violations {
             assert_eq!(v.message, v.message.to_lowercase());
         }
+    }
+
+    #[test]
+    fn nested_join_chains_are_rejected_before_parsing() {
+        // sqlparser recurses without limit on `a JOIN b JOIN c ...`; this must not crash.
+        let chain: Vec<String> = (0..500).map(|i| format!("t{i}")).collect();
+        let sql = format!("SELECT * FROM {}", chain.join(" JOIN "));
+        for d in [PG, MY, LITE, GEN] {
+            let report = assert_rejected(&sql, d, rules::COMPLEXITY);
+            assert_eq!(report.violations.len(), 1);
+        }
+        assert_allowed(
+            "SELECT * FROM a JOIN b JOIN c ON b.id = c.id ON a.id = b.id",
+            PG,
+        );
+    }
+
+    #[test]
+    fn many_joins_with_on_clauses_are_fine() {
+        let mut sql = "SELECT * FROM t0".to_string();
+        for i in 1..60 {
+            sql.push_str(&format!(" LEFT JOIN t{i} ON t{i}.id = t0.id"));
+        }
+        let report = assert_allowed(&sql, PG);
+        assert_eq!(report.tables.len(), 60);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_parse_error_not_a_crash() {
+        let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert_rejected(&sql, PG, rules::PARSE);
+        let sql = format!("SELECT {}1", "1 + ".repeat(5000));
+        assert_allowed(&sql, LITE);
     }
 
     // ---- legitimate analytics ----
@@ -1754,12 +1915,25 @@ mod tests {
     fn placeholders_ignore_strings_comments_and_casts() {
         let sql = "SELECT a::int, ':not_a_param' --:comment\n\
                    FROM t /* :block */ WHERE b = :b AND c = :c AND d = :b";
-        for d in [PG, MY, LITE, GEN] {
+        for d in [PG, LITE, GEN] {
             assert_eq!(
                 placeholders(sql, d),
                 Ok(vec!["b".to_string(), "c".to_string()])
             );
         }
+        // MySQL needs whitespace after `--`; `--:comment` is `- - :comment` there.
+        assert_eq!(
+            placeholders(sql, MY),
+            Ok(vec![
+                "comment".to_string(),
+                "b".to_string(),
+                "c".to_string()
+            ])
+        );
+        assert_eq!(
+            placeholders("SELECT 1 -- :comment\nFROM t WHERE b = :b", MY),
+            Ok(vec!["b".to_string()])
+        );
     }
 
     #[test]
