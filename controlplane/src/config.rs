@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Environment variables with this prefix override the file (`OPS__SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "OPS__";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -71,18 +71,6 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info,ops_controlplane=debug`.
     pub filter: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            registry: RegistryConfig::default(),
-            tenancy: TenancyConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {

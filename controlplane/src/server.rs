@@ -9,10 +9,10 @@ use ops_proto::v1::inspector_server::InspectorServer;
 use ops_proto::v1::ops_service_server::OpsServiceServer;
 use ops_proto::v1::regression_server::RegressionServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::InterceptorLayer;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::context::ContextInterceptor;
@@ -77,6 +77,8 @@ pub async fn serve(
 
     let draining = CancellationToken::new();
     let addr = listener.local_addr().ok();
+    // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .layer(InterceptorLayer::new(ContextInterceptor::new(
             &config.tenancy.default_tenant,
@@ -88,10 +90,7 @@ pub async fn serve(
         .add_service(OpsServiceServer::new(PendingOps).max_decoding_message_size(max))
         .add_service(InspectorServer::new(PendingInspector))
         .add_service(RegressionServer::new(PendingRegression))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            draining.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, draining.clone().cancelled_owned());
     tracing::info!(addr = ?addr, "opsd serving");
     tokio::pin!(server);
     tokio::select! {

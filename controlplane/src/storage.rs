@@ -57,13 +57,14 @@ impl Db {
             return Err(StorageError::UnsupportedUrl(url.to_owned()));
         };
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if backend == Backend::Sqlite && !in_memory {
-            if let Some(dir) = data_dir {
-                std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-            }
+        if backend == Backend::Sqlite
+            && !in_memory
+            && let Some(dir) = data_dir
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let options: AnyConnectOptions = url.parse()?;
         // Every in-memory SQLite connection is its own database: keep exactly one.

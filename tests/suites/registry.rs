@@ -933,14 +933,16 @@ pub async fn malformed_specs_are_rejected_naming_the_field(backend: Backend) {
     .unwrap_err();
     assert_eq!(field_violations(&err), vec!["name"]);
 
-    let mut policy = PolicySpec::default();
-    policy.row_limit = 50_000_000;
-    policy.reject_rules = vec![RejectRule {
-        name: "secrets".into(),
-        reason: "no".into(),
-        patterns: vec!["(unclosed".into()],
+    let policy = PolicySpec {
+        row_limit: 50_000_000,
+        reject_rules: vec![RejectRule {
+            name: "secrets".into(),
+            reason: "no".into(),
+            patterns: vec!["(unclosed".into()],
+            ..Default::default()
+        }],
         ..Default::default()
-    }];
+    };
     let err = create(
         &admin,
         AssetType::Policy,

@@ -205,18 +205,14 @@ impl Registry {
         let mut query_dialect = None;
         if let Some(asset_spec::Kind::Query(q)) =
             content.spec.as_ref().and_then(|s| s.kind.as_ref())
+            && let Ok(reference) = AssetReference::parse(&q.source_ref)
+            && let Ok(Some((_, source))) = self.resolve_content(conn, tenant, &reference).await
+            && let Some(asset_spec::Kind::Source(SourceSpec { kind, .. })) =
+                source.content.spec.and_then(|s| s.kind)
         {
-            if let Ok(reference) = AssetReference::parse(&q.source_ref) {
-                if let Ok(Some(source)) = self.resolve_content(conn, tenant, &reference).await {
-                    if let Some(asset_spec::Kind::Source(SourceSpec { kind, .. })) =
-                        source.1.content.spec.and_then(|s| s.kind)
-                    {
-                        query_dialect = validate::source_dialect(
-                            ops_proto::v1::SourceKind::try_from(kind).unwrap_or_default(),
-                        );
-                    }
-                }
-            }
+            query_dialect = validate::source_dialect(
+                ops_proto::v1::SourceKind::try_from(kind).unwrap_or_default(),
+            );
         }
         Ok(ValidationContext {
             query_dialect,

@@ -598,18 +598,18 @@ impl Checker<'_> {
                     "query.param_type",
                     format!("parameter {:?} needs a type", p.name),
                 );
-            } else if let Some(default) = &p.default_value {
-                if !default_matches(p.r#type, default) {
-                    self.err(
-                        &format!("params[{i}].default_value"),
-                        "spec",
-                        "query.param_default",
-                        format!(
-                            "default of parameter {:?} does not match its declared type",
-                            p.name
-                        ),
-                    );
-                }
+            } else if let Some(default) = &p.default_value
+                && !default_matches(p.r#type, default)
+            {
+                self.err(
+                    &format!("params[{i}].default_value"),
+                    "spec",
+                    "query.param_default",
+                    format!(
+                        "default of parameter {:?} does not match its declared type",
+                        p.name
+                    ),
+                );
             }
         }
         if let Ok(used) = sql_guard::placeholders(&s.sql, guard_dialect) {

