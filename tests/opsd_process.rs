@@ -379,3 +379,129 @@ async fn reflection_v1_lists_the_services_too() {
     server.stop().await;
     database.cleanup().await;
 }
+
+fn opsd_cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_opsd"))
+        .args(args)
+        .output()
+        .expect("run opsd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn asset_directories_import_atomically_and_export_through_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let opsd = Opsd::start(data.path());
+    let server = format!("http://{}", opsd.addr);
+    let assets = tempfile::tempdir().unwrap();
+    let write = |path: &str, body: &str| {
+        let path = assets.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    };
+    write(
+        "source/plant_ops.yaml",
+        "type: source\nname: plant_ops\nspec:\n  kind: SOURCE_KIND_SQLITE\n  connection: {path: /var/lib/ops/plant-ops.db}\n  permissions: {read_only: true}\n",
+    );
+    write(
+        "query/ci_lookup.yaml",
+        "type: query\nname: ci_lookup\nbindings: [execute]\nspec:\n  source_ref: source:plant_ops\n  sql: SELECT ci_code FROM ci_master WHERE ci_code = :ci_code\n  params:\n    - {name: ci_code, type: PARAM_TYPE_STRING, required: true}\n",
+    );
+    write(
+        "tool/ci_tool.json",
+        r#"{"type": "tool", "name": "ci_tool", "spec": {"tool_type": "TOOL_TYPE_DATABASE_QUERY", "description": "one CI by code", "query_ref": "query:ci_lookup"}}"#,
+    );
+    write("notes.txt", "ignored: not an asset file");
+
+    let (ok, out) = opsd_cli(&[
+        "assets",
+        "import",
+        assets.path().to_str().unwrap(),
+        "--server",
+        &server,
+        "--tenant",
+        "acme",
+        "--publish",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("IMPORT_OUTCOME_CREATED").count(), 3, "{out}");
+
+    // A broken file makes the whole directory fail and nothing changes.
+    write(
+        "query/broken.yaml",
+        "type: query\nname: broken\nspec: {source_ref: 'source:plant_ops', sql: 'DROP TABLE ci_master'}\n",
+    );
+    let (ok, out) = opsd_cli(&[
+        "assets",
+        "import",
+        assets.path().to_str().unwrap(),
+        "--server",
+        &server,
+        "--tenant",
+        "acme",
+        "--publish",
+    ]);
+    assert!(
+        !ok && out.contains("query/broken.yaml") && out.contains("InvalidArgument"),
+        "{out}"
+    );
+    std::fs::remove_file(assets.path().join("query/broken.yaml")).unwrap();
+
+    let (ok, out) = opsd_cli(&[
+        "assets",
+        "import",
+        assets.path().to_str().unwrap(),
+        "--server",
+        &server,
+        "--tenant",
+        "acme",
+        "--publish",
+    ]);
+    assert!(
+        ok && out.matches("IMPORT_OUTCOME_UNCHANGED").count() == 3,
+        "re-import is a no-op: {out}"
+    );
+
+    let exported = tempfile::tempdir().unwrap();
+    let (ok, out) = opsd_cli(&[
+        "assets",
+        "export",
+        exported.path().to_str().unwrap(),
+        "--server",
+        &server,
+        "--tenant",
+        "acme",
+    ]);
+    assert!(ok, "{out}");
+    for file in [
+        "source/plant_ops.yaml",
+        "query/ci_lookup.yaml",
+        "tool/ci_tool.yaml",
+    ] {
+        assert!(
+            exported.path().join(file).is_file(),
+            "{file} not exported: {out}"
+        );
+    }
+    // The export imports into another tenant unchanged.
+    let (ok, out) = opsd_cli(&[
+        "assets",
+        "import",
+        exported.path().to_str().unwrap(),
+        "--server",
+        &server,
+        "--tenant",
+        "globex",
+        "--publish",
+    ]);
+    assert!(
+        ok && out.matches("IMPORT_OUTCOME_CREATED").count() == 3,
+        "{out}"
+    );
+    opsd.terminate();
+}

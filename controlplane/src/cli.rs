@@ -127,6 +127,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `InvalidArgument: <message>`, the way grpcurl names codes.
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}
+
 fn with_tenant<T>(request: T, tenant: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(request);
     if let Some(t) = tenant {
@@ -189,10 +194,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                 },
                 target.tenant.as_deref(),
             )?;
-            let response = client
-                .import_bundle(request)
-                .await
-                .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
+            let response = client.import_bundle(request).await.map_err(status_error)?;
             for r in response.into_inner().results {
                 let outcome = ImportOutcome::try_from(r.outcome)
                     .unwrap_or_default()
@@ -220,10 +222,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                 },
                 target.tenant.as_deref(),
             )?;
-            let response = client
-                .export_bundle(request)
-                .await
-                .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
+            let response = client.export_bundle(request).await.map_err(status_error)?;
             for file in response.into_inner().files {
                 let path = dir.join(&file.path);
                 if let Some(parent) = path.parent() {

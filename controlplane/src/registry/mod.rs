@@ -1430,9 +1430,10 @@ impl Registry {
 }
 
 fn prefix_error(path: &str, error: RegistryError) -> RegistryError {
+    // "query/ci.yaml#content.spec.query.sql": the file, then the field inside it.
     let prefix = |mut vs: Vec<Violation>| {
         for v in &mut vs {
-            v.message = format!("{path}: {}", v.message);
+            v.field = format!("{path}#{}", v.field);
         }
         vs
     };
