@@ -54,7 +54,7 @@ impl Db {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(StorageError::UnsupportedUrl(url.to_owned()));
+            return Err(StorageError::UnsupportedUrl(redact_url(url)));
         };
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if backend == Backend::Sqlite
@@ -166,6 +166,17 @@ impl Db {
     }
 }
 
+/// The URL without its `user:password@` part, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Microseconds since the Unix epoch: the time unit of every timestamp column.
 pub fn unix_micros() -> i64 {
     std::time::SystemTime::now()
@@ -177,6 +188,15 @@ pub fn unix_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_urls_are_reported_without_credentials() {
+        assert_eq!(
+            redact_url("mysql://root:hunter2@db/ops"),
+            "mysql://***@db/ops"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
 
     #[tokio::test]
     async fn in_memory_sqlite_migrates_and_creates_every_table() -> Result<(), StorageError> {

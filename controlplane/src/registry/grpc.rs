@@ -218,7 +218,13 @@ impl AssetRegistry for RegistryGrpc {
         request: Request<ExportBundleRequest>,
     ) -> Result<Response<ExportBundleResponse>, Status> {
         let (ctx, req) = split(request)?;
-        let format = BundleFormat::try_from(req.format).unwrap_or_default();
+        let format = BundleFormat::try_from(req.format).map_err(|_| {
+            Status::from(RegistryError::invalid(
+                "format",
+                "request.format",
+                "format must be BUNDLE_FORMAT_YAML or BUNDLE_FORMAT_JSON",
+            ))
+        })?;
         let files = self
             .registry
             .export(&ctx, &req.types, format, req.include_drafts)

@@ -393,48 +393,20 @@ impl Registry {
     ) -> RegistryResult<Asset> {
         let t = asset_type(raw_type)?;
         let n = name(raw_name)?;
-        let mut conn = self.conn().await?;
-        self.check_content(&mut conn, &ctx.tenant, t, &content)
+        let mut tx = self.db.begin_write().await?;
+        self.check_content(&mut tx, &ctx.tenant, t, &content)
             .await?;
         let encoded = store::encode_content(&content)?;
         let now = unix_micros();
-        let row = AssetRow {
-            asset_id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: ctx.tenant.clone(),
-            asset_type: t,
-            name: n.to_owned(),
-            status: store::STATUS_ACTIVE.to_owned(),
-            revision: 1,
-            latest_version: 0,
-            created_at: now,
-            updated_at: now,
-            created_by: ctx.principal.clone(),
-            updated_by: ctx.principal.clone(),
-        };
-        let mut tx = self.db.begin_write().await?;
-        store::insert_asset(&mut tx, &row).await?;
-        store::upsert_draft(
+        let row = insert_new_asset(
             &mut tx,
-            &row.asset_id,
-            0,
+            ctx,
+            t,
+            n,
             &content,
             &encoded,
             now,
-            &ctx.principal,
-        )
-        .await?;
-        store::insert_audit(
-            &mut tx,
-            store::AuditEntry {
-                asset: &row,
-                action: AuditAction::Create,
-                principal: &ctx.principal,
-                at: now,
-                from_version: 0,
-                to_version: 0,
-                revision: 1,
-                detail: format!("sha256 {}", encoded.sha256),
-            },
+            AuditAction::Create,
         )
         .await?;
         tx.commit().await?;
@@ -797,6 +769,11 @@ impl Registry {
         if asset.revision != expected {
             return Err(store::stale(&asset, expected));
         }
+        if asset.archived() {
+            return Err(RegistryError::precondition(format!(
+                "{slug}:{n} is archived; roll back to a version to revive it before publishing"
+            )));
+        }
         let draft = store::load_draft(&mut tx, &asset.asset_id)
             .await?
             .ok_or_else(|| {
@@ -804,65 +781,23 @@ impl Registry {
                     "{slug}:{n} has no draft to publish; update its draft first"
                 ))
             })?;
-        let (violations, _) = self
-            .full_validation(&mut tx, &ctx.tenant, t, &draft.content)
-            .await?;
-        if violations.iter().any(|v| v.blocking) {
-            return Err(RegistryError::FailedPrecondition {
-                message: format!("cannot publish {slug}:{n}"),
-                violations,
-            });
-        }
         let now = unix_micros();
-        let version = asset.latest_version + 1;
         let encoded = store::encode_content(&draft.content)?;
-        asset.revision = store::advance_revision(
+        self.publish_draft(
             &mut tx,
-            &asset,
-            expected,
-            AssetChange {
-                latest_version: Some(version),
-                status: None,
-            },
+            ctx,
+            &mut asset,
+            &draft.content,
+            &encoded,
+            note,
             now,
-            &ctx.principal,
-        )
-        .await?;
-        asset.latest_version = version;
-        store::insert_version(
-            &mut tx,
-            &asset.asset_id,
-            store::NewVersion {
-                version,
-                content: &draft.content,
-                encoded: &encoded,
-                rolled_back_from: 0,
-                note,
-            },
-            now,
-            &ctx.principal,
-        )
-        .await?;
-        store::delete_draft(&mut tx, &asset.asset_id).await?;
-        store::insert_audit(
-            &mut tx,
-            store::AuditEntry {
-                asset: &asset,
-                action: AuditAction::Publish,
-                principal: &ctx.principal,
-                at: now,
-                from_version: draft.base_version,
-                to_version: version,
-                revision: asset.revision,
-                detail: note.to_owned(),
-            },
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, asset = %format!("{slug}:{n}"), version, "asset published");
+        tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, asset = %format!("{slug}:{n}"), version = asset.latest_version, "asset published");
         let published = ContentRow {
-            version,
-            base_version: version,
+            version: asset.latest_version,
+            base_version: asset.latest_version,
             content: draft.content,
             content_sha256: encoded.sha256,
             rolled_back_from: 0,
@@ -871,6 +806,62 @@ impl Registry {
             written_by: ctx.principal.clone(),
         };
         Ok(to_asset(&asset, &published))
+    }
+
+    /// Publishes `content` (the asset's draft) as the next version inside `conn`'s
+    /// transaction: full validation, compare-and-set, version row, draft removal, audit.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_draft(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &CallerContext,
+        asset: &mut AssetRow,
+        content: &AssetContent,
+        encoded: &store::EncodedContent,
+        note: &str,
+        now: i64,
+    ) -> RegistryResult<()> {
+        let (violations, _) = self
+            .full_validation(conn, &ctx.tenant, asset.asset_type, content)
+            .await?;
+        blocking_precondition(
+            format!(
+                "cannot publish {}:{}",
+                type_slug(asset.asset_type),
+                asset.name
+            ),
+            violations,
+        )?;
+        let from = asset.latest_version;
+        let version = from + 1;
+        let change = AssetChange {
+            latest_version: Some(version),
+            status: None,
+        };
+        asset.revision =
+            store::advance_revision(conn, asset, asset.revision, change, now, &ctx.principal)
+                .await?;
+        asset.latest_version = version;
+        let new_version = store::NewVersion {
+            version,
+            content,
+            encoded,
+            rolled_back_from: 0,
+            note,
+        };
+        store::insert_version(conn, &asset.asset_id, new_version, now, &ctx.principal).await?;
+        store::delete_draft(conn, &asset.asset_id).await?;
+        let entry = store::AuditEntry {
+            asset,
+            action: AuditAction::Publish,
+            principal: &ctx.principal,
+            at: now,
+            from_version: from,
+            to_version: version,
+            revision: asset.revision,
+            detail: note.to_owned(),
+        };
+        store::insert_audit(conn, entry).await
     }
 
     pub async fn archive(
@@ -965,15 +956,13 @@ impl Registry {
         let (violations, _) = self
             .full_validation(&mut tx, &ctx.tenant, t, &old.content)
             .await?;
-        if violations.iter().any(|v| v.blocking) {
-            return Err(RegistryError::FailedPrecondition {
-                message: format!(
-                    "cannot roll back {}:{n} to version {to_version}",
-                    type_slug(t)
-                ),
-                violations,
-            });
-        }
+        blocking_precondition(
+            format!(
+                "cannot roll back {}:{n} to version {to_version}",
+                type_slug(t)
+            ),
+            violations,
+        )?;
         let version = asset.latest_version + 1;
         let encoded = store::encode_content(&old.content)?;
         asset.revision = store::advance_revision(
@@ -1177,71 +1166,49 @@ impl Registry {
             .await?
         {
             None => {
-                let row = AssetRow {
-                    asset_id: uuid::Uuid::new_v4().to_string(),
-                    tenant_id: ctx.tenant.clone(),
-                    asset_type: p.asset_type,
-                    name: p.name.clone(),
-                    status: store::STATUS_ACTIVE.to_owned(),
-                    revision: 1,
-                    latest_version: 0,
-                    created_at: now,
-                    updated_at: now,
-                    created_by: ctx.principal.clone(),
-                    updated_by: ctx.principal.clone(),
-                };
-                store::insert_asset(conn, &row).await?;
-                store::upsert_draft(
+                let row = insert_new_asset(
                     conn,
-                    &row.asset_id,
-                    0,
+                    ctx,
+                    p.asset_type,
+                    &p.name,
                     &p.content,
                     &encoded,
                     now,
-                    &ctx.principal,
-                )
-                .await?;
-                store::insert_audit(
-                    conn,
-                    store::AuditEntry {
-                        asset: &row,
-                        action: AuditAction::Import,
-                        principal: &ctx.principal,
-                        at: now,
-                        from_version: 0,
-                        to_version: 0,
-                        revision: 1,
-                        detail: format!("created from {}", p.path),
-                    },
+                    AuditAction::Import,
                 )
                 .await?;
                 (row, ImportOutcome::Created)
             }
+            Some(row) if row.archived() => {
+                return Err(RegistryError::precondition(format!(
+                    "{slug}:{} is archived; roll it back before importing over it",
+                    p.name
+                )));
+            }
             Some(mut row) => {
                 let draft = store::load_draft(conn, &row.asset_id).await?;
                 let latest = store::load_version(conn, &row.asset_id, row.latest_version).await?;
-                let current_sha = draft
-                    .as_ref()
-                    .or(latest.as_ref())
-                    .map(|c| c.content_sha256.clone());
-                if current_sha.as_deref() == Some(encoded.sha256.as_str()) && !row.archived() {
+                let latest_sha = latest.as_ref().map(|v| v.content_sha256.as_str());
+                let draft_sha = draft.as_ref().map(|d| d.content_sha256.as_str());
+                // Unchanged: the file is what is live, and no other draft is pending.
+                let unchanged = if publish {
+                    latest_sha == Some(encoded.sha256.as_str()) && draft.is_none()
+                } else {
+                    draft_sha.or(latest_sha) == Some(encoded.sha256.as_str())
+                };
+                if unchanged {
                     (row, ImportOutcome::Unchanged)
                 } else {
                     let base = draft.map_or(row.latest_version, |d| d.base_version);
-                    let status = store::STATUS_ACTIVE;
                     row.revision = store::advance_revision(
                         conn,
                         &row,
                         row.revision,
-                        AssetChange {
-                            latest_version: None,
-                            status: Some(status),
-                        },
+                        AssetChange::default(),
                         now,
                         &ctx.principal,
                     )
                     .await?;
-                    row.status = status.to_owned();
                     store::upsert_draft(
                         conn,
                         &row.asset_id,
@@ -1252,78 +1219,24 @@ impl Registry {
                         &ctx.principal,
                     )
                     .await?;
-                    store::insert_audit(
-                        conn,
-                        store::AuditEntry {
-                            asset: &row,
-                            action: AuditAction::Import,
-                            principal: &ctx.principal,
-                            at: now,
-                            from_version: base,
-                            to_version: 0,
-                            revision: row.revision,
-                            detail: format!("draft updated from {}", p.path),
-                        },
-                    )
-                    .await?;
+                    let entry = store::AuditEntry {
+                        asset: &row,
+                        action: AuditAction::Import,
+                        principal: &ctx.principal,
+                        at: now,
+                        from_version: base,
+                        to_version: 0,
+                        revision: row.revision,
+                        detail: format!("draft updated from {}", p.path),
+                    };
+                    store::insert_audit(conn, entry).await?;
                     (row, ImportOutcome::Updated)
                 }
             }
         };
-        let has_draft = store::load_draft(conn, &asset.asset_id).await?.is_some();
-        if publish && has_draft {
-            let (violations, _) = self
-                .full_validation(conn, &ctx.tenant, p.asset_type, &p.content)
+        if publish && outcome != ImportOutcome::Unchanged {
+            self.publish_draft(conn, ctx, &mut asset, &p.content, &encoded, "import", now)
                 .await?;
-            if violations.iter().any(|v| v.blocking) {
-                return Err(RegistryError::FailedPrecondition {
-                    message: format!("cannot publish {slug}:{}", p.name),
-                    violations,
-                });
-            }
-            let version = asset.latest_version + 1;
-            asset.revision = store::advance_revision(
-                conn,
-                &asset,
-                asset.revision,
-                AssetChange {
-                    latest_version: Some(version),
-                    status: None,
-                },
-                now,
-                &ctx.principal,
-            )
-            .await?;
-            store::insert_version(
-                conn,
-                &asset.asset_id,
-                store::NewVersion {
-                    version,
-                    content: &p.content,
-                    encoded: &encoded,
-                    rolled_back_from: 0,
-                    note: "import",
-                },
-                now,
-                &ctx.principal,
-            )
-            .await?;
-            store::delete_draft(conn, &asset.asset_id).await?;
-            store::insert_audit(
-                conn,
-                store::AuditEntry {
-                    asset: &asset,
-                    action: AuditAction::Publish,
-                    principal: &ctx.principal,
-                    at: now,
-                    from_version: asset.latest_version,
-                    to_version: version,
-                    revision: asset.revision,
-                    detail: format!("published from {}", p.path),
-                },
-            )
-            .await?;
-            asset.latest_version = version;
         }
         Ok(ImportResult {
             path: p.path.clone(),
@@ -1429,6 +1342,67 @@ impl Registry {
     }
 }
 
+/// Fails with `FAILED_PRECONDITION` when any violation blocks.
+fn blocking_precondition(message: String, violations: Vec<Violation>) -> RegistryResult<()> {
+    if violations.iter().any(|v| v.blocking) {
+        return Err(RegistryError::FailedPrecondition {
+            message,
+            violations,
+        });
+    }
+    Ok(())
+}
+
+/// Inserts a new asset (revision 1) with `content` as its draft, and audits it.
+#[allow(clippy::too_many_arguments)]
+async fn insert_new_asset(
+    conn: &mut AnyConnection,
+    ctx: &CallerContext,
+    asset_type: AssetType,
+    name: &str,
+    content: &AssetContent,
+    encoded: &store::EncodedContent,
+    now: i64,
+    action: AuditAction,
+) -> RegistryResult<AssetRow> {
+    let row = AssetRow {
+        asset_id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: ctx.tenant.clone(),
+        asset_type,
+        name: name.to_owned(),
+        status: store::STATUS_ACTIVE.to_owned(),
+        revision: 1,
+        latest_version: 0,
+        created_at: now,
+        updated_at: now,
+        created_by: ctx.principal.clone(),
+        updated_by: ctx.principal.clone(),
+    };
+    store::insert_asset(conn, &row).await?;
+    store::upsert_draft(
+        conn,
+        &row.asset_id,
+        0,
+        content,
+        encoded,
+        now,
+        &ctx.principal,
+    )
+    .await?;
+    let entry = store::AuditEntry {
+        asset: &row,
+        action,
+        principal: &ctx.principal,
+        at: now,
+        from_version: 0,
+        to_version: 0,
+        revision: 1,
+        detail: format!("sha256 {}", encoded.sha256),
+    };
+    store::insert_audit(conn, entry).await?;
+    Ok(row)
+}
+
 fn prefix_error(path: &str, error: RegistryError) -> RegistryError {
     // "query/ci.yaml#content.spec.query.sql": the file, then the field inside it.
     let prefix = |mut vs: Vec<Violation>| {
@@ -1448,5 +1422,118 @@ fn prefix_error(path: &str, error: RegistryError) -> RegistryError {
         },
         RegistryError::AlreadyExists(m) => RegistryError::AlreadyExists(format!("{path}: {m}")),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ops_proto::v1::{AssetSpec, PromptSpec, get_asset_request::Selector};
+
+    use super::*;
+
+    #[allow(clippy::panic)] // test setup
+    async fn registry() -> Registry {
+        // One connection: every operation must release its connection before taking another.
+        let db = Db::open("sqlite::memory:", 1, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Registry::new(db, RegistryConfig::default())
+    }
+
+    fn prompt(text: &str) -> AssetContent {
+        let spec = PromptSpec {
+            template: text.into(),
+            ..Default::default()
+        };
+        AssetContent {
+            spec: Some(AssetSpec {
+                kind: Some(asset_spec::Kind::Prompt(spec)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn yaml(name: &str, template: &str) -> BundleFile {
+        let body = format!("type: prompt\nname: {name}\nspec:\n  template: {template}\n");
+        BundleFile {
+            path: format!("prompt/{name}.yaml"),
+            content: body.into_bytes(),
+        }
+    }
+
+    #[tokio::test]
+    async fn archived_assets_refuse_publish_and_import_until_rolled_back() -> RegistryResult<()> {
+        let r = registry().await;
+        let ctx = CallerContext::new("acme", "kim");
+        let t = AssetType::Prompt as i32;
+        let created = r.create(&ctx, t, "p", prompt("v1")).await?;
+        let v1 = r.publish(&ctx, t, "p", created.revision, "").await?;
+        let draft = r
+            .update_draft(&ctx, t, "p", v1.revision, prompt("v2"))
+            .await?;
+        let archived = r.archive(&ctx, t, "p", draft.revision).await?;
+
+        let err = r.publish(&ctx, t, "p", archived.revision, "").await.err();
+        assert!(
+            matches!(&err, Some(RegistryError::FailedPrecondition { message, .. }) if message.contains("archived")),
+            "{err:?}"
+        );
+        let err = r
+            .import(&ctx, vec![yaml("p", "v3")], false, false)
+            .await
+            .err();
+        assert!(
+            matches!(&err, Some(RegistryError::FailedPrecondition { message, .. }) if message.contains("archived")),
+            "{err:?}"
+        );
+        assert_eq!(
+            r.get(&ctx, t, "p", Some(Selector::Draft(true)))
+                .await?
+                .revision,
+            archived.revision,
+            "nothing changed"
+        );
+
+        let revived = r.rollback(&ctx, t, "p", archived.revision, 1, "").await?;
+        assert_eq!(
+            (revived.version, revived.status),
+            (2, AssetStatus::Published as i32)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn importing_a_pending_draft_with_publish_reports_an_update() -> RegistryResult<()> {
+        let r = registry().await;
+        let ctx = CallerContext::new("acme", "kim");
+        let first = r.import(&ctx, vec![yaml("p", "v1")], false, false).await?;
+        assert_eq!(
+            (first[0].outcome, first[0].version),
+            (ImportOutcome::Created as i32, 0)
+        );
+        let again = r.import(&ctx, vec![yaml("p", "v1")], false, false).await?;
+        assert_eq!(
+            again[0].outcome,
+            ImportOutcome::Unchanged as i32,
+            "same draft, no publish"
+        );
+        let published = r.import(&ctx, vec![yaml("p", "v1")], true, false).await?;
+        assert_eq!(
+            (published[0].outcome, published[0].version),
+            (ImportOutcome::Updated as i32, 1)
+        );
+        let audit = r.audit(&ctx, AssetType::Prompt as i32, "p", 0, "").await?.0;
+        let actions: Vec<i32> = audit.iter().rev().map(|e| e.action).collect();
+        let expected = [
+            AuditAction::Import,
+            AuditAction::Import,
+            AuditAction::Publish,
+        ];
+        assert_eq!(
+            actions,
+            expected.map(|a| a as i32).to_vec(),
+            "audit keeps write order"
+        );
+        Ok(())
     }
 }

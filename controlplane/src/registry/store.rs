@@ -182,11 +182,16 @@ pub async fn advance_revision(
 }
 
 pub fn stale(asset: &AssetRow, expected: i64) -> RegistryError {
+    // `asset` is what this call read; when the read already differs we know the current value.
+    let now = if asset.revision == expected {
+        "it was changed concurrently".to_owned()
+    } else {
+        format!("it is now {}", asset.revision)
+    };
     RegistryError::precondition(format!(
-        "{}:{} was changed concurrently: expected revision {expected}, but it is now {}; read it again and retry",
+        "{}:{} was changed by someone else: expected revision {expected}, but {now}; read it again and retry",
         type_slug(asset.asset_type),
         asset.name,
-        asset.revision.max(expected + 1)
     ))
 }
 
@@ -471,7 +476,8 @@ pub async fn insert_audit(conn: &mut AnyConnection, e: AuditEntry<'_>) -> Regist
         "INSERT INTO asset_audit (audit_id, tenant_id, asset_id, asset_type, name, action, principal, at, from_version, to_version, revision, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
-    .bind(uuid::Uuid::new_v4().to_string())
+    // UUIDv7 ids are time-ordered, so rows written in the same microsecond keep their order.
+    .bind(uuid::Uuid::now_v7().to_string())
     .bind(&e.asset.tenant_id)
     .bind(&e.asset.asset_id)
     .bind(type_slug(e.asset.asset_type))
