@@ -393,6 +393,21 @@ fn opsd_cli(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `opsd assets import DIR --publish` for one tenant.
+fn import_dir(dir: &Path, server: &str, tenant: &str) -> (bool, String) {
+    let dir = dir.to_str().expect("utf-8 path");
+    opsd_cli(&[
+        "assets",
+        "import",
+        dir,
+        "--server",
+        server,
+        "--tenant",
+        tenant,
+        "--publish",
+    ])
+}
+
 #[test]
 fn asset_directories_import_atomically_and_export_through_the_cli() {
     let data = tempfile::tempdir().unwrap();
@@ -418,16 +433,7 @@ fn asset_directories_import_atomically_and_export_through_the_cli() {
     );
     write("notes.txt", "ignored: not an asset file");
 
-    let (ok, out) = opsd_cli(&[
-        "assets",
-        "import",
-        assets.path().to_str().unwrap(),
-        "--server",
-        &server,
-        "--tenant",
-        "acme",
-        "--publish",
-    ]);
+    let (ok, out) = import_dir(assets.path(), &server, "acme");
     assert!(ok, "{out}");
     assert_eq!(out.matches("IMPORT_OUTCOME_CREATED").count(), 3, "{out}");
 
@@ -436,32 +442,14 @@ fn asset_directories_import_atomically_and_export_through_the_cli() {
         "query/broken.yaml",
         "type: query\nname: broken\nspec: {source_ref: 'source:plant_ops', sql: 'DROP TABLE ci_master'}\n",
     );
-    let (ok, out) = opsd_cli(&[
-        "assets",
-        "import",
-        assets.path().to_str().unwrap(),
-        "--server",
-        &server,
-        "--tenant",
-        "acme",
-        "--publish",
-    ]);
+    let (ok, out) = import_dir(assets.path(), &server, "acme");
     assert!(
         !ok && out.contains("query/broken.yaml") && out.contains("InvalidArgument"),
         "{out}"
     );
     std::fs::remove_file(assets.path().join("query/broken.yaml")).unwrap();
 
-    let (ok, out) = opsd_cli(&[
-        "assets",
-        "import",
-        assets.path().to_str().unwrap(),
-        "--server",
-        &server,
-        "--tenant",
-        "acme",
-        "--publish",
-    ]);
+    let (ok, out) = import_dir(assets.path(), &server, "acme");
     assert!(
         ok && out.matches("IMPORT_OUTCOME_UNCHANGED").count() == 3,
         "re-import is a no-op: {out}"
@@ -489,16 +477,7 @@ fn asset_directories_import_atomically_and_export_through_the_cli() {
         );
     }
     // The export imports into another tenant unchanged.
-    let (ok, out) = opsd_cli(&[
-        "assets",
-        "import",
-        exported.path().to_str().unwrap(),
-        "--server",
-        &server,
-        "--tenant",
-        "globex",
-        "--publish",
-    ]);
+    let (ok, out) = import_dir(exported.path(), &server, "globex");
     assert!(
         ok && out.matches("IMPORT_OUTCOME_CREATED").count() == 3,
         "{out}"

@@ -261,6 +261,38 @@ pub async fn get(
     Ok(r.into_inner().asset.expect("asset"))
 }
 
+/// Every asset the admin's tenant has (first page).
+pub async fn list_all(admin: &Admin) -> Vec<AssetSummary> {
+    let request = admin.req(ListAssetsRequest::default());
+    admin
+        .client
+        .clone()
+        .list_assets(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .assets
+}
+
+pub async fn import(
+    admin: &Admin,
+    files: Vec<BundleFile>,
+    publish: bool,
+    dry_run: bool,
+) -> Result<ImportBundleResponse, tonic::Status> {
+    let request = admin.req(ImportBundleRequest {
+        files,
+        publish,
+        dry_run,
+    });
+    Ok(admin
+        .client
+        .clone()
+        .import_bundle(request)
+        .await?
+        .into_inner())
+}
+
 pub async fn create_and_publish(
     admin: &Admin,
     t: AssetType,
@@ -578,17 +610,10 @@ pub async fn every_asset_type_goes_through_the_lifecycle(backend: Backend) {
             .unwrap();
         assert_eq!((rolled.version, rolled.rolled_back_from), (3, 1), "{t:?}");
     }
-    let listed = admin
-        .client
-        .clone()
-        .list_assets(admin.req(ListAssetsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(listed.assets.len(), 9);
+    let listed = list_all(&admin).await;
+    assert_eq!(listed.len(), 9);
     assert!(
         listed
-            .assets
             .iter()
             .all(|a| a.latest_version == 3 && a.status == AssetStatus::Published as i32)
     );
@@ -811,14 +836,8 @@ pub async fn tenants_are_isolated(backend: Backend) {
             .code(),
         Code::NotFound
     );
-    let listed = globex
-        .client
-        .clone()
-        .list_assets(globex.req(ListAssetsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(listed.assets.is_empty(), "globex sees nothing of acme");
+    let listed = list_all(&globex).await;
+    assert!(listed.is_empty(), "globex sees nothing of acme");
     let versions = globex
         .client
         .clone()
@@ -994,15 +1013,9 @@ pub async fn malformed_specs_are_rejected_naming_the_field(backend: Backend) {
     assert_eq!(bad_tenant.code(), Code::InvalidArgument);
     assert!(bad_tenant.message().contains("x-ops-tenant"));
 
-    let listed = admin
-        .client
-        .clone()
-        .list_assets(admin.req(ListAssetsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = list_all(&admin).await;
     assert!(
-        listed.assets.is_empty(),
+        listed.is_empty(),
         "nothing was written by rejected requests"
     );
     env.stop().await;
@@ -1413,33 +1426,15 @@ pub async fn bundles_import_atomically_and_round_trip(backend: Backend) {
     // A bundle with one broken file writes nothing at all.
     let mut broken = exported.files.clone();
     broken.push(BundleFile { path: "query/broken.yaml".into(), content: b"type: query\nname: broken\nspec:\n  source_ref: source:plant\n  sql: UPDATE ci_master SET status = 'x'\n".to_vec() });
-    let err = globex
-        .client
-        .clone()
-        .import_bundle(globex.req(ImportBundleRequest {
-            files: broken,
-            publish: true,
-            dry_run: false,
-        }))
-        .await
-        .unwrap_err();
+    let err = import(&globex, broken, true, false).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
         err.message().contains("query/broken.yaml"),
         "{}",
         err.message()
     );
-    let listed = globex
-        .client
-        .clone()
-        .list_assets(globex.req(ListAssetsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        listed.assets.is_empty(),
-        "nothing half-written after an error"
-    );
+    let listed = list_all(&globex).await;
+    assert!(listed.is_empty(), "nothing half-written after an error");
 
     // A publish that fails on a reference late in the bundle also rolls back everything.
     let dangling: Vec<BundleFile> = exported
@@ -1448,70 +1443,25 @@ pub async fn bundles_import_atomically_and_round_trip(backend: Backend) {
         .filter(|f| !f.path.starts_with("query/"))
         .cloned()
         .collect();
-    let err = globex
-        .client
-        .clone()
-        .import_bundle(globex.req(ImportBundleRequest {
-            files: dangling,
-            publish: true,
-            dry_run: false,
-        }))
-        .await
-        .unwrap_err();
+    let err = import(&globex, dangling, true, false).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
         err.message().contains("query:ci_lookup"),
         "{}",
         err.message()
     );
-    assert!(
-        globex
-            .client
-            .clone()
-            .list_assets(globex.req(ListAssetsRequest::default()))
-            .await
-            .unwrap()
-            .into_inner()
-            .assets
-            .is_empty()
-    );
+    assert!(list_all(&globex).await.is_empty());
 
     // Dry run reports without writing.
-    let dry = globex
-        .client
-        .clone()
-        .import_bundle(globex.req(ImportBundleRequest {
-            files: exported.files.clone(),
-            publish: true,
-            dry_run: true,
-        }))
+    let dry = import(&globex, exported.files.clone(), true, true)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(dry.results.len(), 9);
-    assert!(
-        globex
-            .client
-            .clone()
-            .list_assets(globex.req(ListAssetsRequest::default()))
-            .await
-            .unwrap()
-            .into_inner()
-            .assets
-            .is_empty()
-    );
+    assert!(list_all(&globex).await.is_empty());
 
-    let imported = globex
-        .client
-        .clone()
-        .import_bundle(globex.req(ImportBundleRequest {
-            files: exported.files.clone(),
-            publish: true,
-            dry_run: false,
-        }))
+    let imported = import(&globex, exported.files.clone(), true, false)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(
         imported
             .results
@@ -1528,17 +1478,7 @@ pub async fn bundles_import_atomically_and_round_trip(backend: Backend) {
         );
     }
     // Re-importing the same bundle changes nothing.
-    let again = globex
-        .client
-        .clone()
-        .import_bundle(globex.req(ImportBundleRequest {
-            files: exported.files,
-            publish: true,
-            dry_run: false,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = import(&globex, exported.files, true, false).await.unwrap();
     assert!(
         again
             .results

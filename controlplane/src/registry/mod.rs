@@ -51,6 +51,16 @@ pub struct Registry {
     limits: RegistryConfig,
 }
 
+/// The stages an asset is bound to, as shown: empty bindings mean every allowed stage.
+fn effective_bindings(asset_type: AssetType, content: &AssetContent) -> Vec<i32> {
+    let requested: Vec<_> = content.bindings().collect();
+    bindings::check_bindings(asset_type, &requested)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s as i32)
+        .collect()
+}
+
 /// How a stored asset should be shown.
 fn to_asset(a: &AssetRow, c: &ContentRow) -> Asset {
     let status = if c.version == 0 {
@@ -60,12 +70,7 @@ fn to_asset(a: &AssetRow, c: &ContentRow) -> Asset {
     } else {
         AssetStatus::Published
     };
-    let bindings =
-        bindings::check_bindings(a.asset_type, &c.content.bindings().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s as i32)
-            .collect();
+    let bindings = effective_bindings(a.asset_type, &c.content);
     let revision = u64::try_from(a.revision).unwrap_or_default();
     Asset {
         r#type: a.asset_type as i32,
@@ -517,19 +522,10 @@ impl Registry {
         let slug = type_slug(t);
         let content = match selector {
             Some(get_asset_request::Selector::Draft(true)) => {
-                store::load_draft(&mut conn, &asset.asset_id)
-                    .await?
-                    .ok_or_else(|| RegistryError::NotFound(format!("{slug}:{n} has no draft")))?
+                self.content_at(&mut conn, &asset, 0).await?
             }
             Some(get_asset_request::Selector::Version(v)) if v > 0 => {
-                store::load_version(&mut conn, &asset.asset_id, i64::from(v))
-                    .await?
-                    .ok_or_else(|| {
-                        RegistryError::NotFound(format!(
-                            "{slug}:{n} has no version {v} (latest is {})",
-                            asset.latest_version
-                        ))
-                    })?
+                self.content_at(&mut conn, &asset, v).await?
             }
             _ if asset.archived() => {
                 return Err(RegistryError::precondition(format!(
@@ -633,14 +629,7 @@ impl Registry {
                     revision: u64::try_from(l.asset.revision).unwrap_or_default(),
                     scope: content.scope.clone(),
                     description: content.description.clone(),
-                    bindings: bindings::check_bindings(
-                        l.asset.asset_type,
-                        &content.bindings().collect::<Vec<_>>(),
-                    )
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|s| s as i32)
-                    .collect(),
+                    bindings: effective_bindings(l.asset.asset_type, &content),
                 }
             })
             .collect();
