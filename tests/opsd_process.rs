@@ -63,6 +63,7 @@ impl Opsd {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("OPS__LOG__FILTER", "warn")
+            .env("OPS__EXECUTORS__MODE", "off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

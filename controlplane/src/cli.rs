@@ -91,7 +91,8 @@ pub enum AssetsCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) | Command::Demo(args) => serve(args).await,
+        Command::Serve(args) => serve(args, false).await,
+        Command::Demo(args) => serve(args, true).await,
         Command::Assets(command) => assets(command).await,
     }
 }
@@ -109,7 +110,7 @@ fn init_logging(config: &Config) {
     };
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let flags = FlagOverrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -117,13 +118,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &flags)?;
     init_logging(&config);
     let registry = server::open_registry(&config).await?;
+    let sidecars = tokio_util::sync::CancellationToken::new();
+    let executors = match config.executors.mode {
+        crate::config::ExecutorMode::Off => None,
+        _ => Some(crate::execute::Executors::start(&config.executors, sidecars.clone()).await?),
+    };
+    if demo {
+        let path = crate::demo::prepare(&config.storage.data_dir, &registry).await?;
+        println!("opsd demo: plant-ops loaded from {}", path.display());
+        println!("opsd demo: source:plant_ops and schema_catalog:plant_ops published for tenants acme and globex");
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout, so scripts and tests can find a port-0 server.
     println!("opsd listening on {addr}");
-    server::serve(&config, registry, listener, server::shutdown_signal()).await?;
+    let served = server::serve(&config, registry, executors.clone(), listener, server::shutdown_signal()).await;
+    // Stop the supervised sidecars whatever happened to the server.
+    sidecars.cancel();
+    if let Some(executors) = executors {
+        executors.stop().await;
+    }
+    served?;
     Ok(())
 }
 

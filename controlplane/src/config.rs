@@ -19,6 +19,111 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub tenancy: TenancyConfig,
     pub log: LogConfig,
+    pub executors: ExecutorsConfig,
+}
+
+/// How `opsd` reaches its executor sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorMode {
+    /// Start the three sidecars as supervised child processes (the embedded default).
+    Spawn,
+    /// Connect to the endpoints listed below (scale-out).
+    Connect,
+    /// No executors: RPCs that need a source answer UNAVAILABLE.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorsConfig {
+    pub mode: ExecutorMode,
+    /// Where the sidecar binaries are; unset means next to `opsd`.
+    pub bin_dir: Option<PathBuf>,
+    /// `http://host:port` (or `https://` with `tls`) endpoints per kind, for `mode = "connect"`.
+    pub sql_endpoints: Vec<String>,
+    pub metrics_endpoints: Vec<String>,
+    pub graph_endpoints: Vec<String>,
+    /// Deadline of a call when the Policy gives none.
+    pub default_timeout_ms: u64,
+    /// Calls in flight per executor kind; more wait (until their deadline) for a slot.
+    pub max_concurrency: usize,
+    pub connect_timeout_ms: u64,
+    pub health_interval_ms: u64,
+    pub max_message_bytes: usize,
+    pub retry: RetryConfig,
+    pub restart: RestartConfig,
+    pub tls: ExecutorTlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub multiplier: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+/// mTLS towards the sidecars: the CA that signed their certificates, and this client's own
+/// certificate and key when they require one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorTlsConfig {
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub domain: Option<String>,
+}
+
+impl ExecutorsConfig {
+    pub fn endpoints(&self, kind: crate::execute::ExecutorKind) -> &[String] {
+        match kind {
+            crate::execute::ExecutorKind::Sql => &self.sql_endpoints,
+            crate::execute::ExecutorKind::Metrics => &self.metrics_endpoints,
+            crate::execute::ExecutorKind::Graph => &self.graph_endpoints,
+        }
+    }
+}
+
+impl Default for ExecutorsConfig {
+    fn default() -> Self {
+        Self {
+            mode: ExecutorMode::Spawn,
+            bin_dir: None,
+            sql_endpoints: Vec::new(),
+            metrics_endpoints: Vec::new(),
+            graph_endpoints: Vec::new(),
+            default_timeout_ms: 30_000,
+            max_concurrency: 64,
+            connect_timeout_ms: 2_000,
+            health_interval_ms: 2_000,
+            max_message_bytes: 64 * 1024 * 1024,
+            retry: RetryConfig::default(),
+            restart: RestartConfig::default(),
+            tls: ExecutorTlsConfig::default(),
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { max_attempts: 4, initial_backoff_ms: 1_000, max_backoff_ms: 4_000, multiplier: 2.0 }
+    }
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self { initial_backoff_ms: 100, max_backoff_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +284,20 @@ impl Config {
         if self.storage.max_connections == 0 {
             return Err(ConfigError::Rule(
                 "storage.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.executors.mode == ExecutorMode::Connect
+            && crate::execute::ExecutorKind::ALL
+                .iter()
+                .any(|k| self.executors.endpoints(*k).is_empty())
+        {
+            return Err(ConfigError::Rule(
+                "executors.mode = \"connect\" needs sql_endpoints, metrics_endpoints and graph_endpoints".into(),
+            ));
+        }
+        if self.executors.retry.max_attempts == 0 || self.executors.max_concurrency == 0 {
+            return Err(ConfigError::Rule(
+                "executors.retry.max_attempts and executors.max_concurrency must be at least 1".into(),
             ));
         }
         if self.registry.max_content_bytes < 1024 {

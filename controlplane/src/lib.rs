@@ -5,6 +5,8 @@
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod demo;
+pub mod execute;
 pub mod registry;
 pub mod route_plan;
 pub mod server;

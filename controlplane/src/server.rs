@@ -16,6 +16,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::context::ContextInterceptor;
+use crate::execute::Executors;
 use crate::registry::Registry;
 use crate::registry::grpc::RegistryGrpc;
 use crate::services::{PendingInspector, PendingOps, PendingRegression};
@@ -47,6 +48,7 @@ pub async fn open_registry(config: &Config) -> Result<Registry, ServerError> {
 pub async fn serve(
     config: &Config,
     registry: Registry,
+    executors: Option<Executors>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
@@ -71,7 +73,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let max = config.server.max_message_bytes;
-    let registry_service = AssetRegistryServer::new(RegistryGrpc::new(registry.clone()))
+    let registry_service = AssetRegistryServer::new(RegistryGrpc::new(registry.clone(), executors))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 

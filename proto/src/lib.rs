@@ -28,3 +28,5 @@ pub mod ops {
 
 pub use ops::executor::v1 as executor;
 pub use ops::v1;
+
+pub mod executor_api;

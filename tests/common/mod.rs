@@ -116,7 +116,7 @@ impl TestServer {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            server::serve(&config, registry, listener, shutdown)
+            server::serve(&config, registry, None, listener, shutdown)
                 .await
                 .expect("serve");
         });

@@ -22,6 +22,11 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Unimplemented(String),
+    /// A dependency (an executor, a source) cannot be reached; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("storage: {0}")]
     Storage(#[from] sqlx::Error),
     #[error("internal: {0}")]
@@ -97,6 +102,8 @@ impl From<RegistryError> for Status {
                 Status::with_error_details(Code::FailedPrecondition, message, details)
             }
             RegistryError::Unimplemented(message) => Status::unimplemented(message),
+            RegistryError::Unavailable(message) => Status::unavailable(message),
+            RegistryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             RegistryError::Storage(error) => {
                 // Storage details stay in the server log; callers get a stable message.
                 tracing::error!(error = %error, "registry storage error");

@@ -7,15 +7,23 @@ use tonic::{Request, Response, Status};
 
 use super::{Registry, RegistryError};
 use crate::context::CallerContext;
+use crate::execute::Executors;
 
 #[derive(Debug, Clone)]
 pub struct RegistryGrpc {
     registry: Registry,
+    executors: Option<Executors>,
 }
 
 impl RegistryGrpc {
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    pub fn new(registry: Registry, executors: Option<Executors>) -> Self {
+        Self { registry, executors }
+    }
+
+    fn executors(&self) -> Result<&Executors, Status> {
+        self.executors.as_ref().ok_or_else(|| {
+            Status::unavailable("this opsd runs without executor sidecars (executors disabled), so it cannot reach sources")
+        })
     }
 }
 
@@ -26,7 +34,7 @@ fn split<T>(request: Request<T>) -> Result<(CallerContext, T), Status> {
 
 fn needs_executor(rpc: &str) -> Status {
     RegistryError::Unimplemented(format!(
-        "ops.v1.AssetRegistry/{rpc} is not implemented yet: it runs through the executor sidecars, which land with the executor issue (#3)"
+        "ops.v1.AssetRegistry/{rpc} is not implemented yet: it runs Query and Tool assets through the pipeline's SQL guard, which lands with the pipeline issue (#5)"
     ))
     .into()
 }
@@ -234,16 +242,21 @@ impl AssetRegistry for RegistryGrpc {
 
     async fn test_source(
         &self,
-        _request: Request<TestSourceRequest>,
+        request: Request<TestSourceRequest>,
     ) -> Result<Response<TestSourceResponse>, Status> {
-        Err(needs_executor("TestSource"))
+        let executors = self.executors()?;
+        let (ctx, req) = split(request)?;
+        let response = self.registry.test_source(executors, &ctx, &req.name, req.draft).await?;
+        Ok(Response::new(response))
     }
 
     async fn scan_schema(
         &self,
-        _request: Request<ScanSchemaRequest>,
+        request: Request<ScanSchemaRequest>,
     ) -> Result<Response<ScanSchemaResponse>, Status> {
-        Err(needs_executor("ScanSchema"))
+        let executors = self.executors()?;
+        let (ctx, req) = split(request)?;
+        Ok(Response::new(self.registry.scan_schema(executors, &ctx, req).await?))
     }
 
     async fn simulate_resolver(

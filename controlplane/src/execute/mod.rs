@@ -1,0 +1,191 @@
+//! EXECUTE: dispatch to the executor sidecars (SQL, metrics, graph) through one client type per
+//! kind, whether the sidecars are supervised children of `opsd` or configured remote endpoints.
+
+pub mod balance;
+pub mod client;
+pub mod requests;
+pub mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use crate::config::{ExecutorMode, ExecutorsConfig};
+use balance::{ChannelSettings, EndpointPool};
+pub use client::{ClientOptions, ExecutorClient, RetryPolicy};
+use supervisor::{Sidecar, SidecarSpec};
+
+/// The three executor kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Sql,
+    Metrics,
+    Graph,
+}
+
+impl ExecutorKind {
+    pub const ALL: [ExecutorKind; 3] = [ExecutorKind::Sql, ExecutorKind::Metrics, ExecutorKind::Graph];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Sql => "sql",
+            ExecutorKind::Metrics => "metrics",
+            ExecutorKind::Graph => "graph",
+        }
+    }
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            ExecutorKind::Sql => "ops-sql-executor",
+            ExecutorKind::Metrics => "ops-metrics-executor",
+            ExecutorKind::Graph => "ops-graph-executor",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(
+        "sidecar binary {path} not found; build the workspace (`cargo build --release`) or set executors.bin_dir, or run with executors.mode = \"connect\""
+    )]
+    MissingBinary { path: PathBuf },
+    #[error(transparent)]
+    Supervisor(#[from] supervisor::SupervisorError),
+    #[error(transparent)]
+    Endpoint(#[from] balance::EndpointError),
+    #[error("cannot read {path}: {source}")]
+    TlsFile { path: PathBuf, source: std::io::Error },
+}
+
+/// The executor clients of the control plane, and the sidecars it supervises.
+#[derive(Debug, Clone)]
+pub struct Executors {
+    pub sql: ExecutorClient,
+    pub metrics: ExecutorClient,
+    pub graph: ExecutorClient,
+    sidecars: Arc<Vec<Sidecar>>,
+}
+
+impl Executors {
+    pub fn client(&self, kind: ExecutorKind) -> &ExecutorClient {
+        match kind {
+            ExecutorKind::Sql => &self.sql,
+            ExecutorKind::Metrics => &self.metrics,
+            ExecutorKind::Graph => &self.graph,
+        }
+    }
+
+    /// The same in-process executor for every kind (tests, benchmarks).
+    pub fn in_process(
+        sql: Arc<dyn ops_proto::executor_api::ExecutorApi>,
+        metrics: Arc<dyn ops_proto::executor_api::ExecutorApi>,
+        graph: Arc<dyn ops_proto::executor_api::ExecutorApi>,
+        options: ClientOptions,
+    ) -> Self {
+        Self {
+            sql: ExecutorClient::in_process(sql, options.clone()),
+            metrics: ExecutorClient::in_process(metrics, options.clone()),
+            graph: ExecutorClient::in_process(graph, options),
+            sidecars: Arc::new(Vec::new()),
+        }
+    }
+
+    pub fn sidecars(&self) -> &[Sidecar] {
+        &self.sidecars
+    }
+
+    /// Waits for the supervised sidecars to stop once the cancellation token passed to
+    /// [`Executors::start`] fired.
+    pub async fn stop(self) {
+        if let Ok(sidecars) = Arc::try_unwrap(self.sidecars) {
+            for sidecar in sidecars {
+                sidecar.join().await;
+            }
+        }
+    }
+
+    /// Builds the clients from configuration: spawns and supervises the sidecars
+    /// (`mode = "spawn"`) or connects to the configured endpoints (`mode = "connect"`).
+    pub async fn start(
+        config: &ExecutorsConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self, DispatchError> {
+        let settings = ChannelSettings {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            tls: tls_config(config)?,
+        };
+        let options = ClientOptions {
+            default_timeout: Duration::from_millis(config.default_timeout_ms),
+            max_concurrency: config.max_concurrency,
+            retry: RetryPolicy {
+                max_attempts: config.retry.max_attempts,
+                initial_backoff: Duration::from_millis(config.retry.initial_backoff_ms),
+                max_backoff: Duration::from_millis(config.retry.max_backoff_ms),
+                multiplier: config.retry.multiplier,
+            },
+            max_message_bytes: config.max_message_bytes,
+        };
+        let mut sidecars = Vec::new();
+        let client = |kind: ExecutorKind| -> Result<(ExecutorClient, Option<SidecarSpec>), DispatchError> {
+            let pool = EndpointPool::new(kind.name(), settings.clone());
+            let spec = match config.mode {
+                ExecutorMode::Connect => {
+                    pool.set_endpoints(config.endpoints(kind))?;
+                    None
+                }
+                ExecutorMode::Spawn => Some(sidecar_spec(config, kind)?),
+                ExecutorMode::Off => None,
+            };
+            pool.spawn_health_checks(Duration::from_millis(config.health_interval_ms), cancel.clone());
+            Ok((ExecutorClient::remote(pool, options.clone()), spec))
+        };
+        let (sql, sql_spec) = client(ExecutorKind::Sql)?;
+        let (metrics, metrics_spec) = client(ExecutorKind::Metrics)?;
+        let (graph, graph_spec) = client(ExecutorKind::Graph)?;
+        for (client, spec) in [(&sql, sql_spec), (&metrics, metrics_spec), (&graph, graph_spec)] {
+            if let (Some(spec), Some(pool)) = (spec, client.pool()) {
+                sidecars.push(supervisor::supervise(spec, pool.clone(), cancel.clone()).await?);
+            }
+        }
+        Ok(Self { sql, metrics, graph, sidecars: Arc::new(sidecars) })
+    }
+}
+
+fn sidecar_spec(config: &ExecutorsConfig, kind: ExecutorKind) -> Result<SidecarSpec, DispatchError> {
+    let dir = match &config.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .unwrap_or_default(),
+    };
+    let program = dir.join(kind.binary());
+    if !program.is_file() {
+        return Err(DispatchError::MissingBinary { path: program });
+    }
+    Ok(SidecarSpec {
+        program,
+        args: Vec::new(),
+        startup_timeout: Duration::from_secs(20),
+        initial_backoff: Duration::from_millis(config.restart.initial_backoff_ms),
+        max_backoff: Duration::from_millis(config.restart.max_backoff_ms),
+    })
+}
+
+fn tls_config(config: &ExecutorsConfig) -> Result<Option<ClientTlsConfig>, DispatchError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| DispatchError::TlsFile { path: path.clone(), source })
+    };
+    let Some(ca) = &config.tls.ca_cert else { return Ok(None) };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let Some(domain) = &config.tls.domain {
+        tls = tls.domain_name(domain.clone());
+    }
+    if let (Some(cert), Some(key)) = (&config.tls.client_cert, &config.tls.client_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
+}

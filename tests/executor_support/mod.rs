@@ -1,0 +1,220 @@
+//! Shared by the executor integration tests: real sidecar processes on 127.0.0.1:0, the
+//! control plane's executor client in front of them, and plant-ops loaded into SQLite,
+//! PostgreSQL or MariaDB.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ops_controlplane::execute::balance::{ChannelSettings, EndpointPool};
+use ops_controlplane::execute::{ClientOptions, ExecutorClient, RetryPolicy, requests};
+use ops_controlplane::registry::bundle;
+use ops_proto::executor::{Engine, GraphColumns, MetricColumns, SourceConfig};
+use ops_proto::v1::{BundleFile, SchemaCatalogSpec, asset_spec};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const SQL: &str = env!("CARGO_BIN_EXE_ops-sql-executor");
+pub const METRICS: &str = env!("CARGO_BIN_EXE_ops-metrics-executor");
+pub const GRAPH: &str = env!("CARGO_BIN_EXE_ops-graph-executor");
+
+/// A sidecar child process; killed on drop.
+pub struct Sidecar {
+    pub child: Child,
+    pub addr: String,
+    pub stderr: Option<tokio::task::JoinHandle<String>>,
+}
+
+impl Sidecar {
+    pub async fn start(program: &str) -> Self {
+        Self::start_with(program, &[]).await
+    }
+
+    /// Starts `program` on 127.0.0.1:0 with extra environment, capturing its stderr (logs).
+    pub async fn start_with(program: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(program);
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn sidecar");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("sidecar printed its address in time")
+            .expect("read stdout")
+            .expect("a line");
+        let addr = line.strip_prefix("listening on ").expect("listening line").trim().to_owned();
+        let stderr = child.stderr.take().expect("stderr");
+        let stderr = tokio::spawn(async move {
+            let mut out = String::new();
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            out
+        });
+        Self { child, addr, stderr: Some(stderr) }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGTERMs the sidecar and returns everything it logged.
+    pub async fn stop_and_logs(mut self) -> String {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.kill().await;
+        match self.stderr.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+}
+
+pub fn fast_retry() -> ClientOptions {
+    ClientOptions {
+        default_timeout: Duration::from_secs(20),
+        retry: RetryPolicy {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(800),
+            multiplier: 2.0,
+        },
+        ..ClientOptions::default()
+    }
+}
+
+/// The control plane's client over the given endpoints.
+pub fn client(name: &str, uris: &[String], options: ClientOptions) -> ExecutorClient {
+    let pool = EndpointPool::new(
+        name,
+        ChannelSettings { connect_timeout: Duration::from_millis(500), tls: None },
+    );
+    pool.set_endpoints(uris).expect("endpoints");
+    ExecutorClient::remote(pool, options)
+}
+
+/// The demo SchemaCatalog as an admin would publish it.
+pub fn catalog() -> SchemaCatalogSpec {
+    let file = BundleFile {
+        path: "catalog.yaml".into(),
+        content: ops_controlplane::demo::PLANT_OPS_CATALOG_YAML.as_bytes().to_vec(),
+    };
+    let parsed = bundle::parse(&file).expect("catalog parses");
+    match parsed.content.spec.and_then(|s| s.kind) {
+        Some(asset_spec::Kind::SchemaCatalog(c)) => c,
+        other => panic!("not a catalog: {other:?}"),
+    }
+}
+
+pub fn metric_columns() -> MetricColumns {
+    requests::metric_columns(&catalog()).expect("metric mapping")
+}
+
+pub fn graph_columns() -> GraphColumns {
+    requests::graph_columns(&catalog()).expect("graph mapping")
+}
+
+/// A plant-ops database of one engine, with the source config executors need.
+pub struct PlantOps {
+    pub source: SourceConfig,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<ops_datasets::testing::LoadedPostgres>,
+    my: Option<ops_datasets::testing::LoadedMySql>,
+}
+
+fn host_port_user(url: &str, default_port: u32) -> (String, u32, String) {
+    let rest = url.split("://").nth(1).unwrap_or_default();
+    let (auth, host) = rest.split_once('@').unwrap_or(("", rest));
+    let host = host.split(['/', '?']).next().unwrap_or("127.0.0.1");
+    let (host, port) = match host.split_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse().unwrap_or(default_port)),
+        None => (host.to_owned(), default_port),
+    };
+    let user = auth.split(':').next().unwrap_or_default().to_owned();
+    (host, port, user)
+}
+
+impl PlantOps {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path: PathBuf = dir.path().join("plant-ops.sqlite");
+        ops_datasets::load_sqlite(&path).await.expect("load sqlite");
+        Self {
+            source: SourceConfig {
+                source_id: format!("test/source:plant_ops@{}", uuid::Uuid::new_v4()),
+                engine: Engine::Sqlite as i32,
+                path: path.display().to_string(),
+                ..Default::default()
+            },
+            _dir: Some(dir),
+            pg: None,
+            my: None,
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let loaded = ops_datasets::testing::loaded_postgres().await.expect("load postgres");
+        let (host, port, user) = host_port_user(&loaded.admin_url, 5432);
+        Self {
+            source: SourceConfig {
+                source_id: format!("test/source:plant_ops_pg@{}", uuid::Uuid::new_v4()),
+                engine: Engine::Postgres as i32,
+                host,
+                port,
+                user,
+                database: loaded.db_name.clone(),
+                ..Default::default()
+            },
+            _dir: None,
+            pg: Some(loaded),
+            my: None,
+        }
+    }
+
+    pub async fn mysql() -> Self {
+        let loaded = ops_datasets::testing::loaded_mysql().await.expect("load mariadb");
+        let (host, port, user) = host_port_user(&loaded.admin_url, 3306);
+        Self {
+            source: SourceConfig {
+                source_id: format!("test/source:plant_ops_my@{}", uuid::Uuid::new_v4()),
+                engine: Engine::Mysql as i32,
+                host,
+                port,
+                user,
+                database: loaded.db_name.clone(),
+                ..Default::default()
+            },
+            _dir: None,
+            pg: None,
+            my: Some(loaded),
+        }
+    }
+
+    pub async fn cleanup(self) {
+        if let Some(pg) = self.pg {
+            pg.cleanup().await.expect("drop postgres db");
+        }
+        if let Some(my) = self.my {
+            my.cleanup().await.expect("drop mariadb db");
+        }
+    }
+}
+
+pub fn arc<T>(t: T) -> Arc<T> {
+    Arc::new(t)
+}
