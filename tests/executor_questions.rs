@@ -121,7 +121,7 @@ fn graph_codes(graph: &GraphResult) -> Vec<String> {
 }
 
 /// The request a planner would make for each question, run through the executors.
-async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, q: &Json, sql_only: bool) -> Option<Observed> {
+async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, q: &Json) -> Option<Observed> {
     let id = q["id"].as_str().unwrap();
     let tenant = q["tenant"].as_str().unwrap().to_owned();
     let as_of = OffsetDateTime::parse(q["as_of"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
@@ -233,7 +233,6 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
             let sql = format!("SELECT doc_id, {score} AS score FROM documents WHERE tenant_id = :tenant ORDER BY score DESC, doc_id LIMIT 3");
             o.doc_ids = column(&clients.sql(source, &sql, &params).await, "doc_id").iter().map(cell_text).collect();
         }
-        _ if sql_only => return None,
         "p11" | "p12" | "p15" | "p16" | "p17" | "p18" | "p39" | "p40" => {
             let request = match id {
                 "p11" => metric(&["GT-01"], "cpu_usage", Aggregation::Avg, Some(7 * 24)),
@@ -348,7 +347,7 @@ fn check(q: &Json, o: &Observed) {
     }
 }
 
-async fn run_all(plant: PlantOps, sql_only: bool) -> usize {
+async fn run_all(plant: PlantOps) -> usize {
     let (sql, metrics, graph) = (Sidecar::start(SQL).await, Sidecar::start(METRICS).await, Sidecar::start(GRAPH).await);
     let clients = Clients {
         sql: client("sql", &[sql.uri()], fast_retry()),
@@ -358,7 +357,7 @@ async fn run_all(plant: PlantOps, sql_only: bool) -> usize {
     let mut checked = 0;
     for line in ops_datasets::plant_ops::QUESTIONS_JSONL.lines().filter(|l| !l.trim().is_empty()) {
         let q: Json = serde_json::from_str(line).unwrap();
-        if let Some(observed) = observe(&clients, &plant.source, &q, sql_only).await {
+        if let Some(observed) = observe(&clients, &plant.source, &q).await {
             check(&q, &observed);
             checked += 1;
         }
@@ -370,16 +369,15 @@ async fn run_all(plant: PlantOps, sql_only: bool) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_question_on_sqlite() {
     // 40 questions, of which 5 are direct answers or rejections without data.
-    assert_eq!(run_all(PlantOps::sqlite().await, false).await, 35);
+    assert_eq!(run_all(PlantOps::sqlite().await).await, 35);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_question_on_postgres() {
-    assert_eq!(run_all(PlantOps::postgres().await, false).await, 35);
+    assert_eq!(run_all(PlantOps::postgres().await).await, 35);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_questions_on_mariadb() {
-    // Config lookups, lists, history and documents: the SQL executor's share.
-    assert_eq!(run_all(PlantOps::mysql().await, false).await, 35);
+async fn every_question_on_mariadb() {
+    assert_eq!(run_all(PlantOps::mysql().await).await, 35);
 }

@@ -166,6 +166,16 @@ async fn mysql_load() {
     .expect("charset");
     assert_eq!(charset, "utf8mb4");
 
+    // MariaDB ≥ 10.5 honours column-level REFERENCES (MySQL ignores them).
+    let fks: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS
+         WHERE constraint_schema = DATABASE()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("fks");
+    assert_eq!(fks, 4);
+
     let name = db.db_name.clone();
     let admin_url = db.admin_url.clone();
     db.cleanup().await.expect("cleanup");

@@ -212,7 +212,7 @@ pub async fn run(
     let left = deadline.saturating_duration_since(Instant::now());
     // The database enforces the deadline through its statement timeout; this outer bound also
     // covers connecting and queueing for a connection.
-    match tokio::time::timeout(left + Duration::from_millis(50), run_inner(handle, sql, params, caps, deadline))
+    match tokio::time::timeout(left + Duration::from_millis(10), run_inner(handle, sql, params, caps, deadline))
         .await
     {
         Ok(result) => result,
