@@ -29,18 +29,34 @@ fn lookup(source: &SourceConfig) -> ExecuteRequest {
 }
 
 fn ctx(timeout: Duration) -> CallContext {
-    CallContext { timeout: Some(timeout), trace_id: "faults".into() }
+    CallContext {
+        timeout: Some(timeout),
+        trace_id: "faults".into(),
+    }
 }
 
 async fn kill9(pid: u32) {
-    let status = tokio::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().await;
-    assert!(status.map(|s| s.success()).unwrap_or(false), "kill -9 {pid}");
+    let status = tokio::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .await;
+    assert!(
+        status.map(|s| s.success()).unwrap_or(false),
+        "kill -9 {pid}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_sidecar_is_restarted_and_callers_never_hang() {
     let plant = PlantOps::sqlite().await;
-    let pool = EndpointPool::new("sql", ChannelSettings { connect_timeout: Duration::from_millis(300), tls: None });
+    let pool = EndpointPool::new(
+        "sql",
+        ChannelSettings {
+            connect_timeout: Duration::from_millis(300),
+            tls: None,
+        },
+    );
     let cancel = CancellationToken::new();
     let spec = SidecarSpec {
         program: PathBuf::from(SQL),
@@ -49,7 +65,9 @@ async fn a_killed_sidecar_is_restarted_and_callers_never_hang() {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(2),
     };
-    let sidecar = supervise(spec, pool.clone(), cancel.clone()).await.expect("supervised sidecar");
+    let sidecar = supervise(spec, pool.clone(), cancel.clone())
+        .await
+        .expect("supervised sidecar");
     pool.spawn_health_checks(Duration::from_millis(200), cancel.clone());
     let client = ExecutorClient::remote(pool.clone(), fast_retry());
     let deadline = Duration::from_secs(3);
@@ -59,17 +77,29 @@ async fn a_killed_sidecar_is_restarted_and_callers_never_hang() {
     let stop = CancellationToken::new();
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let (client, source, ok, unavailable, stop) =
-            (client.clone(), plant.source.clone(), ok.clone(), unavailable.clone(), stop.clone());
+        let (client, source, ok, unavailable, stop) = (
+            client.clone(),
+            plant.source.clone(),
+            ok.clone(),
+            unavailable.clone(),
+            stop.clone(),
+        );
         workers.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
                 let started = Instant::now();
                 let result = client.execute(ctx(deadline), lookup(&source)).await;
                 // Bounded by the deadline (plus scheduling slack), whatever happened.
-                assert!(started.elapsed() < deadline + Duration::from_millis(500), "a call hung for {:?}", started.elapsed());
+                assert!(
+                    started.elapsed() < deadline + Duration::from_millis(500),
+                    "a call hung for {:?}",
+                    started.elapsed()
+                );
                 match result {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(e) if e.kind == ExecutorErrorKind::Unavailable || e.kind == ExecutorErrorKind::DeadlineExceeded => {
+                    Err(e)
+                        if e.kind == ExecutorErrorKind::Unavailable
+                            || e.kind == ExecutorErrorKind::DeadlineExceeded =>
+                    {
                         unavailable.fetch_add(1, Ordering::Relaxed)
                     }
                     Err(e) => panic!("unexpected error under a crash: {e:?}"),
@@ -94,7 +124,10 @@ async fn a_killed_sidecar_is_restarted_and_callers_never_hang() {
     for worker in workers {
         worker.await.expect("worker finished without panicking");
     }
-    assert!(ok.load(Ordering::Relaxed) > at_restart, "traffic resumed after the restart");
+    assert!(
+        ok.load(Ordering::Relaxed) > at_restart,
+        "traffic resumed after the restart"
+    );
     let after = client.execute(ctx(deadline), lookup(&plant.source)).await;
     assert!(after.is_ok(), "{after:?}");
     eprintln!(
@@ -114,13 +147,21 @@ async fn with_two_endpoints_and_one_down_every_request_succeeds() {
     let (first, second) = (Sidecar::start(SQL).await, Sidecar::start(SQL).await);
     let client = client("sql", &[first.uri(), second.uri()], fast_retry());
     for _ in 0..20 {
-        client.execute(ctx(Duration::from_secs(5)), lookup(&plant.source)).await.expect("both up");
+        client
+            .execute(ctx(Duration::from_secs(5)), lookup(&plant.source))
+            .await
+            .expect("both up");
     }
     let mut first = first;
     first.child.kill().await.expect("kill the first sidecar");
     for i in 0..50 {
-        let result = client.execute(ctx(Duration::from_secs(5)), lookup(&plant.source)).await;
-        assert!(result.is_ok(), "request {i} failed with one endpoint down: {result:?}");
+        let result = client
+            .execute(ctx(Duration::from_secs(5)), lookup(&plant.source))
+            .await;
+        assert!(
+            result.is_ok(),
+            "request {i} failed with one endpoint down: {result:?}"
+        );
     }
     drop(second);
     plant.cleanup().await;
@@ -134,7 +175,10 @@ async fn with_every_endpoint_down_callers_get_unavailable_quickly() {
     sidecar.child.kill().await.expect("kill");
     let client = client("sql", &[uri], fast_retry());
     let started = Instant::now();
-    let error = client.execute(ctx(Duration::from_secs(3)), lookup(&plant.source)).await.expect_err("down");
+    let error = client
+        .execute(ctx(Duration::from_secs(3)), lookup(&plant.source))
+        .await
+        .expect_err("down");
     assert_eq!(error.kind, ExecutorErrorKind::Unavailable, "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(4));
     plant.cleanup().await;
@@ -144,19 +188,33 @@ async fn with_every_endpoint_down_callers_get_unavailable_quickly() {
 async fn load_is_spread_over_endpoints() {
     let plant = PlantOps::sqlite().await;
     let (first, second) = (Sidecar::start(SQL).await, Sidecar::start(SQL).await);
-    let pool = EndpointPool::new("sql", ChannelSettings { connect_timeout: Duration::from_millis(500), tls: None });
-    pool.set_endpoints(&[first.uri(), second.uri()]).expect("endpoints");
+    let pool = EndpointPool::new(
+        "sql",
+        ChannelSettings {
+            connect_timeout: Duration::from_millis(500),
+            tls: None,
+        },
+    );
+    pool.set_endpoints(&[first.uri(), second.uri()])
+        .expect("endpoints");
     let client = ExecutorClient::remote(pool.clone(), fast_retry());
     let mut calls = Vec::new();
     for _ in 0..40 {
         let (client, source) = (client.clone(), plant.source.clone());
-        calls.push(tokio::spawn(async move { client.execute(ctx(Duration::from_secs(5)), lookup(&source)).await }));
+        calls.push(tokio::spawn(async move {
+            client
+                .execute(ctx(Duration::from_secs(5)), lookup(&source))
+                .await
+        }));
     }
     for call in calls {
         call.await.expect("join").expect("call");
     }
     let first_logs = first.stop_and_logs().await;
     let second_logs = second.stop_and_logs().await;
-    assert!(first_logs.contains("executed") && second_logs.contains("executed"), "both endpoints served calls");
+    assert!(
+        first_logs.contains("executed") && second_logs.contains("executed"),
+        "both endpoints served calls"
+    );
     plant.cleanup().await;
 }

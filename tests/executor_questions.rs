@@ -47,7 +47,9 @@ fn ts(v: OffsetDateTime) -> Value {
 
 fn cell_text(v: &Value) -> String {
     match &v.kind {
-        Some(Kind::TextValue(s)) | Some(Kind::UuidValue(s)) | Some(Kind::DecimalValue(s)) => s.clone(),
+        Some(Kind::TextValue(s)) | Some(Kind::UuidValue(s)) | Some(Kind::DecimalValue(s)) => {
+            s.clone()
+        }
         Some(Kind::IntValue(i)) => i.to_string(),
         Some(Kind::FloatValue(f)) => f.to_string(),
         _ => String::new(),
@@ -64,69 +66,134 @@ fn cell_f64(v: &Value) -> f64 {
 }
 
 fn column(rows: &ResultSet, name: &str) -> Vec<Value> {
-    let index = rows.columns.iter().position(|c| c.name == name).unwrap_or_else(|| panic!("no column {name}"));
+    let index = rows
+        .columns
+        .iter()
+        .position(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
     rows.rows.iter().map(|r| r.values[index].clone()).collect()
 }
 
 impl Clients {
-    async fn sql(&self, source: &ops_proto::executor::SourceConfig, sql: &str, params: &[(&str, Value)]) -> ResultSet {
+    async fn sql(
+        &self,
+        source: &ops_proto::executor::SourceConfig,
+        sql: &str,
+        params: &[(&str, Value)],
+    ) -> ResultSet {
         let request = ExecuteRequest {
             source: Some(source.clone()),
             request: Some(execute_request::Request::Sql(SqlRequest {
                 sql: sql.to_owned(),
-                named_params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<BTreeMap<_, _>>(),
+                named_params: params
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect::<BTreeMap<_, _>>(),
                 ..Default::default()
             })),
             trace_id: "questions".into(),
         };
-        match self.sql.execute(CallContext::default(), request).await.expect("sql").result {
+        match self
+            .sql
+            .execute(CallContext::default(), request)
+            .await
+            .expect("sql")
+            .result
+        {
             Some(execute_response::Result::Rows(rows)) => rows,
             other => panic!("expected rows, got {other:?}"),
         }
     }
 
-    async fn metric(&self, source: &ops_proto::executor::SourceConfig, request: MetricRequest) -> ResultSet {
+    async fn metric(
+        &self,
+        source: &ops_proto::executor::SourceConfig,
+        request: MetricRequest,
+    ) -> ResultSet {
         let request = ExecuteRequest {
             source: Some(source.clone()),
-            request: Some(execute_request::Request::Metric(MetricRequest { columns: Some(metric_columns()), ..request })),
+            request: Some(execute_request::Request::Metric(MetricRequest {
+                columns: Some(metric_columns()),
+                ..request
+            })),
             trace_id: "questions".into(),
         };
-        match self.metrics.execute(CallContext::default(), request).await.expect("metric").result {
+        match self
+            .metrics
+            .execute(CallContext::default(), request)
+            .await
+            .expect("metric")
+            .result
+        {
             Some(execute_response::Result::Rows(rows)) => rows,
             other => panic!("expected rows, got {other:?}"),
         }
     }
 
-    async fn graph(&self, source: &ops_proto::executor::SourceConfig, request: GraphRequest) -> GraphResult {
+    async fn graph(
+        &self,
+        source: &ops_proto::executor::SourceConfig,
+        request: GraphRequest,
+    ) -> GraphResult {
         let request = ExecuteRequest {
             source: Some(source.clone()),
-            request: Some(execute_request::Request::Graph(GraphRequest { columns: Some(graph_columns()), ..request })),
+            request: Some(execute_request::Request::Graph(GraphRequest {
+                columns: Some(graph_columns()),
+                ..request
+            })),
             trace_id: "questions".into(),
         };
-        match self.graph.execute(CallContext::default(), request).await.expect("graph").result {
+        match self
+            .graph
+            .execute(CallContext::default(), request)
+            .await
+            .expect("graph")
+            .result
+        {
             Some(execute_response::Result::Graph(graph)) => graph,
             other => panic!("expected a graph, got {other:?}"),
         }
     }
 }
 
-const CI_SELECT: &str = "SELECT ci_code, ci_name, ip_address FROM ci_master WHERE tenant_id = :tenant";
+const CI_SELECT: &str =
+    "SELECT ci_code, ci_name, ip_address FROM ci_master WHERE tenant_id = :tenant";
 
 fn codes(rows: &ResultSet) -> Vec<String> {
     column(rows, "ci_code").iter().map(cell_text).collect()
 }
 
 fn graph_codes(graph: &GraphResult) -> Vec<String> {
-    graph.nodes.iter().filter(|n| n.depth > 0).map(|n| n.code.clone()).collect()
+    graph
+        .nodes
+        .iter()
+        .filter(|n| n.depth > 0)
+        .map(|n| n.code.clone())
+        .collect()
 }
 
 /// The request a planner would make for each question, run through the executors.
-async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, q: &Json) -> Option<Observed> {
+async fn observe(
+    clients: &Clients,
+    source: &ops_proto::executor::SourceConfig,
+    q: &Json,
+) -> Option<Observed> {
     let id = q["id"].as_str().unwrap();
     let tenant = q["tenant"].as_str().unwrap().to_owned();
-    let as_of = OffsetDateTime::parse(q["as_of"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let as_of = OffsetDateTime::parse(
+        q["as_of"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     let t = || ("tenant", text(&tenant));
-    let window = |hours: i64| (Some(ops_executors::values::to_timestamp(as_of - Duration::hours(hours))), Some(ops_executors::values::to_timestamp(as_of)));
+    let window = |hours: i64| {
+        (
+            Some(ops_executors::values::to_timestamp(
+                as_of - Duration::hours(hours),
+            )),
+            Some(ops_executors::values::to_timestamp(as_of)),
+        )
+    };
     let list = |filters: &[(&'static str, &'static str)]| {
         let mut sql = CI_SELECT.to_owned();
         let mut params = vec![t()];
@@ -139,7 +206,11 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
     };
     let events = |filters: &[(&'static str, &'static str)], code: Option<&str>, hours: i64| {
         let mut sql = "SELECT e.event_id FROM events e JOIN ci_master c ON c.ci_id = e.ci_id AND c.tenant_id = e.tenant_id WHERE e.tenant_id = :tenant AND e.occurred_at >= :from AND e.occurred_at < :to".to_owned();
-        let mut params = vec![t(), ("from", ts(as_of - Duration::hours(hours))), ("to", ts(as_of))];
+        let mut params = vec![
+            t(),
+            ("from", ts(as_of - Duration::hours(hours))),
+            ("to", ts(as_of)),
+        ];
         for (column, value) in filters {
             sql.push_str(&format!(" AND e.{column} = :{column}"));
             params.push((column, text(value)));
@@ -181,17 +252,37 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
     };
     match id {
         "p01" => o.codes = codes(&run_list(vec![("system", "ERP"), ("ci_type", "Server")]).await),
-        "p02" => o.codes = codes(&run_list(vec![("system", "MES"), ("role", "web"), ("ci_type", "Server")]).await),
+        "p02" => {
+            o.codes = codes(
+                &run_list(vec![
+                    ("system", "MES"),
+                    ("role", "web"),
+                    ("ci_type", "Server"),
+                ])
+                .await,
+            )
+        }
         "p03" => o.codes = codes(&run_list(vec![("zone", "zone-a"), ("ci_type", "Server")]).await),
         "p04" | "p38" | "p07" => {
             let code = if id == "p07" { "ERP-DB-01" } else { "GT-01" };
             let rows = run_list(vec![("ci_code", code)]).await;
             o.codes = codes(&rows);
-            o.text = rows.rows.iter().flat_map(|r| r.values.iter().map(cell_text)).collect::<Vec<_>>().join(" ");
+            o.text = rows
+                .rows
+                .iter()
+                .flat_map(|r| r.values.iter().map(cell_text))
+                .collect::<Vec<_>>()
+                .join(" ");
         }
-        "p05" => o.codes = codes(&run_list(vec![("ci_type", "Server"), ("status", "maintenance")]).await),
+        "p05" => {
+            o.codes = codes(&run_list(vec![("ci_type", "Server"), ("status", "maintenance")]).await)
+        }
         "p06" | "p09" => {
-            let (column, value) = if id == "p06" { ("os", "Windows") } else { ("status", "inactive") };
+            let (column, value) = if id == "p06" {
+                ("os", "Windows")
+            } else {
+                ("status", "inactive")
+            };
             let rows = clients
                 .sql(source, &format!("SELECT COUNT(*) AS n FROM ci_master WHERE tenant_id = :tenant AND ci_type = :type AND {column} = :v"), &[t(), ("type", text("Server")), ("v", text(value))])
                 .await;
@@ -206,7 +297,10 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
                 _ => (&[], "SCADA-SRV-03", 3 * 24),
             };
             let (sql, params) = events(filters, Some(code), hours);
-            o.event_ids = column(&clients.sql(source, &sql, &params).await, "event_id").iter().map(cell_text).collect();
+            o.event_ids = column(&clients.sql(source, &sql, &params).await, "event_id")
+                .iter()
+                .map(cell_text)
+                .collect();
         }
         "p20" | "p22" => {
             let (filters, hours): (&[(&'static str, &'static str)], i64) = if id == "p20" {
@@ -218,7 +312,11 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
             o.count = Some(clients.sql(source, &sql, &params).await.rows.len() as i64);
         }
         "p31" | "p32" => {
-            let terms: &[&str] = if id == "p31" { &["가스터빈", "기동", "절차"] } else { &["back up", "backup", "erp", "database"] };
+            let terms: &[&str] = if id == "p31" {
+                &["가스터빈", "기동", "절차"]
+            } else {
+                &["back up", "backup", "erp", "database"]
+            };
             let score = terms
                 .iter()
                 .enumerate()
@@ -230,13 +328,23 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
             for (name, term) in names.iter().zip(terms) {
                 params.push((name.as_str(), text(&format!("%{term}%"))));
             }
-            let sql = format!("SELECT doc_id, {score} AS score FROM documents WHERE tenant_id = :tenant ORDER BY score DESC, doc_id LIMIT 3");
-            o.doc_ids = column(&clients.sql(source, &sql, &params).await, "doc_id").iter().map(cell_text).collect();
+            let sql = format!(
+                "SELECT doc_id, {score} AS score FROM documents WHERE tenant_id = :tenant ORDER BY score DESC, doc_id LIMIT 3"
+            );
+            o.doc_ids = column(&clients.sql(source, &sql, &params).await, "doc_id")
+                .iter()
+                .map(cell_text)
+                .collect();
         }
         "p11" | "p12" | "p15" | "p16" | "p17" | "p18" | "p39" | "p40" => {
             let request = match id {
                 "p11" => metric(&["GT-01"], "cpu_usage", Aggregation::Avg, Some(7 * 24)),
-                "p12" => metric(&["ERP-DB-01"], "memory_usage", Aggregation::Max, Some(3 * 24)),
+                "p12" => metric(
+                    &["ERP-DB-01"],
+                    "memory_usage",
+                    Aggregation::Max,
+                    Some(3 * 24),
+                ),
                 "p15" => metric(&["GT-02"], "power_output", Aggregation::Sum, Some(7 * 24)),
                 "p16" => metric(&["HR-DB-01"], "disk_usage", Aggregation::Latest, None),
                 "p17" => metric(&["MES-DB-01"], "cpu_usage", Aggregation::Min, Some(48)),
@@ -265,17 +373,62 @@ async fn observe(clients: &Clients, source: &ops_proto::executor::SourceConfig, 
             o.codes = codes(&rows);
             o.numbers = column(&rows, "value").iter().map(cell_f64).collect();
         }
-        "p24" => o.codes = graph_codes(&clients.graph(source, graph(GraphOperation::Dependents, "ERP-DB-01", &["depends_on"])).await),
-        "p25" => o.codes = graph_codes(&clients.graph(source, graph(GraphOperation::Impact, "ERP-DB-01", &[])).await),
+        "p24" => {
+            o.codes = graph_codes(
+                &clients
+                    .graph(
+                        source,
+                        graph(GraphOperation::Dependents, "ERP-DB-01", &["depends_on"]),
+                    )
+                    .await,
+            )
+        }
+        "p25" => {
+            o.codes = graph_codes(
+                &clients
+                    .graph(source, graph(GraphOperation::Impact, "ERP-DB-01", &[]))
+                    .await,
+            )
+        }
         "p26" => {
             let mut request = graph(GraphOperation::ShortestPath, "GT-01", &[]);
             request.target_ci_code = "TR-01".into();
             o.path = clients.graph(source, request).await.path;
         }
-        "p27" => o.codes = graph_codes(&clients.graph(source, graph(GraphOperation::Neighbors, "PLC-03", &[])).await),
-        "p28" => o.codes = graph_codes(&clients.graph(source, graph(GraphOperation::Dependents, "SAN-02", &["stored_on"])).await),
-        "p29" => o.codes = graph_codes(&clients.graph(source, graph(GraphOperation::Dependencies, "MES-APP-01", &["depends_on"])).await),
-        "p30" => o.codes = graph_codes(&clients.graph(source, graph(GraphOperation::Composition, "SYS-SCADA", &[])).await),
+        "p27" => {
+            o.codes = graph_codes(
+                &clients
+                    .graph(source, graph(GraphOperation::Neighbors, "PLC-03", &[]))
+                    .await,
+            )
+        }
+        "p28" => {
+            o.codes = graph_codes(
+                &clients
+                    .graph(
+                        source,
+                        graph(GraphOperation::Dependents, "SAN-02", &["stored_on"]),
+                    )
+                    .await,
+            )
+        }
+        "p29" => {
+            o.codes = graph_codes(
+                &clients
+                    .graph(
+                        source,
+                        graph(GraphOperation::Dependencies, "MES-APP-01", &["depends_on"]),
+                    )
+                    .await,
+            )
+        }
+        "p30" => {
+            o.codes = graph_codes(
+                &clients
+                    .graph(source, graph(GraphOperation::Composition, "SYS-SCADA", &[]))
+                    .await,
+            )
+        }
         // Direct answers and rejections have no data behind them.
         _ => return None,
     }
@@ -287,7 +440,13 @@ fn column_of(rows: &ResultSet, name: &str) -> Value {
 }
 
 fn strings(v: &Json) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn round2(v: f64) -> f64 {
@@ -316,7 +475,10 @@ fn check(q: &Json, o: &Observed) {
     if let Some(expected) = e.get("numbers").and_then(Json::as_array) {
         let got: Vec<f64> = o.numbers.iter().map(|v| round2(*v)).collect();
         for n in expected.iter().filter_map(Json::as_f64) {
-            assert!(got.iter().any(|g| (g - n).abs() < 0.005), "{id}: {n} not among {got:?}");
+            assert!(
+                got.iter().any(|g| (g - n).abs() < 0.005),
+                "{id}: {n} not among {got:?}"
+            );
         }
     }
     if let Some(expected) = e.get("count").and_then(Json::as_i64) {
@@ -331,31 +493,55 @@ fn check(q: &Json, o: &Observed) {
     }
     if let Some(expected) = e.get("doc_ids") {
         let expected = strings(expected);
-        assert_eq!(o.doc_ids.first(), expected.first(), "{id}: best document among {:?}", o.doc_ids);
+        assert_eq!(
+            o.doc_ids.first(),
+            expected.first(),
+            "{id}: best document among {:?}",
+            o.doc_ids
+        );
     }
     if let Some(expected) = e.get("path") {
         assert_eq!(o.path, strings(expected), "{id}: path");
     }
     if let Some(expected) = e.get("series_points").and_then(Json::as_u64) {
-        assert_eq!(o.series_points, Some(expected as usize), "{id}: series points");
+        assert_eq!(
+            o.series_points,
+            Some(expected as usize),
+            "{id}: series points"
+        );
     }
     for needle in strings(&e["contains"]) {
-        assert!(o.text.contains(&needle), "{id}: {needle:?} not in {:?}", o.text);
+        assert!(
+            o.text.contains(&needle),
+            "{id}: {needle:?} not in {:?}",
+            o.text
+        );
     }
     for needle in strings(&e["absent"]) {
-        assert!(!o.text.contains(&needle), "{id}: {needle:?} must not appear in {:?}", o.text);
+        assert!(
+            !o.text.contains(&needle),
+            "{id}: {needle:?} must not appear in {:?}",
+            o.text
+        );
     }
 }
 
 async fn run_all(plant: PlantOps) -> usize {
-    let (sql, metrics, graph) = (Sidecar::start(SQL).await, Sidecar::start(METRICS).await, Sidecar::start(GRAPH).await);
+    let (sql, metrics, graph) = (
+        Sidecar::start(SQL).await,
+        Sidecar::start(METRICS).await,
+        Sidecar::start(GRAPH).await,
+    );
     let clients = Clients {
         sql: client("sql", &[sql.uri()], fast_retry()),
         metrics: client("metrics", &[metrics.uri()], fast_retry()),
         graph: client("graph", &[graph.uri()], fast_retry()),
     };
     let mut checked = 0;
-    for line in ops_datasets::plant_ops::QUESTIONS_JSONL.lines().filter(|l| !l.trim().is_empty()) {
+    for line in ops_datasets::plant_ops::QUESTIONS_JSONL
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let q: Json = serde_json::from_str(line).unwrap();
         if let Some(observed) = observe(&clients, &plant.source, &q).await {
             check(&q, &observed);

@@ -126,7 +126,9 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     if demo {
         let path = crate::demo::prepare(&config.storage.data_dir, &registry).await?;
         println!("opsd demo: plant-ops loaded from {}", path.display());
-        println!("opsd demo: source:plant_ops and schema_catalog:plant_ops published for tenants acme and globex");
+        println!(
+            "opsd demo: source:plant_ops and schema_catalog:plant_ops published for tenants acme and globex"
+        );
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -134,7 +136,14 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // One machine-readable line on stdout, so scripts and tests can find a port-0 server.
     println!("opsd listening on {addr}");
-    let served = server::serve(&config, registry, executors.clone(), listener, server::shutdown_signal()).await;
+    let served = server::serve(
+        &config,
+        registry,
+        executors.clone(),
+        listener,
+        server::shutdown_signal(),
+    )
+    .await;
     // Stop the supervised sidecars whatever happened to the server.
     sidecars.cancel();
     if let Some(executors) = executors {

@@ -116,13 +116,21 @@ impl Default for ExecutorsConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { max_attempts: 4, initial_backoff_ms: 1_000, max_backoff_ms: 4_000, multiplier: 2.0 }
+        Self {
+            max_attempts: 4,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 4_000,
+            multiplier: 2.0,
+        }
     }
 }
 
 impl Default for RestartConfig {
     fn default() -> Self {
-        Self { initial_backoff_ms: 100, max_backoff_ms: 10_000 }
+        Self {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 10_000,
+        }
     }
 }
 
@@ -297,7 +305,8 @@ impl Config {
         }
         if self.executors.retry.max_attempts == 0 || self.executors.max_concurrency == 0 {
             return Err(ConfigError::Rule(
-                "executors.retry.max_attempts and executors.max_concurrency must be at least 1".into(),
+                "executors.retry.max_attempts and executors.max_concurrency must be at least 1"
+                    .into(),
             ));
         }
         if self.registry.max_content_bytes < 1024 {

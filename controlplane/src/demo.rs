@@ -27,8 +27,14 @@ pub fn plant_ops_source_yaml(path: &Path) -> String {
 /// The demo's asset bundle for a plant-ops SQLite file.
 pub fn plant_ops_bundle(path: &Path) -> Vec<BundleFile> {
     vec![
-        BundleFile { path: "source.yaml".into(), content: plant_ops_source_yaml(path).into_bytes() },
-        BundleFile { path: "catalog.yaml".into(), content: PLANT_OPS_CATALOG_YAML.as_bytes().to_vec() },
+        BundleFile {
+            path: "source.yaml".into(),
+            content: plant_ops_source_yaml(path).into_bytes(),
+        },
+        BundleFile {
+            path: "catalog.yaml".into(),
+            content: PLANT_OPS_CATALOG_YAML.as_bytes().to_vec(),
+        },
     ]
 }
 
@@ -43,7 +49,9 @@ pub async fn prepare(data_dir: &Path, registry: &Registry) -> anyhow::Result<Pat
     }
     for tenant in DEMO_TENANTS {
         let ctx = CallerContext::new(tenant, "opsd-demo");
-        registry.import(&ctx, plant_ops_bundle(&path), true, false).await?;
+        registry
+            .import(&ctx, plant_ops_bundle(&path), true, false)
+            .await?;
     }
     Ok(path)
 }

@@ -93,7 +93,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "text".into(), filter: "info".into() }
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
     }
 }
 
@@ -104,7 +107,10 @@ impl ExecutorConfig {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed(ENV_PREFIX).split("__")).extract().map_err(Box::new)
+        figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .map_err(Box::new)
     }
 }
 

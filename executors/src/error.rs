@@ -30,9 +30,10 @@ pub fn from_sqlx(source_id: &str, error: sqlx::Error) -> ExecutorError {
             K::Unavailable,
             format!("cannot reach source {source_id}: {}", io.kind()),
         ),
-        sqlx::Error::Tls(_) => {
-            ExecutorError::new(K::Unavailable, format!("tls handshake with source {source_id} failed"))
-        }
+        sqlx::Error::Tls(_) => ExecutorError::new(
+            K::Unavailable,
+            format!("tls handshake with source {source_id} failed"),
+        ),
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
             ExecutorError::new(K::Unavailable, format!("source {source_id} pool is closed"))
         }
@@ -40,9 +41,9 @@ pub fn from_sqlx(source_id: &str, error: sqlx::Error) -> ExecutorError {
             "source",
             format!("source {source_id} is misconfigured: {e}"),
         ),
-        sqlx::Error::ColumnDecode { index, source } => ExecutorError::internal(format!(
-            "column {index} could not be decoded: {source}"
-        )),
+        sqlx::Error::ColumnDecode { index, source } => {
+            ExecutorError::internal(format!("column {index} could not be decoded: {source}"))
+        }
         other => ExecutorError::internal(format!("source {source_id}: {other}")),
     }
 }
@@ -79,11 +80,29 @@ mod tests {
 
     #[test]
     fn codes_map_to_precise_kinds() {
-        assert_eq!(classify_database_code("25006", ""), ExecutorErrorKind::PermissionDenied);
-        assert_eq!(classify_database_code("57014", ""), ExecutorErrorKind::DeadlineExceeded);
-        assert_eq!(classify_database_code("1792", ""), ExecutorErrorKind::PermissionDenied);
-        assert_eq!(classify_database_code("42P01", ""), ExecutorErrorKind::InvalidArgument);
-        assert_eq!(classify_database_code("9", ""), ExecutorErrorKind::DeadlineExceeded);
-        assert_eq!(classify_database_code("XX000", ""), ExecutorErrorKind::Internal);
+        assert_eq!(
+            classify_database_code("25006", ""),
+            ExecutorErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            classify_database_code("57014", ""),
+            ExecutorErrorKind::DeadlineExceeded
+        );
+        assert_eq!(
+            classify_database_code("1792", ""),
+            ExecutorErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            classify_database_code("42P01", ""),
+            ExecutorErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            classify_database_code("9", ""),
+            ExecutorErrorKind::DeadlineExceeded
+        );
+        assert_eq!(
+            classify_database_code("XX000", ""),
+            ExecutorErrorKind::Internal
+        );
     }
 }

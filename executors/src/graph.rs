@@ -43,7 +43,11 @@ struct Names {
 fn names(engine: Engine, c: &GraphColumns) -> Result<Names, ExecutorError> {
     let q = |field: &str, name: &str| quote(engine, &format!("graph.columns.{field}"), name);
     let optional = |field: &str, name: &str| {
-        if name.is_empty() { Ok(None) } else { q(field, name).map(Some) }
+        if name.is_empty() {
+            Ok(None)
+        } else {
+            q(field, name).map(Some)
+        }
     };
     Ok(Names {
         node_table: q("node_table", &c.node_table)?,
@@ -73,7 +77,10 @@ fn node_id(value: &Value) -> Option<NodeId> {
         Kind::IntValue(v) => v.to_string(),
         _ => return None,
     };
-    Some(NodeId { key, value: value.clone() })
+    Some(NodeId {
+        key,
+        value: value.clone(),
+    })
 }
 
 fn text_of(value: Option<&Value>) -> String {
@@ -102,7 +109,10 @@ struct Store<'a> {
 impl Store<'_> {
     fn tenant_filter(&self, binds: &mut Binds, column_prefix: &str) -> String {
         match &self.names.tenant {
-            Some(t) => format!(" AND {column_prefix}{t} = {}", binds.push(values::text(self.tenant))),
+            Some(t) => format!(
+                " AND {column_prefix}{t} = {}",
+                binds.push(values::text(self.tenant))
+            ),
             None => String::new(),
         }
     }
@@ -141,7 +151,10 @@ impl Store<'_> {
         sql.push_str(&self.tenant_filter(&mut binds, ""));
         let rows = self.query(&sql, binds).await?;
         let row = rows.into_iter().next().ok_or_else(|| {
-            ExecutorError::new(ExecutorErrorKind::NotFound, format!("no CI with code {code} in this tenant"))
+            ExecutorError::new(
+                ExecutorErrorKind::NotFound,
+                format!("no CI with code {code} in this tenant"),
+            )
         })?;
         self.node_from_row(&row)
             .ok_or_else(|| ExecutorError::internal("node row has an unusable id"))
@@ -164,7 +177,11 @@ impl Store<'_> {
         for chunk in ids.chunks(IN_LIST_CHUNK) {
             let mut binds = Binds::new(self.handle.engine());
             let list = binds.list(chunk.iter().map(|id| id.value.clone()));
-            let mut sql = format!("{} WHERE {} IN ({list})", self.node_select(), self.names.node_id);
+            let mut sql = format!(
+                "{} WHERE {} IN ({list})",
+                self.node_select(),
+                self.names.node_id
+            );
             sql.push_str(&self.tenant_filter(&mut binds, ""));
             for row in self.query(&sql, binds).await? {
                 out.extend(self.node_from_row(&row));
@@ -197,9 +214,15 @@ impl Store<'_> {
                 sql.push_str(&format!(" AND {} IN ({list})", n.edge_type));
             }
             for row in self.query(&sql, binds).await? {
-                let (Some(s), Some(t)) = (row.first(), row.get(1)) else { continue };
+                let (Some(s), Some(t)) = (row.first(), row.get(1)) else {
+                    continue;
+                };
                 out.push((
-                    RawEdge { source: text_of(Some(s)), target: text_of(Some(t)), relation: text_of(row.get(2)) },
+                    RawEdge {
+                        source: text_of(Some(s)),
+                        target: text_of(Some(t)),
+                        relation: text_of(row.get(2)),
+                    },
                     s.clone(),
                     t.clone(),
                 ));
@@ -220,7 +243,10 @@ enum Walk {
     ToDependencies,
 }
 
-fn dependency_pair<'e>(edge: &'e RawEdge, rules: &HashMap<&str, Direction>) -> Option<(&'e str, &'e str)> {
+fn dependency_pair<'e>(
+    edge: &'e RawEdge,
+    rules: &HashMap<&str, Direction>,
+) -> Option<(&'e str, &'e str)> {
     // Returns (dependent, dependency).
     match rules.get(edge.relation.as_str())? {
         Direction::SourceOnTarget => Some((&edge.source, &edge.target)),
@@ -270,14 +296,22 @@ pub async fn run(
         ));
     }
     if request.ci_code.is_empty() {
-        return Err(ExecutorError::invalid("graph.ci_code", "a start CI code is required"));
+        return Err(ExecutorError::invalid(
+            "graph.ci_code",
+            "a start CI code is required",
+        ));
     }
     let operation = GraphOperation::try_from(request.operation)
         .map_err(|_| ExecutorError::invalid("graph.operation", "unknown operation"))?;
     let rules: HashMap<&str, Direction> = columns
         .relations
         .iter()
-        .map(|r| (r.relation_type.as_str(), Direction::try_from(r.direction).unwrap_or(Direction::None)))
+        .map(|r| {
+            (
+                r.relation_type.as_str(),
+                Direction::try_from(r.direction).unwrap_or(Direction::None),
+            )
+        })
         .collect();
     let dependency_types = || -> Vec<String> {
         columns
@@ -301,17 +335,29 @@ pub async fn run(
         GraphOperation::Neighbors => (Walk::Undirected, requested, clamp(request.depth, 1)),
         GraphOperation::Dependents => (
             Walk::ToDependents,
-            if requested.is_empty() { dependency_types() } else { requested },
+            if requested.is_empty() {
+                dependency_types()
+            } else {
+                requested
+            },
             clamp(request.depth, 1),
         ),
         GraphOperation::Dependencies => (
             Walk::ToDependencies,
-            if requested.is_empty() { dependency_types() } else { requested },
+            if requested.is_empty() {
+                dependency_types()
+            } else {
+                requested
+            },
             clamp(request.depth, 1),
         ),
         GraphOperation::Impact => (
             Walk::ToDependents,
-            if requested.is_empty() { dependency_types() } else { requested },
+            if requested.is_empty() {
+                dependency_types()
+            } else {
+                requested
+            },
             clamp(request.depth, limits.max_depth),
         ),
         GraphOperation::Composition => {
@@ -335,10 +381,17 @@ pub async fn run(
                     "a shortest path needs a target CI code",
                 ));
             }
-            (Walk::Undirected, requested, clamp(request.depth, limits.max_depth))
+            (
+                Walk::Undirected,
+                requested,
+                clamp(request.depth, limits.max_depth),
+            )
         }
         GraphOperation::Unspecified => {
-            return Err(ExecutorError::invalid("graph.operation", "an operation is required"));
+            return Err(ExecutorError::invalid(
+                "graph.operation",
+                "an operation is required",
+            ));
         }
     };
     let max_nodes = match request.max_nodes {
@@ -350,7 +403,14 @@ pub async fn run(
         n => n.min(limits.max_edges),
     } as usize;
 
-    let store = Store { handle, names, tenant: &request.tenant, relation_filter, deadline, caps };
+    let store = Store {
+        handle,
+        names,
+        tenant: &request.tenant,
+        relation_filter,
+        deadline,
+        caps,
+    };
     let (root_id, root) = store.node_by_code(&request.ci_code).await?;
     let target = if operation == GraphOperation::ShortestPath {
         Some(store.node_by_code(&request.target_ci_code).await?)
@@ -378,8 +438,14 @@ pub async fn run(
                 if !frontier_keys.contains(from.as_str()) {
                     continue;
                 }
-                let Some(to) = next_hop(&edge, from, walk, &rules) else { continue };
-                let key = (edge.source.clone(), edge.target.clone(), edge.relation.clone());
+                let Some(to) = next_hop(&edge, from, walk, &rules) else {
+                    continue;
+                };
+                let key = (
+                    edge.source.clone(),
+                    edge.target.clone(),
+                    edge.relation.clone(),
+                );
                 let edge_index = if !seen_edges.insert(key) {
                     None
                 } else if edges.len() >= max_edges {
@@ -400,7 +466,9 @@ pub async fn run(
                     truncated = true;
                     continue;
                 }
-                let Some(id) = node_id(value_of_other) else { continue };
+                let Some(id) = node_id(value_of_other) else {
+                    continue;
+                };
                 visited.insert(to.to_owned(), (id.clone(), level));
                 if let Some(index) = edge_index {
                     parent.insert(to.to_owned(), (from.clone(), index));
@@ -418,7 +486,11 @@ pub async fn run(
         truncated = true;
     }
 
-    let ids: Vec<NodeId> = visited.values().filter(|(_, d)| *d > 0).map(|(id, _)| id.clone()).collect();
+    let ids: Vec<NodeId> = visited
+        .values()
+        .filter(|(_, d)| *d > 0)
+        .map(|(id, _)| id.clone())
+        .collect();
     let mut by_key: BTreeMap<String, Node> = BTreeMap::new();
     by_key.insert(root_id.key.clone(), root);
     for (id, mut node) in store.nodes_by_id(&ids).await? {
@@ -429,7 +501,12 @@ pub async fn run(
     let mut path = Vec::new();
     if let Some((target_id, _)) = &target {
         if !found {
-            return Ok(GraphResult { nodes: vec![], edges: vec![], path, truncated });
+            return Ok(GraphResult {
+                nodes: vec![],
+                edges: vec![],
+                path,
+                truncated,
+            });
         }
         // Walk parents back from the target and keep only the path's nodes and edges.
         let mut keys = vec![target_id.key.clone()];
@@ -441,15 +518,20 @@ pub async fn run(
             at = prev.clone();
         }
         keys.reverse();
-        path = keys.iter().filter_map(|k| by_key.get(k).map(|n| n.code.clone())).collect();
+        path = keys
+            .iter()
+            .filter_map(|k| by_key.get(k).map(|n| n.code.clone()))
+            .collect();
         let on_path: HashSet<&String> = keys.iter().collect();
         by_key.retain(|k, _| on_path.contains(k));
         edges = path_edges.into_iter().flatten().rev().collect();
     }
 
     // Edges refer to nodes by code, which is what a network block shows.
-    let code_of: HashMap<String, String> =
-        by_key.iter().map(|(k, n)| (k.clone(), n.code.clone())).collect();
+    let code_of: HashMap<String, String> = by_key
+        .iter()
+        .map(|(k, n)| (k.clone(), n.code.clone()))
+        .collect();
     let edges = edges
         .into_iter()
         .filter_map(|e| {
@@ -462,5 +544,10 @@ pub async fn run(
         .collect();
     let mut nodes: Vec<Node> = by_key.into_values().collect();
     nodes.sort_by(|a, b| a.depth.cmp(&b.depth).then_with(|| a.code.cmp(&b.code)));
-    Ok(GraphResult { nodes, edges, path, truncated })
+    Ok(GraphResult {
+        nodes,
+        edges,
+        path,
+        truncated,
+    })
 }

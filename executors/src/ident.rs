@@ -7,7 +7,10 @@ use ops_proto::executor_api::ExecutorError;
 /// A validated (optionally schema-qualified) identifier.
 pub fn quote(engine: Engine, field: &str, name: &str) -> Result<String, ExecutorError> {
     if name.is_empty() {
-        return Err(ExecutorError::invalid(field, format!("{field} is required")));
+        return Err(ExecutorError::invalid(
+            field,
+            format!("{field} is required"),
+        ));
     }
     let parts: Vec<&str> = name.split('.').collect();
     if parts.len() > 2 || parts.iter().any(|p| !is_plain(p)) {
@@ -17,7 +20,11 @@ pub fn quote(engine: Engine, field: &str, name: &str) -> Result<String, Executor
         ));
     }
     let q = if engine == Engine::Mysql { '`' } else { '"' };
-    Ok(parts.iter().map(|p| format!("{q}{p}{q}")).collect::<Vec<_>>().join("."))
+    Ok(parts
+        .iter()
+        .map(|p| format!("{q}{p}{q}"))
+        .collect::<Vec<_>>()
+        .join("."))
 }
 
 fn is_plain(part: &str) -> bool {
@@ -36,7 +43,10 @@ pub struct Binds {
 
 impl Binds {
     pub fn new(engine: Engine) -> Self {
-        Self { engine, values: Vec::new() }
+        Self {
+            engine,
+            values: Vec::new(),
+        }
     }
 
     /// Adds a value and returns its placeholder.
@@ -50,7 +60,11 @@ impl Binds {
 
     /// Adds values for an `IN (...)` list.
     pub fn list(&mut self, values: impl IntoIterator<Item = Value>) -> String {
-        values.into_iter().map(|v| self.push(v)).collect::<Vec<_>>().join(", ")
+        values
+            .into_iter()
+            .map(|v| self.push(v))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -60,7 +74,10 @@ mod tests {
 
     #[test]
     fn identifiers_are_validated_and_quoted() {
-        assert_eq!(quote(Engine::Postgres, "t", "public.ci").ok(), Some("\"public\".\"ci\"".into()));
+        assert_eq!(
+            quote(Engine::Postgres, "t", "public.ci").ok(),
+            Some("\"public\".\"ci\"".into())
+        );
         assert_eq!(quote(Engine::Mysql, "t", "ci").ok(), Some("`ci`".into()));
         assert!(quote(Engine::Sqlite, "t", "ci; DROP TABLE x").is_err());
         assert!(quote(Engine::Sqlite, "t", "a\"b").is_err());

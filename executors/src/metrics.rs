@@ -36,7 +36,11 @@ struct Names {
 
 fn names(engine: Engine, c: &MetricColumns) -> Result<Names, ExecutorError> {
     let q = |field: &str, name: &str| quote(engine, &format!("metric.columns.{field}"), name);
-    let tenant = if c.tenant_column.is_empty() { None } else { Some(q("tenant_column", &c.tenant_column)?) };
+    let tenant = if c.tenant_column.is_empty() {
+        None
+    } else {
+        Some(q("tenant_column", &c.tenant_column)?)
+    };
     let join = if c.entity_table.is_empty() {
         None
     } else {
@@ -58,7 +62,11 @@ fn names(engine: Engine, c: &MetricColumns) -> Result<Names, ExecutorError> {
     })
 }
 
-fn time_value(engine: Engine, field: &str, ts: &pbjson_types::Timestamp) -> Result<Value, ExecutorError> {
+fn time_value(
+    engine: Engine,
+    field: &str,
+    ts: &pbjson_types::Timestamp,
+) -> Result<Value, ExecutorError> {
     let t = values::from_timestamp(field, ts)?;
     Ok(if engine == Engine::Sqlite {
         values::text(values::sqlite_timestamp_text(t))
@@ -89,7 +97,10 @@ pub fn build(engine: Engine, request: &MetricRequest) -> Result<MetricSql, Execu
         .ok_or_else(|| ExecutorError::invalid("metric.columns", "a column mapping is required"))?;
     let n = names(engine, columns)?;
     if request.metric.is_empty() {
-        return Err(ExecutorError::invalid("metric.metric", "a metric name is required"));
+        return Err(ExecutorError::invalid(
+            "metric.metric",
+            "a metric name is required",
+        ));
     }
     let aggregation = Aggregation::try_from(request.aggregation)
         .map_err(|_| ExecutorError::invalid("metric.aggregation", "unknown aggregation"))?;
@@ -119,14 +130,29 @@ pub fn build(engine: Engine, request: &MetricRequest) -> Result<MetricSql, Execu
     let window = |binds: &mut Binds, alias: &str| -> Result<Vec<String>, ExecutorError> {
         let mut f = Vec::new();
         if let Some(t) = &n.tenant {
-            f.push(format!("{alias}.{t} = {}", binds.push(values::text(&request.tenant))));
+            f.push(format!(
+                "{alias}.{t} = {}",
+                binds.push(values::text(&request.tenant))
+            ));
         }
-        f.push(format!("{alias}.{} = {}", n.metric, binds.push(values::text(&request.metric))));
+        f.push(format!(
+            "{alias}.{} = {}",
+            n.metric,
+            binds.push(values::text(&request.metric))
+        ));
         if let Some(from) = &request.from {
-            f.push(format!("{alias}.{} >= {}", n.ts, binds.push(time_value(engine, "metric.from", from)?)));
+            f.push(format!(
+                "{alias}.{} >= {}",
+                n.ts,
+                binds.push(time_value(engine, "metric.from", from)?)
+            ));
         }
         if let Some(to) = &request.to {
-            f.push(format!("{alias}.{} < {}", n.ts, binds.push(time_value(engine, "metric.to", to)?)));
+            f.push(format!(
+                "{alias}.{} < {}",
+                n.ts,
+                binds.push(time_value(engine, "metric.to", to)?)
+            ));
         }
         Ok(f)
     };
@@ -142,7 +168,10 @@ pub fn build(engine: Engine, request: &MetricRequest) -> Result<MetricSql, Execu
         Some(b) => format!("{code}, {b}"),
         None => code.clone(),
     };
-    let select_bucket = bucket.as_ref().map(|b| format!(", {b} AS bucket")).unwrap_or_default();
+    let select_bucket = bucket
+        .as_ref()
+        .map(|b| format!(", {b} AS bucket"))
+        .unwrap_or_default();
     let v = format!("m.{}", n.value);
 
     let (sql, percentile) = match aggregation {
@@ -189,7 +218,7 @@ pub fn build(engine: Engine, request: &MetricRequest) -> Result<MetricSql, Execu
                 ));
             }
             let order = if bucketed {
-                format!(" ORDER BY ci_code, bucket")
+                " ORDER BY ci_code, bucket".to_owned()
             } else {
                 order_and_limit(request, "ci_code")
             };
@@ -200,13 +229,21 @@ pub fn build(engine: Engine, request: &MetricRequest) -> Result<MetricSql, Execu
             (sql, None)
         }
     };
-    Ok(MetricSql { sql, params: binds.values, percentile, bucketed })
+    Ok(MetricSql {
+        sql,
+        params: binds.values,
+        percentile,
+        bucketed,
+    })
 }
 
 fn order_and_limit(request: &MetricRequest, code: &str) -> String {
     let direction = if request.ascending { "ASC" } else { "DESC" };
     if request.top_n > 0 {
-        format!(" ORDER BY value {direction}, {code} ASC LIMIT {}", request.top_n)
+        format!(
+            " ORDER BY value {direction}, {code} ASC LIMIT {}",
+            request.top_n
+        )
     } else {
         format!(" ORDER BY {code} ASC")
     }
@@ -248,7 +285,10 @@ pub async fn run(
         let rows = sql::run(handle, &built.sql, &built.params, caps, deadline).await?;
         return Ok((rows, built.sql));
     };
-    let point_caps = Caps { max_rows: max_points as usize, max_bytes: u64::MAX };
+    let point_caps = Caps {
+        max_rows: max_points as usize,
+        max_bytes: u64::MAX,
+    };
     let points = sql::run(handle, &built.sql, &built.params, point_caps, deadline).await?;
     if points.truncated {
         return Err(ExecutorError::invalid(
@@ -260,7 +300,9 @@ pub async fn run(
     let mut groups: BTreeMap<String, (Vec<Value>, Vec<f64>)> = BTreeMap::new();
     for row in &points.rows {
         let key = key_of(row, width);
-        let entry = groups.entry(format!("{key:?}")).or_insert_with(|| (key, Vec::new()));
+        let entry = groups
+            .entry(format!("{key:?}"))
+            .or_insert_with(|| (key, Vec::new()));
         if let Some(v) = row.values.get(width).and_then(as_f64) {
             entry.1.push(v);
         }
@@ -276,19 +318,46 @@ pub async fn run(
         .collect();
     if request.top_n > 0 && !built.bucketed {
         rows.sort_by(|a, b| {
-            let (x, y) = (a.values.get(1).and_then(as_f64), b.values.get(1).and_then(as_f64));
+            let (x, y) = (
+                a.values.get(1).and_then(as_f64),
+                b.values.get(1).and_then(as_f64),
+            );
             let ord = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-            if request.ascending { ord } else { ord.reverse() }
+            if request.ascending {
+                ord
+            } else {
+                ord.reverse()
+            }
         });
         rows.truncate(request.top_n as usize);
     }
-    let mut columns = vec![Column { name: "ci_code".into(), r#type: "TEXT".into() }];
+    let mut columns = vec![Column {
+        name: "ci_code".into(),
+        r#type: "TEXT".into(),
+    }];
     if built.bucketed {
-        columns.push(Column { name: "bucket".into(), r#type: "TIMESTAMP".into() });
+        columns.push(Column {
+            name: "bucket".into(),
+            r#type: "TIMESTAMP".into(),
+        });
     }
-    columns.push(Column { name: "value".into(), r#type: "FLOAT8".into() });
-    columns.push(Column { name: "points".into(), r#type: "INT8".into() });
-    Ok((ResultSet { columns, rows, truncated: false, bytes: points.bytes }, built.sql))
+    columns.push(Column {
+        name: "value".into(),
+        r#type: "FLOAT8".into(),
+    });
+    columns.push(Column {
+        name: "points".into(),
+        r#type: "INT8".into(),
+    });
+    Ok((
+        ResultSet {
+            columns,
+            rows,
+            truncated: false,
+            bytes: points.bytes,
+        },
+        built.sql,
+    ))
 }
 
 #[cfg(test)]
@@ -330,7 +399,10 @@ mod tests {
     fn tenant_is_required_when_mapped() {
         let mut r = request(Aggregation::Max);
         r.tenant.clear();
-        assert_eq!(build(Engine::Sqlite, &r).err().and_then(|e| e.field), Some("metric.tenant".into()));
+        assert_eq!(
+            build(Engine::Sqlite, &r).err().and_then(|e| e.field),
+            Some("metric.tenant".into())
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ use crate::source::SourceHandle;
 use crate::sql::{self, Caps};
 use crate::values;
 
-const CAPS: Caps = Caps { max_rows: 200_000, max_bytes: 64 * 1024 * 1024 };
+const CAPS: Caps = Caps {
+    max_rows: 200_000,
+    max_bytes: 64 * 1024 * 1024,
+};
 
 /// `*` and `?` glob, case-insensitive.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
@@ -87,14 +90,21 @@ pub async fn scan(
     match engine {
         Engine::Postgres | Engine::Mysql => {
             // information_schema uses domain types on PostgreSQL; read them as text.
-            let t = if engine == Engine::Postgres { "::text" } else { "" };
+            let t = if engine == Engine::Postgres {
+                "::text"
+            } else {
+                ""
+            };
             let mut binds = Binds::new(engine);
             let schema_filter = if engine == Engine::Mysql {
                 "c.table_schema = DATABASE()".to_owned()
             } else if request.schemas.is_empty() {
                 "c.table_schema = current_schema()".to_owned()
             } else {
-                format!("c.table_schema IN ({})", binds.list(request.schemas.iter().map(values::text)))
+                format!(
+                    "c.table_schema IN ({})",
+                    binds.list(request.schemas.iter().map(values::text))
+                )
             };
             let columns_sql = format!(
                 "SELECT c.table_schema{t}, c.table_name{t}, c.column_name{t}, c.data_type{t}, c.is_nullable{t} FROM information_schema.columns c WHERE {schema_filter} ORDER BY c.table_schema, c.table_name, c.ordinal_position"
@@ -116,12 +126,20 @@ pub async fn scan(
             let mut binds = Binds::new(engine);
             let key_filter = schema_filter.replace("c.table_schema", "tc.table_schema");
             let key_filter = if engine == Engine::Postgres && !request.schemas.is_empty() {
-                format!("tc.table_schema IN ({})", binds.list(request.schemas.iter().map(values::text)))
+                format!(
+                    "tc.table_schema IN ({})",
+                    binds.list(request.schemas.iter().map(values::text))
+                )
             } else {
                 key_filter
             };
             let (ref_schema, ref_table, ref_column, join_ref) = if engine == Engine::Mysql {
-                ("k.referenced_table_schema", "k.referenced_table_name", "k.referenced_column_name", String::new())
+                (
+                    "k.referenced_table_schema",
+                    "k.referenced_table_name",
+                    "k.referenced_column_name",
+                    String::new(),
+                )
             } else {
                 (
                     "u.table_schema",
@@ -198,7 +216,10 @@ pub async fn scan(
             }
         }
         Engine::Unspecified => {
-            return Err(ExecutorError::invalid("source.engine", "an engine is required"));
+            return Err(ExecutorError::invalid(
+                "source.engine",
+                "an engine is required",
+            ));
         }
     }
     for (key, column) in primary {
@@ -249,7 +270,11 @@ pub async fn test_connection(
         read_only,
         server_version: s(&row, 0),
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        message: if read_only { message.to_owned() } else { "the session accepts writes".to_owned() },
+        message: if read_only {
+            message.to_owned()
+        } else {
+            "the session accepts writes".to_owned()
+        },
     })
 }
 

@@ -40,13 +40,19 @@ pub enum ServeError {
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("cannot read tls file {path}: {source}")]
-    TlsFile { path: PathBuf, source: std::io::Error },
+    TlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("server.tls_cert and server.tls_key must be set together")]
     TlsIncomplete,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::TlsFile { path: path.clone(), source })
+    std::fs::read(path).map_err(|source| ServeError::TlsFile {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Serves `executor` on an already-bound listener until `shutdown` resolves.
@@ -57,7 +63,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ExecutorServer<ExecutorGrpcAdapter<LocalExecutor>>>().await;
+    health
+        .set_serving::<ExecutorServer<ExecutorGrpcAdapter<LocalExecutor>>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ops_proto::executor::FILE_DESCRIPTOR_SET)
@@ -66,7 +74,8 @@ pub async fn serve(
     let mut builder = Server::builder();
     match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
-            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
             if let Some(ca) = &config.server.client_ca {
                 tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
             }
@@ -97,7 +106,10 @@ pub async fn serve(
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result.map_err(ServeError::from),
         Err(_) => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "in-flight calls cut at the shutdown grace period");
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "in-flight calls cut at the shutdown grace period"
+            );
             Ok(())
         }
     }
@@ -131,7 +143,9 @@ async fn shutdown_signal() {
 fn init_tracing(config: &ExecutorConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -168,7 +182,10 @@ pub fn main_for(kind: ExecutorKind) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "{LISTENING_PREFIX}{addr}");
         let _ = stdout.flush();

@@ -28,7 +28,11 @@ pub struct LocalExecutor {
 impl LocalExecutor {
     pub fn new(kind: ExecutorKind, limits: Limits) -> Self {
         let pools = SourcePools::new(limits.clone());
-        Self { kind, limits, pools }
+        Self {
+            kind,
+            limits,
+            pools,
+        }
     }
 
     pub fn kind(&self) -> ExecutorKind {
@@ -37,7 +41,9 @@ impl LocalExecutor {
 
     fn deadline(&self, ctx: &CallContext) -> Instant {
         let max = Duration::from_millis(self.limits.max_timeout_ms);
-        let timeout = ctx.timeout.unwrap_or(Duration::from_millis(self.limits.default_timeout_ms));
+        let timeout = ctx
+            .timeout
+            .unwrap_or(Duration::from_millis(self.limits.default_timeout_ms));
         // Answer DEADLINE_EXCEEDED ourselves a little before the caller gives up, so the caller
         // learns why instead of seeing its own timer fire.
         let margin = (timeout / 10).min(Duration::from_millis(50));
@@ -45,10 +51,20 @@ impl LocalExecutor {
     }
 
     fn caps(&self, max_rows: u32, max_bytes: u64) -> Caps {
-        let rows = if max_rows == 0 { self.limits.max_rows } else { max_rows.min(self.limits.max_rows) };
-        let bytes =
-            if max_bytes == 0 { self.limits.max_bytes } else { max_bytes.min(self.limits.max_bytes) };
-        Caps { max_rows: rows as usize, max_bytes: bytes }
+        let rows = if max_rows == 0 {
+            self.limits.max_rows
+        } else {
+            max_rows.min(self.limits.max_rows)
+        };
+        let bytes = if max_bytes == 0 {
+            self.limits.max_bytes
+        } else {
+            max_bytes.min(self.limits.max_bytes)
+        };
+        Caps {
+            max_rows: rows as usize,
+            max_bytes: bytes,
+        }
     }
 
     fn wrong_kind(&self, got: &str) -> ExecutorError {
@@ -60,11 +76,17 @@ impl LocalExecutor {
         };
         ExecutorError::invalid(
             "request",
-            format!("this executor serves {serves} requests, not {got}; send {got} requests to the {got} executor"),
+            format!(
+                "this executor serves {serves} requests, not {got}; send {got} requests to the {got} executor"
+            ),
         )
     }
 
-    async fn execute_inner(&self, ctx: &CallContext, request: ExecuteRequest) -> Result<ExecuteResponse, ExecutorError> {
+    async fn execute_inner(
+        &self,
+        ctx: &CallContext,
+        request: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ExecutorError> {
         let started = Instant::now();
         let deadline = self.deadline(ctx);
         let handle = self.pools.get(request.source.as_ref())?;
@@ -92,9 +114,14 @@ impl LocalExecutor {
                     return Err(self.wrong_kind("metric"));
                 }
                 let caps = self.caps(0, 0);
-                let (rows, text) =
-                    metrics::run(&handle, &metric, caps, self.limits.max_percentile_points, deadline)
-                        .await?;
+                let (rows, text) = metrics::run(
+                    &handle,
+                    &metric,
+                    caps,
+                    self.limits.max_percentile_points,
+                    deadline,
+                )
+                .await?;
                 (execute_response::Result::Rows(rows), text)
             }
             Some(execute_request::Request::Graph(graph_request)) => {
@@ -110,7 +137,12 @@ impl LocalExecutor {
                     graph::run(&handle, &graph_request, limits, self.caps(0, 0), deadline).await?;
                 (execute_response::Result::Graph(result), String::new())
             }
-            None => return Err(ExecutorError::invalid("request", "a sql, metric or graph request is required")),
+            None => {
+                return Err(ExecutorError::invalid(
+                    "request",
+                    "a sql, metric or graph request is required",
+                ));
+            }
         };
         Ok(ExecuteResponse {
             result: Some(result),
@@ -122,13 +154,26 @@ impl LocalExecutor {
 
 #[async_trait::async_trait]
 impl ExecutorApi for LocalExecutor {
-    async fn execute(&self, ctx: CallContext, request: ExecuteRequest) -> Result<ExecuteResponse, ExecutorError> {
-        let source_id = request.source.as_ref().map(|s| s.source_id.clone()).unwrap_or_default();
+    async fn execute(
+        &self,
+        ctx: CallContext,
+        request: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ExecutorError> {
+        let source_id = request
+            .source
+            .as_ref()
+            .map(|s| s.source_id.clone())
+            .unwrap_or_default();
         let span = tracing::info_span!("execute", trace_id = %ctx.trace_id, source_id = %source_id);
-        let result = self.execute_inner(&ctx, request).instrument(span.clone()).await;
+        let result = self
+            .execute_inner(&ctx, request)
+            .instrument(span.clone())
+            .await;
         span.in_scope(|| match &result {
             Ok(response) => tracing::info!(elapsed_ms = response.elapsed_ms, "executed"),
-            Err(error) => tracing::warn!(kind = ?error.kind, message = %error.message, "execute failed"),
+            Err(error) => {
+                tracing::warn!(kind = ?error.kind, message = %error.message, "execute failed")
+            }
         });
         result
     }
@@ -137,7 +182,11 @@ impl ExecutorApi for LocalExecutor {
         Ok(DescribeResponse {
             kind: self.kind as i32,
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            engines: vec![Engine::Postgres as i32, Engine::Mysql as i32, Engine::Sqlite as i32],
+            engines: vec![
+                Engine::Postgres as i32,
+                Engine::Mysql as i32,
+                Engine::Sqlite as i32,
+            ],
         })
     }
 

@@ -37,7 +37,11 @@ impl Secret {
 
     /// Replaces every occurrence of the secret in `text`.
     pub fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() { text.to_owned() } else { text.replace(&self.0, "***") }
+        if self.0.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(&self.0, "***")
+        }
     }
 }
 
@@ -60,7 +64,10 @@ pub fn resolve_secret(reference: &str) -> Result<Option<Secret>, ExecutorError> 
             .map_err(|e| {
                 ExecutorError::new(
                     ExecutorErrorKind::FailedPrecondition,
-                    format!("source.password_ref names file {path}, which cannot be read: {}", e.kind()),
+                    format!(
+                        "source.password_ref names file {path}, which cannot be read: {}",
+                        e.kind()
+                    ),
                 )
             });
     }
@@ -130,7 +137,10 @@ impl fmt::Debug for SourcePools {
 
 impl SourcePools {
     pub fn new(limits: Limits) -> Arc<Self> {
-        Arc::new(Self { limits, pools: Mutex::new(HashMap::new()) })
+        Arc::new(Self {
+            limits,
+            pools: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Returns the pool for `source`, building it (lazily connecting) on first use.
@@ -150,14 +160,22 @@ impl SourcePools {
         if pools.len() >= self.limits.max_pools {
             // Evict the least recently used pool; its connections close when the last
             // in-flight request holding a clone finishes.
-            if let Some(oldest) =
-                pools.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone())
+            if let Some(oldest) = pools
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
             {
                 pools.remove(&oldest);
             }
         }
         tracing::info!(source_id = %source.source_id, engine = ?handle.engine(), "source pool created");
-        pools.insert(key, Entry { handle: handle.clone(), last_used: Instant::now() });
+        pools.insert(
+            key,
+            Entry {
+                handle: handle.clone(),
+                last_used: Instant::now(),
+            },
+        );
         Ok(handle)
     }
 }
@@ -204,7 +222,11 @@ fn build(source: &SourceConfig, limits: &Limits) -> Result<SourceHandle, Executo
                 .port(port(source.port, 5432)?)
                 .database(non_empty(&source.database, "source.database")?)
                 .application_name("ops-executor")
-                .ssl_mode(if source.tls { PgSslMode::Require } else { PgSslMode::Prefer });
+                .ssl_mode(if source.tls {
+                    PgSslMode::Require
+                } else {
+                    PgSslMode::Prefer
+                });
             if !source.user.is_empty() {
                 options = options.username(&source.user);
             }
@@ -224,7 +246,11 @@ fn build(source: &SourceConfig, limits: &Limits) -> Result<SourceHandle, Executo
                 .port(port(source.port, 3306)?)
                 .database(non_empty(&source.database, "source.database")?)
                 .charset("utf8mb4")
-                .ssl_mode(if source.tls { MySqlSslMode::Required } else { MySqlSslMode::Preferred });
+                .ssl_mode(if source.tls {
+                    MySqlSslMode::Required
+                } else {
+                    MySqlSslMode::Preferred
+                });
             if !source.user.is_empty() {
                 options = options.username(&source.user);
             }
@@ -261,12 +287,19 @@ fn build(source: &SourceConfig, limits: &Limits) -> Result<SourceHandle, Executo
             ));
         }
     };
-    Ok(SourceHandle { source_id: source.source_id.clone(), pool, secret })
+    Ok(SourceHandle {
+        source_id: source.source_id.clone(),
+        pool,
+        secret,
+    })
 }
 
 fn non_empty<'a>(value: &'a str, field: &str) -> Result<&'a str, ExecutorError> {
     if value.is_empty() {
-        Err(ExecutorError::invalid(field, format!("{field} is required for this engine")))
+        Err(ExecutorError::invalid(
+            field,
+            format!("{field} is required for this engine"),
+        ))
     } else {
         Ok(value)
     }
@@ -301,7 +334,10 @@ mod tests {
 
     #[test]
     fn changed_settings_get_a_new_pool_key() {
-        let mut source = SourceConfig { source_id: "source:a@1".into(), ..Default::default() };
+        let mut source = SourceConfig {
+            source_id: "source:a@1".into(),
+            ..Default::default()
+        };
         let first = pool_key(&source);
         source.host = "other".into();
         assert_ne!(first, pool_key(&source));

@@ -51,7 +51,12 @@ pub fn bind_named(
     let offset = |line: u64, column: u64| -> Option<usize> {
         let start = *line_starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
         let skip = usize::try_from(column).ok()?.checked_sub(1)?;
-        Some(sql[start..].char_indices().nth(skip).map_or(sql.len(), |(i, _)| start + i))
+        Some(
+            sql[start..]
+                .char_indices()
+                .nth(skip)
+                .map_or(sql.len(), |(i, _)| start + i),
+        )
     };
 
     let mut out = String::with_capacity(sql.len() + 8);
@@ -139,7 +144,10 @@ pub fn check_single_query(sql: &str, engine: Engine) -> Result<(), ExecutorError
     let [statement] = statements.as_slice() else {
         return Err(ExecutorError::invalid(
             "sql.sql",
-            format!("exactly one statement is allowed, found {}", statements.len()),
+            format!(
+                "exactly one statement is allowed, found {}",
+                statements.len()
+            ),
         ));
     };
     let Statement::Query(_) = statement else {
@@ -149,7 +157,10 @@ pub fn check_single_query(sql: &str, engine: Engine) -> Result<(), ExecutorError
         ));
     };
     if let ControlFlow::Break(reason) = statement.visit(&mut ReadOnlyQuery) {
-        return Err(ExecutorError::new(ExecutorErrorKind::PermissionDenied, reason));
+        return Err(ExecutorError::new(
+            ExecutorErrorKind::PermissionDenied,
+            reason,
+        ));
     }
     Ok(())
 }
@@ -185,7 +196,10 @@ where
 fn columns<C: sqlx::Column>(columns: &[C]) -> Vec<Column> {
     columns
         .iter()
-        .map(|c| Column { name: c.name().to_owned(), r#type: c.type_info().name().to_owned() })
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            r#type: c.type_info().name().to_owned(),
+        })
         .collect()
 }
 
@@ -212,8 +226,11 @@ pub async fn run(
     let left = deadline.saturating_duration_since(Instant::now());
     // The database enforces the deadline through its statement timeout; this outer bound also
     // covers connecting and queueing for a connection.
-    match tokio::time::timeout(left + Duration::from_millis(10), run_inner(handle, sql, params, caps, deadline))
-        .await
+    match tokio::time::timeout(
+        left + Duration::from_millis(10),
+        run_inner(handle, sql, params, caps, deadline),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => Err(ExecutorError::new(
@@ -239,7 +256,10 @@ async fn run_inner(
                 .execute(&mut *tx)
                 .await
                 .map_err(e)?;
-            let statement = (&mut *tx).prepare(AssertSqlSafe(sql.to_owned()).into_sql_str()).await.map_err(e)?;
+            let statement = (&mut *tx)
+                .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+                .await
+                .map_err(e)?;
             let columns = columns(statement.columns());
             let mut query = statement.query();
             for (i, v) in params.iter().enumerate() {
@@ -268,8 +288,14 @@ async fn run_inner(
                 .await
                 .map_err(e)?;
             }
-            let mut tx = conn.begin_with("START TRANSACTION READ ONLY").await.map_err(e)?;
-            let statement = (&mut *tx).prepare(AssertSqlSafe(sql.to_owned()).into_sql_str()).await.map_err(e)?;
+            let mut tx = conn
+                .begin_with("START TRANSACTION READ ONLY")
+                .await
+                .map_err(e)?;
+            let statement = (&mut *tx)
+                .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+                .await
+                .map_err(e)?;
             let columns = columns(statement.columns());
             let mut query = statement.query();
             for (i, v) in params.iter().enumerate() {
@@ -291,8 +317,10 @@ async fn run_inner(
                 .set_progress_handler(1_000, move || Instant::now() < deadline);
             let outcome = async {
                 let mut tx = conn.begin_with("BEGIN").await.map_err(e)?;
-                let statement =
-                    (&mut *tx).prepare(AssertSqlSafe(sql.to_owned()).into_sql_str()).await.map_err(e)?;
+                let statement = (&mut *tx)
+                    .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+                    .await
+                    .map_err(e)?;
                 let columns = columns(statement.columns());
                 let mut query = statement.query();
                 for (i, v) in params.iter().enumerate() {
@@ -311,7 +339,12 @@ async fn run_inner(
             outcome?
         }
     };
-    Ok(ResultSet { columns, rows, truncated, bytes })
+    Ok(ResultSet {
+        columns,
+        rows,
+        truncated,
+        bytes,
+    })
 }
 
 #[cfg(test)]
@@ -319,7 +352,10 @@ mod tests {
     use super::*;
 
     fn named(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -327,27 +363,42 @@ mod tests {
         let params = named(&[("code", values::text("GT-01")), ("t", values::text("acme"))]);
         let sql = "SELECT ':code', x::text FROM t WHERE code = :code AND tenant = :t OR c = :code";
         let (pg, values_pg) = bind_named(sql, Engine::Postgres, &params).unwrap_or_default();
-        assert_eq!(pg, "SELECT ':code', x::text FROM t WHERE code = $1 AND tenant = $2 OR c = $1");
+        assert_eq!(
+            pg,
+            "SELECT ':code', x::text FROM t WHERE code = $1 AND tenant = $2 OR c = $1"
+        );
         assert_eq!(values_pg.len(), 2);
         let (lite, values_lite) = bind_named(sql, Engine::Sqlite, &params).unwrap_or_default();
-        assert_eq!(lite, "SELECT ':code', x::text FROM t WHERE code = ? AND tenant = ? OR c = ?");
+        assert_eq!(
+            lite,
+            "SELECT ':code', x::text FROM t WHERE code = ? AND tenant = ? OR c = ?"
+        );
         assert_eq!(values_lite.len(), 3);
     }
 
     #[test]
     fn named_params_must_match_the_statement() {
         let missing = bind_named("SELECT :a", Engine::Sqlite, &named(&[])).err();
-        assert_eq!(missing.and_then(|e| e.field), Some("sql.named_params.a".into()));
-        let unused =
-            bind_named("SELECT 1", Engine::Sqlite, &named(&[("b", values::int(1))])).err();
-        assert_eq!(unused.and_then(|e| e.field), Some("sql.named_params.b".into()));
+        assert_eq!(
+            missing.and_then(|e| e.field),
+            Some("sql.named_params.a".into())
+        );
+        let unused = bind_named("SELECT 1", Engine::Sqlite, &named(&[("b", values::int(1))])).err();
+        assert_eq!(
+            unused.and_then(|e| e.field),
+            Some("sql.named_params.b".into())
+        );
     }
 
     #[test]
     fn multi_line_sql_keeps_offsets() {
         let params = named(&[("k", values::int(1))]);
-        let (sql, _) =
-            bind_named("SELECT '한글'\nFROM t\nWHERE k = :k", Engine::Postgres, &params).unwrap_or_default();
+        let (sql, _) = bind_named(
+            "SELECT '한글'\nFROM t\nWHERE k = :k",
+            Engine::Postgres,
+            &params,
+        )
+        .unwrap_or_default();
         assert_eq!(sql, "SELECT '한글'\nFROM t\nWHERE k = $1");
     }
 
@@ -361,7 +412,10 @@ mod tests {
             ("SELECT * FROM t FOR UPDATE", Engine::Postgres),
             ("SELECT * FROM t FOR UPDATE", Engine::Mysql),
             ("SELECT * INTO t2 FROM t", Engine::Postgres),
-            ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", Engine::Postgres),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                Engine::Postgres,
+            ),
             ("DROP TABLE t", Engine::Sqlite),
         ] {
             assert!(check_single_query(sql, engine).is_err(), "{sql} passed");

@@ -18,19 +18,29 @@ pub type MySqlQuery<'q> = Query<'q, MySql, MySqlArguments>;
 pub type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
 
 pub fn null() -> Value {
-    Value { kind: Some(Kind::Null(true)) }
+    Value {
+        kind: Some(Kind::Null(true)),
+    }
 }
 pub fn int(v: i64) -> Value {
-    Value { kind: Some(Kind::IntValue(v)) }
+    Value {
+        kind: Some(Kind::IntValue(v)),
+    }
 }
 pub fn float(v: f64) -> Value {
-    Value { kind: Some(Kind::FloatValue(v)) }
+    Value {
+        kind: Some(Kind::FloatValue(v)),
+    }
 }
 pub fn text(v: impl Into<String>) -> Value {
-    Value { kind: Some(Kind::TextValue(v.into())) }
+    Value {
+        kind: Some(Kind::TextValue(v.into())),
+    }
 }
 pub fn timestamp(v: OffsetDateTime) -> Value {
-    Value { kind: Some(Kind::TimestampValue(to_timestamp(v))) }
+    Value {
+        kind: Some(Kind::TimestampValue(to_timestamp(v))),
+    }
 }
 
 pub fn to_timestamp(v: OffsetDateTime) -> Timestamp {
@@ -67,7 +77,10 @@ pub fn sqlite_timestamp_text(v: OffsetDateTime) -> String {
 }
 
 fn kind<'a>(field: &str, value: &'a Value) -> Result<&'a Kind, ExecutorError> {
-    value.kind.as_ref().ok_or_else(|| ExecutorError::invalid(field, "value has no kind set"))
+    value
+        .kind
+        .as_ref()
+        .ok_or_else(|| ExecutorError::invalid(field, "value has no kind set"))
 }
 
 fn decimal(field: &str, text: &str) -> Result<Decimal, ExecutorError> {
@@ -85,7 +98,11 @@ fn json(field: &str, text: &str) -> Result<serde_json::Value, ExecutorError> {
         .map_err(|e| ExecutorError::invalid(field, format!("not valid json: {e}")))
 }
 
-pub fn bind_pg<'q>(q: PgQuery<'q>, field: &str, value: &Value) -> Result<PgQuery<'q>, ExecutorError> {
+pub fn bind_pg<'q>(
+    q: PgQuery<'q>,
+    field: &str,
+    value: &Value,
+) -> Result<PgQuery<'q>, ExecutorError> {
     Ok(match kind(field, value)? {
         Kind::Null(_) => q.bind(Option::<String>::None),
         Kind::BoolValue(v) => q.bind(*v),
@@ -159,7 +176,9 @@ pub fn value_bytes(value: &Value) -> u64 {
 fn unsupported(column: &str, type_name: &str) -> ExecutorError {
     ExecutorError::invalid(
         "sql",
-        format!("column {column} has type {type_name}, which the executor does not return; cast it to text"),
+        format!(
+            "column {column} has type {type_name}, which the executor does not return; cast it to text"
+        ),
     )
 }
 
@@ -174,7 +193,9 @@ macro_rules! get {
 pub fn decode_pg(row: &PgRow) -> Result<Vec<Value>, ExecutorError> {
     let mut out = Vec::with_capacity(row.columns().len());
     for (i, column) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(i).map_err(|e| ExecutorError::internal(e.to_string()))?;
+        let raw = row
+            .try_get_raw(i)
+            .map_err(|e| ExecutorError::internal(e.to_string()))?;
         if raw.is_null() {
             out.push(null());
             continue;
@@ -188,8 +209,10 @@ pub fn decode_pg(row: &PgRow) -> Result<Vec<Value>, ExecutorError> {
             "FLOAT4" => Kind::FloatValue(f64::from(get!(row, i, f32))),
             "FLOAT8" => Kind::FloatValue(get!(row, i, f64)),
             "NUMERIC" => Kind::DecimalValue(get!(row, i, Decimal).to_string()),
-            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Kind::TextValue(get!(row, i, String)),
-            "BYTEA" => Kind::BytesValue(get!(row, i, Vec<u8>).into()),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => {
+                Kind::TextValue(get!(row, i, String))
+            }
+            "BYTEA" => Kind::BytesValue(get!(row, i, Vec<u8>)),
             "TIMESTAMPTZ" => Kind::TimestampValue(to_timestamp(get!(row, i, OffsetDateTime))),
             "TIMESTAMP" => {
                 Kind::TimestampValue(to_timestamp(get!(row, i, PrimitiveDateTime).assume_utc()))
@@ -207,7 +230,9 @@ pub fn decode_pg(row: &PgRow) -> Result<Vec<Value>, ExecutorError> {
 pub fn decode_mysql(row: &MySqlRow) -> Result<Vec<Value>, ExecutorError> {
     let mut out = Vec::with_capacity(row.columns().len());
     for (i, column) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(i).map_err(|e| ExecutorError::internal(e.to_string()))?;
+        let raw = row
+            .try_get_raw(i)
+            .map_err(|e| ExecutorError::internal(e.to_string()))?;
         if raw.is_null() {
             out.push(null());
             continue;
@@ -221,7 +246,9 @@ pub fn decode_mysql(row: &MySqlRow) -> Result<Vec<Value>, ExecutorError> {
             "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
             | "BIGINT UNSIGNED" => {
                 let v = get!(row, i, u64);
-                i64::try_from(v).map(Kind::IntValue).unwrap_or(Kind::DecimalValue(v.to_string()))
+                i64::try_from(v)
+                    .map(Kind::IntValue)
+                    .unwrap_or(Kind::DecimalValue(v.to_string()))
             }
             "FLOAT" => Kind::FloatValue(f64::from(get!(row, i, f32))),
             "DOUBLE" => Kind::FloatValue(get!(row, i, f64)),
@@ -232,7 +259,7 @@ pub fn decode_mysql(row: &MySqlRow) -> Result<Vec<Value>, ExecutorError> {
                 let bytes = get!(row, i, Vec<u8>);
                 match String::from_utf8(bytes) {
                     Ok(text) => Kind::TextValue(text),
-                    Err(e) => Kind::BytesValue(e.into_bytes().into()),
+                    Err(e) => Kind::BytesValue(e.into_bytes()),
                 }
             }
             "DATETIME" => {
@@ -251,7 +278,9 @@ pub fn decode_mysql(row: &MySqlRow) -> Result<Vec<Value>, ExecutorError> {
 pub fn decode_sqlite(row: &SqliteRow) -> Result<Vec<Value>, ExecutorError> {
     let mut out = Vec::with_capacity(row.columns().len());
     for i in 0..row.columns().len() {
-        let raw = row.try_get_raw(i).map_err(|e| ExecutorError::internal(e.to_string()))?;
+        let raw = row
+            .try_get_raw(i)
+            .map_err(|e| ExecutorError::internal(e.to_string()))?;
         if raw.is_null() {
             out.push(null());
             continue;
@@ -261,7 +290,7 @@ pub fn decode_sqlite(row: &SqliteRow) -> Result<Vec<Value>, ExecutorError> {
         let kind = match storage.as_str() {
             "INTEGER" | "BOOLEAN" => Kind::IntValue(get!(row, i, i64)),
             "REAL" | "NUMERIC" => Kind::FloatValue(get!(row, i, f64)),
-            "BLOB" => Kind::BytesValue(get!(row, i, Vec<u8>).into()),
+            "BLOB" => Kind::BytesValue(get!(row, i, Vec<u8>)),
             _ => Kind::TextValue(get!(row, i, String)),
         };
         out.push(Value { kind: Some(kind) });
@@ -275,7 +304,8 @@ mod tests {
 
     #[test]
     fn sqlite_timestamps_match_the_stored_text_format() {
-        let v = OffsetDateTime::from_unix_timestamp(1_769_817_600).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let v = OffsetDateTime::from_unix_timestamp(1_769_817_600)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         assert_eq!(sqlite_timestamp_text(v), "2026-01-31T00:00:00Z");
         let back = from_timestamp("t", &to_timestamp(v)).ok();
         assert_eq!(back, Some(v));

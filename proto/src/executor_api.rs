@@ -49,7 +49,11 @@ pub struct ExecutorError {
 
 impl ExecutorError {
     pub fn new(kind: ExecutorErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), field: None }
+        Self {
+            kind,
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -71,7 +75,10 @@ impl ExecutorError {
     /// Whether the same request may succeed if sent again (elsewhere or later). Executor calls are
     /// read-only, so retrying them is safe.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ExecutorErrorKind::Unavailable | ExecutorErrorKind::ResourceExhausted)
+        matches!(
+            self.kind,
+            ExecutorErrorKind::Unavailable | ExecutorErrorKind::ResourceExhausted
+        )
     }
 
     pub fn code(&self) -> tonic::Code {
@@ -122,7 +129,11 @@ impl From<tonic::Status> for ExecutorError {
         let field = status
             .get_details_bad_request()
             .and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()));
-        Self { kind, message: status.message().to_owned(), field }
+        Self {
+            kind,
+            message: status.message().to_owned(),
+            field,
+        }
     }
 }
 
@@ -197,7 +208,9 @@ impl<T: ExecutorApi + ?Sized> executor_server::Executor for ExecutorGrpcAdapter<
         request: tonic::Request<ExecuteRequest>,
     ) -> Result<tonic::Response<ExecuteResponse>, tonic::Status> {
         let ctx = call_context(request.metadata());
-        Ok(tonic::Response::new(self.0.execute(ctx, request.into_inner()).await?))
+        Ok(tonic::Response::new(
+            self.0.execute(ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn describe(
@@ -213,7 +226,9 @@ impl<T: ExecutorApi + ?Sized> executor_server::Executor for ExecutorGrpcAdapter<
         request: tonic::Request<TestConnectionRequest>,
     ) -> Result<tonic::Response<TestConnectionResponse>, tonic::Status> {
         let ctx = call_context(request.metadata());
-        Ok(tonic::Response::new(self.0.test_connection(ctx, request.into_inner()).await?))
+        Ok(tonic::Response::new(
+            self.0.test_connection(ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn scan_schema(
@@ -221,7 +236,9 @@ impl<T: ExecutorApi + ?Sized> executor_server::Executor for ExecutorGrpcAdapter<
         request: tonic::Request<ScanSchemaRequest>,
     ) -> Result<tonic::Response<ScanSchemaResponse>, tonic::Status> {
         let ctx = call_context(request.metadata());
-        Ok(tonic::Response::new(self.0.scan_schema(ctx, request.into_inner()).await?))
+        Ok(tonic::Response::new(
+            self.0.scan_schema(ctx, request.into_inner()).await?,
+        ))
     }
 }
 

@@ -53,7 +53,11 @@ impl Sidecar {
             .expect("sidecar printed its address in time")
             .expect("read stdout")
             .expect("a line");
-        let addr = line.strip_prefix("listening on ").expect("listening line").trim().to_owned();
+        let addr = line
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .trim()
+            .to_owned();
         let stderr = child.stderr.take().expect("stderr");
         let stderr = tokio::spawn(async move {
             let mut out = String::new();
@@ -64,7 +68,11 @@ impl Sidecar {
             }
             out
         });
-        Self { child, addr, stderr: Some(stderr) }
+        Self {
+            child,
+            addr,
+            stderr: Some(stderr),
+        }
     }
 
     pub fn uri(&self) -> String {
@@ -74,7 +82,11 @@ impl Sidecar {
     /// SIGTERMs the sidecar and returns everything it logged.
     pub async fn stop_and_logs(mut self) -> String {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         let _ = self.child.kill().await;
@@ -102,7 +114,10 @@ pub fn fast_retry() -> ClientOptions {
 pub fn client(name: &str, uris: &[String], options: ClientOptions) -> ExecutorClient {
     let pool = EndpointPool::new(
         name,
-        ChannelSettings { connect_timeout: Duration::from_millis(500), tls: None },
+        ChannelSettings {
+            connect_timeout: Duration::from_millis(500),
+            tls: None,
+        },
     );
     pool.set_endpoints(uris).expect("endpoints");
     ExecutorClient::remote(pool, options)
@@ -112,7 +127,9 @@ pub fn client(name: &str, uris: &[String], options: ClientOptions) -> ExecutorCl
 pub fn catalog() -> SchemaCatalogSpec {
     let file = BundleFile {
         path: "catalog.yaml".into(),
-        content: ops_controlplane::demo::PLANT_OPS_CATALOG_YAML.as_bytes().to_vec(),
+        content: ops_controlplane::demo::PLANT_OPS_CATALOG_YAML
+            .as_bytes()
+            .to_vec(),
     };
     let parsed = bundle::parse(&file).expect("catalog parses");
     match parsed.content.spec.and_then(|s| s.kind) {
@@ -168,7 +185,9 @@ impl PlantOps {
     }
 
     pub async fn postgres() -> Self {
-        let loaded = ops_datasets::testing::loaded_postgres().await.expect("load postgres");
+        let loaded = ops_datasets::testing::loaded_postgres()
+            .await
+            .expect("load postgres");
         let (host, port, user) = host_port_user(&loaded.admin_url, 5432);
         Self {
             source: SourceConfig {
@@ -187,7 +206,9 @@ impl PlantOps {
     }
 
     pub async fn mysql() -> Self {
-        let loaded = ops_datasets::testing::loaded_mysql().await.expect("load mariadb");
+        let loaded = ops_datasets::testing::loaded_mysql()
+            .await
+            .expect("load mariadb");
         let (host, port, user) = host_port_user(&loaded.admin_url, 3306);
         Self {
             source: SourceConfig {

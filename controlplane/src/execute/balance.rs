@@ -10,9 +10,9 @@ use ops_proto::executor::executor_client::ExecutorClient as GrpcClient;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// One executor endpoint.
 #[derive(Debug)]
@@ -85,18 +85,27 @@ pub struct EndpointPool {
 
 impl EndpointPool {
     pub fn new(name: impl Into<String>, settings: ChannelSettings) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), settings, endpoints: RwLock::new(Vec::new()) })
+        Arc::new(Self {
+            name: name.into(),
+            settings,
+            endpoints: RwLock::new(Vec::new()),
+        })
     }
 
     fn build(&self, uri: &str) -> Result<Arc<EndpointState>, EndpointError> {
-        let error = |reason: String| EndpointError { uri: uri.to_owned(), reason };
+        let error = |reason: String| EndpointError {
+            uri: uri.to_owned(),
+            reason,
+        };
         let mut endpoint = Endpoint::from_shared(uri.to_owned())
             .map_err(|e| error(e.to_string()))?
             .connect_timeout(self.settings.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30));
         if let Some(tls) = &self.settings.tls {
-            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| error(e.to_string()))?;
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| error(e.to_string()))?;
         }
         Ok(Arc::new(EndpointState {
             uri: uri.to_owned(),
@@ -150,18 +159,26 @@ impl EndpointPool {
 
     /// Whether a healthy endpoint outside `tried` exists.
     pub fn has_untried_healthy(&self, tried: &[String]) -> bool {
-        self.snapshot().iter().any(|e| e.is_healthy() && !tried.contains(&e.uri))
+        self.snapshot()
+            .iter()
+            .any(|e| e.is_healthy() && !tried.contains(&e.uri))
     }
 
     /// Power of two choices among healthy endpoints not yet tried by this call; when none is
     /// left, any endpoint (a health flag may be stale, and trying beats failing outright).
     pub fn pick(&self, tried: &[String]) -> Option<InFlight> {
         let all = self.snapshot();
-        let healthy: Vec<&Arc<EndpointState>> =
-            all.iter().filter(|e| e.is_healthy() && !tried.contains(&e.uri)).collect();
+        let healthy: Vec<&Arc<EndpointState>> = all
+            .iter()
+            .filter(|e| e.is_healthy() && !tried.contains(&e.uri))
+            .collect();
         let candidates: Vec<&Arc<EndpointState>> = if healthy.is_empty() {
             let untried: Vec<_> = all.iter().filter(|e| !tried.contains(&e.uri)).collect();
-            if untried.is_empty() { all.iter().collect() } else { untried }
+            if untried.is_empty() {
+                all.iter().collect()
+            } else {
+                untried
+            }
         } else {
             healthy
         };
@@ -194,10 +211,14 @@ impl EndpointPool {
                 }
                 for endpoint in pool.snapshot() {
                     let mut client = HealthClient::new(endpoint.channel.clone());
-                    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+                    let mut request = tonic::Request::new(HealthCheckRequest {
+                        service: String::new(),
+                    });
                     request.set_timeout(interval.max(Duration::from_millis(200)));
                     match client.check(request).await {
-                        Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => endpoint.mark_up(),
+                        Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => {
+                            endpoint.mark_up()
+                        }
                         _ => endpoint.mark_down(),
                     }
                 }

@@ -43,8 +43,12 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before attempt `n + 1` (n starting at 1): 1 s, 2 s, 4 s by default.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = self.multiplier.powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
-        self.initial_backoff.mul_f64(factor.min(1e6)).min(self.max_backoff)
+        let factor = self
+            .multiplier
+            .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
+        self.initial_backoff
+            .mul_f64(factor.min(1e6))
+            .min(self.max_backoff)
     }
 }
 
@@ -88,7 +92,9 @@ impl std::fmt::Debug for ExecutorClient {
             Transport::InProcess(_) => "in-process".to_owned(),
             Transport::Remote(pool) => format!("remote({})", pool.name),
         };
-        f.debug_struct("ExecutorClient").field("transport", &transport).finish_non_exhaustive()
+        f.debug_struct("ExecutorClient")
+            .field("transport", &transport)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +110,10 @@ impl Target {
     fn api(&self) -> Arc<dyn ExecutorApi> {
         match self {
             Target::Local(api) => api.clone(),
-            Target::Endpoint(guard, max) => Arc::new(GrpcEndpoint { endpoint: guard.0.clone(), max_message_bytes: *max }),
+            Target::Endpoint(guard, max) => Arc::new(GrpcEndpoint {
+                endpoint: guard.0.clone(),
+                max_message_bytes: *max,
+            }),
         }
     }
 }
@@ -112,12 +121,20 @@ impl Target {
 impl ExecutorClient {
     pub fn in_process(api: Arc<dyn ExecutorApi>, options: ClientOptions) -> Self {
         let permits = Arc::new(Semaphore::new(options.max_concurrency.max(1)));
-        Self { transport: Transport::InProcess(api), options, permits }
+        Self {
+            transport: Transport::InProcess(api),
+            options,
+            permits,
+        }
     }
 
     pub fn remote(pool: Arc<EndpointPool>, options: ClientOptions) -> Self {
         let permits = Arc::new(Semaphore::new(options.max_concurrency.max(1)));
-        Self { transport: Transport::Remote(pool), options, permits }
+        Self {
+            transport: Transport::Remote(pool),
+            options,
+            permits,
+        }
     }
 
     pub fn pool(&self) -> Option<&Arc<EndpointPool>> {
@@ -130,14 +147,19 @@ impl ExecutorClient {
     async fn call<T: Send>(
         &self,
         ctx: CallContext,
-        op: impl Fn(Arc<dyn ExecutorApi>, CallContext) -> BoxFuture<'static, Result<T, ExecutorError>> + Send + Sync,
+        op: impl Fn(Arc<dyn ExecutorApi>, CallContext) -> BoxFuture<'static, Result<T, ExecutorError>>
+        + Send
+        + Sync,
     ) -> Result<T, ExecutorError> {
         let total = ctx.timeout.unwrap_or(self.options.default_timeout);
         let deadline = Instant::now() + total;
         let deadline_error = || {
             ExecutorError::new(
                 ExecutorErrorKind::DeadlineExceeded,
-                format!("executor call did not complete within {} ms", total.as_millis()),
+                format!(
+                    "executor call did not complete within {} ms",
+                    total.as_millis()
+                ),
             )
         };
         let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
@@ -176,7 +198,10 @@ impl ExecutorClient {
                 Target::Endpoint(guard, _) => Some(guard.0.uri.clone()),
                 Target::Local(_) => None,
             };
-            let attempt_ctx = CallContext { timeout: Some(remaining), trace_id: ctx.trace_id.clone() };
+            let attempt_ctx = CallContext {
+                timeout: Some(remaining),
+                trace_id: ctx.trace_id.clone(),
+            };
             let outcome = tokio::time::timeout(remaining, op(target.api(), attempt_ctx)).await;
             drop(target);
             let error = match outcome {
@@ -212,7 +237,11 @@ impl ExecutorClient {
 
 #[async_trait::async_trait]
 impl ExecutorApi for ExecutorClient {
-    async fn execute(&self, ctx: CallContext, request: ExecuteRequest) -> Result<ExecuteResponse, ExecutorError> {
+    async fn execute(
+        &self,
+        ctx: CallContext,
+        request: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ExecutorError> {
         self.call(ctx, |api, ctx| {
             let request = request.clone();
             Box::pin(async move { api.execute(ctx, request).await })
@@ -221,7 +250,10 @@ impl ExecutorApi for ExecutorClient {
     }
 
     async fn describe(&self, ctx: CallContext) -> Result<DescribeResponse, ExecutorError> {
-        self.call(ctx, |api, ctx| Box::pin(async move { api.describe(ctx).await })).await
+        self.call(ctx, |api, ctx| {
+            Box::pin(async move { api.describe(ctx).await })
+        })
+        .await
     }
 
     async fn test_connection(
@@ -271,7 +303,10 @@ fn request<T>(ctx: &CallContext, message: T) -> tonic::Request<T> {
 /// former mean "this endpoint is unreachable", whatever code tonic gave them.
 fn from_status(status: tonic::Status) -> ExecutorError {
     let transport = std::error::Error::source(&status).is_some()
-        && !matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled);
+        && !matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        );
     let mut error = ExecutorError::from(status);
     if transport {
         error.kind = ExecutorErrorKind::Unavailable;
@@ -281,9 +316,17 @@ fn from_status(status: tonic::Status) -> ExecutorError {
 
 #[async_trait::async_trait]
 impl ExecutorApi for GrpcEndpoint {
-    async fn execute(&self, ctx: CallContext, message: ExecuteRequest) -> Result<ExecuteResponse, ExecutorError> {
+    async fn execute(
+        &self,
+        ctx: CallContext,
+        message: ExecuteRequest,
+    ) -> Result<ExecuteResponse, ExecutorError> {
         let mut client = self.endpoint.client(self.max_message_bytes);
-        client.execute(request(&ctx, message)).await.map(|r| r.into_inner()).map_err(from_status)
+        client
+            .execute(request(&ctx, message))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(from_status)
     }
 
     async fn describe(&self, ctx: CallContext) -> Result<DescribeResponse, ExecutorError> {
@@ -301,7 +344,11 @@ impl ExecutorApi for GrpcEndpoint {
         message: TestConnectionRequest,
     ) -> Result<TestConnectionResponse, ExecutorError> {
         let mut client = self.endpoint.client(self.max_message_bytes);
-        client.test_connection(request(&ctx, message)).await.map(|r| r.into_inner()).map_err(from_status)
+        client
+            .test_connection(request(&ctx, message))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(from_status)
     }
 
     async fn scan_schema(
@@ -310,7 +357,11 @@ impl ExecutorApi for GrpcEndpoint {
         message: ScanSchemaRequest,
     ) -> Result<ScanSchemaResponse, ExecutorError> {
         let mut client = self.endpoint.client(self.max_message_bytes);
-        client.scan_schema(request(&ctx, message)).await.map(|r| r.into_inner()).map_err(from_status)
+        client
+            .scan_schema(request(&ctx, message))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(from_status)
     }
 }
 
@@ -330,28 +381,48 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ExecutorApi for Flaky {
-        async fn execute(&self, _: CallContext, _: ExecuteRequest) -> Result<ExecuteResponse, ExecutorError> {
+        async fn execute(
+            &self,
+            _: CallContext,
+            _: ExecuteRequest,
+        ) -> Result<ExecuteResponse, ExecutorError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             if self.failures.load(Ordering::SeqCst) > 0 {
                 self.failures.fetch_sub(1, Ordering::SeqCst);
                 return Err(ExecutorError::new(self.kind, "injected"));
             }
-            Ok(ExecuteResponse { executed_sql: "ok".into(), ..Default::default() })
+            Ok(ExecuteResponse {
+                executed_sql: "ok".into(),
+                ..Default::default()
+            })
         }
         async fn describe(&self, _: CallContext) -> Result<DescribeResponse, ExecutorError> {
             Ok(DescribeResponse::default())
         }
-        async fn test_connection(&self, _: CallContext, _: TestConnectionRequest) -> Result<TestConnectionResponse, ExecutorError> {
+        async fn test_connection(
+            &self,
+            _: CallContext,
+            _: TestConnectionRequest,
+        ) -> Result<TestConnectionResponse, ExecutorError> {
             Ok(TestConnectionResponse::default())
         }
-        async fn scan_schema(&self, _: CallContext, _: ScanSchemaRequest) -> Result<ScanSchemaResponse, ExecutorError> {
+        async fn scan_schema(
+            &self,
+            _: CallContext,
+            _: ScanSchemaRequest,
+        ) -> Result<ScanSchemaResponse, ExecutorError> {
             Ok(ScanSchemaResponse::default())
         }
     }
 
     fn flaky(failures: u32, kind: ExecutorErrorKind, delay: Duration) -> Arc<Flaky> {
-        Arc::new(Flaky { failures: AtomicU32::new(failures), kind, calls: AtomicU32::new(0), delay })
+        Arc::new(Flaky {
+            failures: AtomicU32::new(failures),
+            kind,
+            calls: AtomicU32::new(0),
+            delay,
+        })
     }
 
     fn options(initial_ms: u64) -> ClientOptions {
@@ -378,7 +449,9 @@ mod tests {
         let api = flaky(2, ExecutorErrorKind::Unavailable, Duration::ZERO);
         let client = ExecutorClient::in_process(api.clone(), options(1000));
         let started = tokio::time::Instant::now();
-        let response = client.execute(CallContext::default(), ExecuteRequest::default()).await;
+        let response = client
+            .execute(CallContext::default(), ExecuteRequest::default())
+            .await;
         assert_eq!(response.map(|r| r.executed_sql).ok(), Some("ok".into()));
         assert_eq!(api.calls.load(Ordering::SeqCst), 3);
         // 1 s then 2 s of backoff.
@@ -389,8 +462,14 @@ mod tests {
     async fn non_retryable_errors_fail_at_once() {
         let api = flaky(1, ExecutorErrorKind::InvalidArgument, Duration::ZERO);
         let client = ExecutorClient::in_process(api.clone(), options(1000));
-        let error = client.execute(CallContext::default(), ExecuteRequest::default()).await.err();
-        assert_eq!(error.map(|e| e.kind), Some(ExecutorErrorKind::InvalidArgument));
+        let error = client
+            .execute(CallContext::default(), ExecuteRequest::default())
+            .await
+            .err();
+        assert_eq!(
+            error.map(|e| e.kind),
+            Some(ExecutorErrorKind::InvalidArgument)
+        );
         assert_eq!(api.calls.load(Ordering::SeqCst), 1);
     }
 
@@ -398,7 +477,10 @@ mod tests {
     async fn attempts_stop_at_the_limit() {
         let api = flaky(100, ExecutorErrorKind::Unavailable, Duration::ZERO);
         let client = ExecutorClient::in_process(api.clone(), options(10));
-        let error = client.execute(CallContext::default(), ExecuteRequest::default()).await.err();
+        let error = client
+            .execute(CallContext::default(), ExecuteRequest::default())
+            .await
+            .err();
         assert_eq!(error.map(|e| e.kind), Some(ExecutorErrorKind::Unavailable));
         assert_eq!(api.calls.load(Ordering::SeqCst), 4);
     }
@@ -407,16 +489,25 @@ mod tests {
     async fn the_deadline_bounds_a_slow_executor() {
         let api = flaky(0, ExecutorErrorKind::Unavailable, Duration::from_secs(60));
         let client = ExecutorClient::in_process(api, options(10));
-        let ctx = CallContext { timeout: Some(Duration::from_millis(500)), trace_id: String::new() };
+        let ctx = CallContext {
+            timeout: Some(Duration::from_millis(500)),
+            trace_id: String::new(),
+        };
         let error = client.execute(ctx, ExecuteRequest::default()).await.err();
-        assert_eq!(error.map(|e| e.kind), Some(ExecutorErrorKind::DeadlineExceeded));
+        assert_eq!(
+            error.map(|e| e.kind),
+            Some(ExecutorErrorKind::DeadlineExceeded)
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn backoff_never_outlives_the_deadline() {
         let api = flaky(100, ExecutorErrorKind::Unavailable, Duration::ZERO);
         let client = ExecutorClient::in_process(api.clone(), options(1000));
-        let ctx = CallContext { timeout: Some(Duration::from_millis(1500)), trace_id: String::new() };
+        let ctx = CallContext {
+            timeout: Some(Duration::from_millis(1500)),
+            trace_id: String::new(),
+        };
         let started = tokio::time::Instant::now();
         let error = client.execute(ctx, ExecuteRequest::default()).await.err();
         assert_eq!(error.map(|e| e.kind), Some(ExecutorErrorKind::Unavailable));

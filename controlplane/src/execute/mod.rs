@@ -27,7 +27,11 @@ pub enum ExecutorKind {
 }
 
 impl ExecutorKind {
-    pub const ALL: [ExecutorKind; 3] = [ExecutorKind::Sql, ExecutorKind::Metrics, ExecutorKind::Graph];
+    pub const ALL: [ExecutorKind; 3] = [
+        ExecutorKind::Sql,
+        ExecutorKind::Metrics,
+        ExecutorKind::Graph,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,7 +61,10 @@ pub enum DispatchError {
     #[error(transparent)]
     Endpoint(#[from] balance::EndpointError),
     #[error("cannot read {path}: {source}")]
-    TlsFile { path: PathBuf, source: std::io::Error },
+    TlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The executor clients of the control plane, and the sidecars it supervises.
@@ -129,32 +136,48 @@ impl Executors {
             max_message_bytes: config.max_message_bytes,
         };
         let mut sidecars = Vec::new();
-        let client = |kind: ExecutorKind| -> Result<(ExecutorClient, Option<SidecarSpec>), DispatchError> {
-            let pool = EndpointPool::new(kind.name(), settings.clone());
-            let spec = match config.mode {
-                ExecutorMode::Connect => {
-                    pool.set_endpoints(config.endpoints(kind))?;
-                    None
-                }
-                ExecutorMode::Spawn => Some(sidecar_spec(config, kind)?),
-                ExecutorMode::Off => None,
+        let client =
+            |kind: ExecutorKind| -> Result<(ExecutorClient, Option<SidecarSpec>), DispatchError> {
+                let pool = EndpointPool::new(kind.name(), settings.clone());
+                let spec = match config.mode {
+                    ExecutorMode::Connect => {
+                        pool.set_endpoints(config.endpoints(kind))?;
+                        None
+                    }
+                    ExecutorMode::Spawn => Some(sidecar_spec(config, kind)?),
+                    ExecutorMode::Off => None,
+                };
+                pool.spawn_health_checks(
+                    Duration::from_millis(config.health_interval_ms),
+                    cancel.clone(),
+                );
+                Ok((ExecutorClient::remote(pool, options.clone()), spec))
             };
-            pool.spawn_health_checks(Duration::from_millis(config.health_interval_ms), cancel.clone());
-            Ok((ExecutorClient::remote(pool, options.clone()), spec))
-        };
         let (sql, sql_spec) = client(ExecutorKind::Sql)?;
         let (metrics, metrics_spec) = client(ExecutorKind::Metrics)?;
         let (graph, graph_spec) = client(ExecutorKind::Graph)?;
-        for (client, spec) in [(&sql, sql_spec), (&metrics, metrics_spec), (&graph, graph_spec)] {
+        for (client, spec) in [
+            (&sql, sql_spec),
+            (&metrics, metrics_spec),
+            (&graph, graph_spec),
+        ] {
             if let (Some(spec), Some(pool)) = (spec, client.pool()) {
                 sidecars.push(supervisor::supervise(spec, pool.clone(), cancel.clone()).await?);
             }
         }
-        Ok(Self { sql, metrics, graph, sidecars: Arc::new(sidecars) })
+        Ok(Self {
+            sql,
+            metrics,
+            graph,
+            sidecars: Arc::new(sidecars),
+        })
     }
 }
 
-fn sidecar_spec(config: &ExecutorsConfig, kind: ExecutorKind) -> Result<SidecarSpec, DispatchError> {
+fn sidecar_spec(
+    config: &ExecutorsConfig,
+    kind: ExecutorKind,
+) -> Result<SidecarSpec, DispatchError> {
     let dir = match &config.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
@@ -177,9 +200,14 @@ fn sidecar_spec(config: &ExecutorsConfig, kind: ExecutorKind) -> Result<SidecarS
 
 fn tls_config(config: &ExecutorsConfig) -> Result<Option<ClientTlsConfig>, DispatchError> {
     let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|source| DispatchError::TlsFile { path: path.clone(), source })
+        std::fs::read(path).map_err(|source| DispatchError::TlsFile {
+            path: path.clone(),
+            source,
+        })
     };
-    let Some(ca) = &config.tls.ca_cert else { return Ok(None) };
+    let Some(ca) = &config.tls.ca_cert else {
+        return Ok(None);
+    };
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
     if let Some(domain) = &config.tls.domain {
         tls = tls.domain_name(domain.clone());

@@ -2,7 +2,9 @@
 //! executor needs, a SchemaCatalog's mappings become metric and graph column mappings. This is
 //! where configuration, not code, decides table names and relation directions.
 
-use ops_proto::executor::{self as ex, Direction, Engine, GraphColumns, MetricColumns, RelationRule};
+use ops_proto::executor::{
+    self as ex, Direction, Engine, GraphColumns, MetricColumns, RelationRule,
+};
 use ops_proto::v1::{DependencyDirection, SchemaCatalogSpec, SourceKind, SourceSpec};
 
 /// Connection settings for a Source asset; `source_id` keys the executor's pool

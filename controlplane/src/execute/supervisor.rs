@@ -22,7 +22,10 @@ const LISTENING_PREFIX: &str = "listening on ";
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("cannot start sidecar {program}: {source}")]
-    Spawn { program: PathBuf, source: std::io::Error },
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
     #[error("sidecar {program} exited or stayed silent before printing its address")]
     NoAddress { program: PathBuf },
     #[error(transparent)]
@@ -76,8 +79,13 @@ async fn start(spec: &SidecarSpec, listen: &str) -> Result<(Child, String), Supe
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| SupervisorError::Spawn { program: spec.program.clone(), source })?;
-    let no_address = || SupervisorError::NoAddress { program: spec.program.clone() };
+        .map_err(|source| SupervisorError::Spawn {
+            program: spec.program.clone(),
+            source,
+        })?;
+    let no_address = || SupervisorError::NoAddress {
+        program: spec.program.clone(),
+    };
     let stdout = child.stdout.take().ok_or_else(no_address)?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(spec.startup_timeout, async {
@@ -100,8 +108,15 @@ async fn start(spec: &SidecarSpec, listen: &str) -> Result<(Child, String), Supe
 async fn stop(child: &mut Child) {
     if let Some(pid) = child.id() {
         // SIGTERM lets the sidecar drain; SIGKILL follows if it does not exit in time.
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }
@@ -171,5 +186,9 @@ pub async fn supervise(
             }
         })
     };
-    Ok(Sidecar { restarts, current, task })
+    Ok(Sidecar {
+        restarts,
+        current,
+        task,
+    })
 }

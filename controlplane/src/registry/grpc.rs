@@ -17,7 +17,10 @@ pub struct RegistryGrpc {
 
 impl RegistryGrpc {
     pub fn new(registry: Registry, executors: Option<Executors>) -> Self {
-        Self { registry, executors }
+        Self {
+            registry,
+            executors,
+        }
     }
 
     fn executors(&self) -> Result<&Executors, Status> {
@@ -246,7 +249,10 @@ impl AssetRegistry for RegistryGrpc {
     ) -> Result<Response<TestSourceResponse>, Status> {
         let executors = self.executors()?;
         let (ctx, req) = split(request)?;
-        let response = self.registry.test_source(executors, &ctx, &req.name, req.draft).await?;
+        let response = self
+            .registry
+            .test_source(executors, &ctx, &req.name, req.draft)
+            .await?;
         Ok(Response::new(response))
     }
 
@@ -256,7 +262,9 @@ impl AssetRegistry for RegistryGrpc {
     ) -> Result<Response<ScanSchemaResponse>, Status> {
         let executors = self.executors()?;
         let (ctx, req) = split(request)?;
-        Ok(Response::new(self.registry.scan_schema(executors, &ctx, req).await?))
+        Ok(Response::new(
+            self.registry.scan_schema(executors, &ctx, req).await?,
+        ))
     }
 
     async fn simulate_resolver(

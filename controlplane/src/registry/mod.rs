@@ -5,12 +5,12 @@
 //! Every change is a compare-and-set on the asset's revision (optimistic concurrency) inside a
 //! transaction that also writes the audit row.
 
-pub mod probe;
 pub mod bindings;
 pub mod bundle;
 pub mod diff;
 pub mod error;
 pub mod grpc;
+pub mod probe;
 pub mod refs;
 pub mod store;
 pub mod validate;

@@ -42,9 +42,13 @@ impl Registry {
         draft: bool,
     ) -> RegistryResult<(String, SourceSpec)> {
         let selector = draft.then_some(get_asset_request::Selector::Draft(true));
-        let asset = self.get(ctx, AssetType::Source as i32, name, selector).await?;
+        let asset = self
+            .get(ctx, AssetType::Source as i32, name, selector)
+            .await?;
         let Some(asset_spec::Kind::Source(spec)) = asset.spec.and_then(|s| s.kind) else {
-            return Err(RegistryError::Internal(format!("source:{name} holds no source spec")));
+            return Err(RegistryError::Internal(format!(
+                "source:{name} holds no source spec"
+            )));
         };
         // Version 0 is the draft: it gets its own pool key.
         let id = format!("{}/source:{name}@{}", ctx.tenant, asset.version);
@@ -59,8 +63,13 @@ impl Registry {
         draft: bool,
     ) -> RegistryResult<TestSourceResponse> {
         let (id, spec) = self.source(ctx, name, draft).await?;
-        let request = ex::TestConnectionRequest { source: Some(requests::source_config(&id, &spec)) };
-        let response = executors.sql.test_connection(CallContext::default(), request).await;
+        let request = ex::TestConnectionRequest {
+            source: Some(requests::source_config(&id, &spec)),
+        };
+        let response = executors
+            .sql
+            .test_connection(CallContext::default(), request)
+            .await;
         Ok(match response {
             Ok(r) => TestSourceResponse {
                 ok: r.ok,
@@ -70,15 +79,20 @@ impl Registry {
                 message: r.message,
             },
             // Unreachable or refusing sources are an answer, not an RPC failure.
-            Err(e) if matches!(
-                e.kind,
-                ExecutorErrorKind::Unavailable
-                    | ExecutorErrorKind::PermissionDenied
-                    | ExecutorErrorKind::FailedPrecondition
-                    | ExecutorErrorKind::DeadlineExceeded
-            ) =>
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ExecutorErrorKind::Unavailable
+                        | ExecutorErrorKind::PermissionDenied
+                        | ExecutorErrorKind::FailedPrecondition
+                        | ExecutorErrorKind::DeadlineExceeded
+                ) =>
             {
-                TestSourceResponse { ok: false, message: e.message, ..Default::default() }
+                TestSourceResponse {
+                    ok: false,
+                    message: e.message,
+                    ..Default::default()
+                }
             }
             Err(e) => return Err(e.into()),
         })
@@ -96,7 +110,11 @@ impl Registry {
         } else {
             request.catalog_name.clone()
         };
-        let schemas = spec.permissions.as_ref().map(|p| p.schema_allowlist.clone()).unwrap_or_default();
+        let schemas = spec
+            .permissions
+            .as_ref()
+            .map(|p| p.schema_allowlist.clone())
+            .unwrap_or_default();
         let scan = executors
             .sql
             .scan_schema(
@@ -111,7 +129,12 @@ impl Registry {
             .await?;
 
         let existing = self
-            .get(ctx, AssetType::SchemaCatalog as i32, &catalog_name, Some(get_asset_request::Selector::Draft(true)))
+            .get(
+                ctx,
+                AssetType::SchemaCatalog as i32,
+                &catalog_name,
+                Some(get_asset_request::Selector::Draft(true)),
+            )
             .await;
         let existing = match existing {
             Ok(asset) => Some(asset),
@@ -125,10 +148,13 @@ impl Registry {
             },
             Err(e) => return Err(e),
         };
-        let previous = existing.as_ref().and_then(|a| match a.spec.as_ref().and_then(|s| s.kind.as_ref()) {
-            Some(asset_spec::Kind::SchemaCatalog(c)) => Some(c.clone()),
-            _ => None,
-        });
+        let previous =
+            existing
+                .as_ref()
+                .and_then(|a| match a.spec.as_ref().and_then(|s| s.kind.as_ref()) {
+                    Some(asset_spec::Kind::SchemaCatalog(c)) => Some(c.clone()),
+                    _ => None,
+                });
         let catalog = catalog_from_scan(&request, &scan.tables, previous.as_ref());
         let tables = catalog.tables.len() as u32;
         let columns = catalog.tables.iter().map(|t| t.columns.len() as u32).sum();
@@ -137,20 +163,48 @@ impl Registry {
                 .as_ref()
                 .map(|a| a.description.clone())
                 .unwrap_or_else(|| format!("scanned from source:{}", request.source_name)),
-            scope: existing.as_ref().map(|a| a.scope.clone()).unwrap_or_default(),
-            tags: existing.as_ref().map(|a| a.tags.clone()).unwrap_or_default(),
-            bindings: existing.as_ref().map(|a| a.bindings.clone()).unwrap_or_default(),
-            spec: Some(AssetSpec { kind: Some(asset_spec::Kind::SchemaCatalog(catalog)) }),
+            scope: existing
+                .as_ref()
+                .map(|a| a.scope.clone())
+                .unwrap_or_default(),
+            tags: existing
+                .as_ref()
+                .map(|a| a.tags.clone())
+                .unwrap_or_default(),
+            bindings: existing
+                .as_ref()
+                .map(|a| a.bindings.clone())
+                .unwrap_or_default(),
+            spec: Some(AssetSpec {
+                kind: Some(asset_spec::Kind::SchemaCatalog(catalog)),
+            }),
         };
         let asset = match existing {
-            None => self.create(ctx, AssetType::SchemaCatalog as i32, &catalog_name, content).await?,
-            Some(asset) => {
-                let expected = if request.expected_revision == 0 { asset.revision } else { request.expected_revision };
-                self.update_draft(ctx, AssetType::SchemaCatalog as i32, &catalog_name, expected, content)
+            None => {
+                self.create(ctx, AssetType::SchemaCatalog as i32, &catalog_name, content)
                     .await?
             }
+            Some(asset) => {
+                let expected = if request.expected_revision == 0 {
+                    asset.revision
+                } else {
+                    request.expected_revision
+                };
+                self.update_draft(
+                    ctx,
+                    AssetType::SchemaCatalog as i32,
+                    &catalog_name,
+                    expected,
+                    content,
+                )
+                .await?
+            }
         };
-        Ok(ScanSchemaResponse { catalog: Some(asset), tables, columns })
+        Ok(ScanSchemaResponse {
+            catalog: Some(asset),
+            tables,
+            columns,
+        })
     }
 }
 
@@ -165,14 +219,16 @@ pub fn catalog_from_scan(
     scanned: &[ex::ScannedTable],
     previous: Option<&SchemaCatalogSpec>,
 ) -> SchemaCatalogSpec {
-    let old_tables: HashMap<&str, &CatalogTable> =
-        previous.map(|p| p.tables.iter().map(|t| (t.name.as_str(), t)).collect()).unwrap_or_default();
+    let old_tables: HashMap<&str, &CatalogTable> = previous
+        .map(|p| p.tables.iter().map(|t| (t.name.as_str(), t)).collect())
+        .unwrap_or_default();
     let tables = scanned
         .iter()
         .map(|t| {
             let old = old_tables.get(t.name.as_str());
-            let old_columns: HashMap<&str, &CatalogColumn> =
-                old.map(|o| o.columns.iter().map(|c| (c.name.as_str(), c)).collect()).unwrap_or_default();
+            let old_columns: HashMap<&str, &CatalogColumn> = old
+                .map(|o| o.columns.iter().map(|c| (c.name.as_str(), c)).collect())
+                .unwrap_or_default();
             let tenant_column = t
                 .columns
                 .iter()
@@ -248,7 +304,10 @@ pub fn catalog_from_scan(
         tables,
         graph: previous.and_then(|p| p.graph.clone()),
         metrics: previous.and_then(|p| p.metrics.clone()),
-        scanned_at: Some(pbjson_types::Timestamp { seconds: now, nanos: 0 }),
+        scanned_at: Some(pbjson_types::Timestamp {
+            seconds: now,
+            nanos: 0,
+        }),
         include_tables: request.include_tables.clone(),
         exclude_tables: request.exclude_tables.clone(),
     }
