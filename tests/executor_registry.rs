@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 fn acme<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("x-ops-tenant", "acme".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-ops-tenant", "acme".parse().unwrap());
     request
 }
 
@@ -32,9 +34,13 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     config.executors.bin_dir = Path::new(SQL).parent().map(Path::to_owned);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();
-    let executors = Executors::start(&config.executors, cancel.clone()).await.expect("sidecars");
+    let executors = Executors::start(&config.executors, cancel.clone())
+        .await
+        .expect("sidecars");
     assert_eq!(executors.sidecars().len(), 3);
-    ops_controlplane::demo::prepare(dir.path(), &registry).await.expect("demo data");
+    ops_controlplane::demo::prepare(dir.path(), &registry)
+        .await
+        .expect("demo data");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -52,12 +58,18 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     let mut client = AssetRegistryClient::connect(endpoint).await.unwrap();
 
     let tested = client
-        .test_source(acme(TestSourceRequest { name: "plant_ops".into(), draft: false }))
+        .test_source(acme(TestSourceRequest {
+            name: "plant_ops".into(),
+            draft: false,
+        }))
         .await
         .expect("test source")
         .into_inner();
     assert!(tested.ok && tested.read_only, "{tested:?}");
-    assert!(tested.server_version.starts_with('3'), "sqlite version: {tested:?}");
+    assert!(
+        tested.server_version.starts_with('3'),
+        "sqlite version: {tested:?}"
+    );
 
     let scanned = client
         .scan_schema(acme(ScanSchemaRequest {
@@ -75,22 +87,51 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     let Some(asset_spec::Kind::SchemaCatalog(spec)) = catalog.spec.and_then(|s| s.kind) else {
         panic!("not a catalog")
     };
-    let ci = spec.tables.iter().find(|t| t.name == "ci_master").expect("ci_master");
+    let ci = spec
+        .tables
+        .iter()
+        .find(|t| t.name == "ci_master")
+        .expect("ci_master");
     assert_eq!(ci.tenant_column, "tenant_id");
-    assert!(ci.columns.iter().any(|c| c.name == "ci_id" && c.primary_key));
+    assert!(
+        ci.columns
+            .iter()
+            .any(|c| c.name == "ci_id" && c.primary_key)
+    );
     // What the admin curated survives the rescan.
     assert!(ci.synonyms.iter().any(|s| s == "장비"), "{:?}", ci.synonyms);
     assert!(spec.graph.is_some() && spec.metrics.is_some());
-    let relation = spec.tables.iter().find(|t| t.name == "ci_relation").expect("ci_relation");
-    assert!(relation.foreign_keys.iter().any(|f| f.referenced_table == "ci_master"));
+    let relation = spec
+        .tables
+        .iter()
+        .find(|t| t.name == "ci_relation")
+        .expect("ci_relation");
+    assert!(
+        relation
+            .foreign_keys
+            .iter()
+            .any(|f| f.referenced_table == "ci_master")
+    );
     // A table holding secrets is flagged and disabled until an admin decides.
-    let users = spec.tables.iter().find(|t| t.name == "users").expect("users");
+    let users = spec
+        .tables
+        .iter()
+        .find(|t| t.name == "users")
+        .expect("users");
     assert!(!users.enabled);
-    assert!(users.columns.iter().any(|c| c.name == "password_hash" && c.semantic_type == SemanticType::Secret as i32));
+    assert!(
+        users
+            .columns
+            .iter()
+            .any(|c| c.name == "password_hash" && c.semantic_type == SemanticType::Secret as i32)
+    );
 
     // A source that does not exist is an answer, not a crash.
     let missing = client
-        .test_source(acme(TestSourceRequest { name: "nope".into(), draft: false }))
+        .test_source(acme(TestSourceRequest {
+            name: "nope".into(),
+            draft: false,
+        }))
         .await
         .expect_err("unknown source");
     assert_eq!(missing.code(), tonic::Code::NotFound);
