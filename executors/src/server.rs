@@ -11,17 +11,13 @@ use std::time::Duration;
 use clap::Parser;
 use ops_proto::executor::ExecutorKind;
 use ops_proto::executor::executor_server::ExecutorServer;
-use ops_proto::executor_api::ExecutorGrpcAdapter;
+use ops_proto::executor_api::{ExecutorGrpcAdapter, LISTENING_PREFIX};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::ExecutorConfig;
 use crate::service::LocalExecutor;
-
-/// The line a sidecar prints on stdout once it accepts connections; supervisors read it to
-/// learn the bound address.
-pub const LISTENING_PREFIX: &str = "listening on ";
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -85,7 +81,7 @@ pub async fn serve(
         _ => return Err(ServeError::TlsIncomplete),
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    let draining = tokio_util_free_token();
+    let draining = Arc::new(tokio::sync::Notify::new());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let signal = draining.clone();
     let server = builder
@@ -113,10 +109,6 @@ pub async fn serve(
             Ok(())
         }
     }
-}
-
-fn tokio_util_free_token() -> Arc<tokio::sync::Notify> {
-    Arc::new(tokio::sync::Notify::new())
 }
 
 async fn shutdown_signal() {

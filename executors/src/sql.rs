@@ -240,6 +240,27 @@ pub async fn run(
     }
 }
 
+/// Prepares `sql` on the open transaction `tx`, binds `params`, collects rows under the caps and
+/// always rolls back; yields the columns and the collected rows.
+macro_rules! query_and_roll_back {
+    ($tx:ident, $bind:path, $decode:path, $sql:expr, $params:expr, $caps:expr, $handle:expr) => {{
+        let e = |error| $handle.error(error);
+        let statement = (&mut *$tx)
+            .prepare(AssertSqlSafe($sql.to_owned()).into_sql_str())
+            .await
+            .map_err(e)?;
+        let columns = columns(statement.columns());
+        let mut query = statement.query();
+        for (i, v) in $params.iter().enumerate() {
+            query = $bind(query, &format!("sql.params[{i}]"), v)?;
+        }
+        let result = collect(query.fetch(&mut *$tx), $decode, $caps, $handle).await;
+        drop(statement);
+        $tx.rollback().await.map_err(e)?;
+        (columns, result?)
+    }};
+}
+
 async fn run_inner(
     handle: &SourceHandle,
     sql: &str,
@@ -256,19 +277,15 @@ async fn run_inner(
                 .execute(&mut *tx)
                 .await
                 .map_err(e)?;
-            let statement = (&mut *tx)
-                .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
-                .await
-                .map_err(e)?;
-            let columns = columns(statement.columns());
-            let mut query = statement.query();
-            for (i, v) in params.iter().enumerate() {
-                query = values::bind_pg(query, &format!("sql.params[{i}]"), v)?;
-            }
-            let result = collect(query.fetch(&mut *tx), values::decode_pg, caps, handle).await;
-            drop(statement);
-            tx.rollback().await.map_err(e)?;
-            (columns, result?)
+            query_and_roll_back!(
+                tx,
+                values::bind_pg,
+                values::decode_pg,
+                sql,
+                params,
+                caps,
+                handle
+            )
         }
         SourcePool::MySql(pool) => {
             let mut conn = pool.acquire().await.map_err(e)?;
@@ -292,19 +309,15 @@ async fn run_inner(
                 .begin_with("START TRANSACTION READ ONLY")
                 .await
                 .map_err(e)?;
-            let statement = (&mut *tx)
-                .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
-                .await
-                .map_err(e)?;
-            let columns = columns(statement.columns());
-            let mut query = statement.query();
-            for (i, v) in params.iter().enumerate() {
-                query = values::bind_mysql(query, &format!("sql.params[{i}]"), v)?;
-            }
-            let result = collect(query.fetch(&mut *tx), values::decode_mysql, caps, handle).await;
-            drop(statement);
-            tx.rollback().await.map_err(e)?;
-            (columns, result?)
+            query_and_roll_back!(
+                tx,
+                values::bind_mysql,
+                values::decode_mysql,
+                sql,
+                params,
+                caps,
+                handle
+            )
         }
         SourcePool::Sqlite(pool) => {
             let mut conn = pool.acquire().await.map_err(e)?;
@@ -317,20 +330,15 @@ async fn run_inner(
                 .set_progress_handler(1_000, move || Instant::now() < deadline);
             let outcome = async {
                 let mut tx = conn.begin_with("BEGIN").await.map_err(e)?;
-                let statement = (&mut *tx)
-                    .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
-                    .await
-                    .map_err(e)?;
-                let columns = columns(statement.columns());
-                let mut query = statement.query();
-                for (i, v) in params.iter().enumerate() {
-                    query = values::bind_sqlite(query, &format!("sql.params[{i}]"), v)?;
-                }
-                let result =
-                    collect(query.fetch(&mut *tx), values::decode_sqlite, caps, handle).await;
-                drop(statement);
-                tx.rollback().await.map_err(e)?;
-                Ok::<_, ExecutorError>((columns, result?))
+                Ok::<_, ExecutorError>(query_and_roll_back!(
+                    tx,
+                    values::bind_sqlite,
+                    values::decode_sqlite,
+                    sql,
+                    params,
+                    caps,
+                    handle
+                ))
             }
             .await;
             if let Ok(mut locked) = conn.lock_handle().await {

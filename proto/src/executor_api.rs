@@ -13,6 +13,10 @@ use crate::executor::{
     ScanSchemaResponse, TestConnectionRequest, TestConnectionResponse, executor_server,
 };
 
+/// The line a sidecar prints on stdout once it accepts connections, followed by its address;
+/// supervisors read it to learn the bound port.
+pub const LISTENING_PREFIX: &str = "listening on ";
+
 /// Metadata header carrying the trace id of the run a call belongs to.
 pub const TRACE_ID_HEADER: &str = "x-ops-trace-id";
 

@@ -54,7 +54,7 @@ impl Sidecar {
             .expect("read stdout")
             .expect("a line");
         let addr = line
-            .strip_prefix("listening on ")
+            .strip_prefix(ops_proto::executor_api::LISTENING_PREFIX)
             .expect("listening line")
             .trim()
             .to_owned();
@@ -166,6 +166,25 @@ fn host_port_user(url: &str, default_port: u32) -> (String, u32, String) {
     (host, port, user)
 }
 
+/// The source config of a database on a server reached through `admin_url`.
+fn server_source(
+    engine: Engine,
+    admin_url: &str,
+    default_port: u32,
+    database: &str,
+) -> SourceConfig {
+    let (host, port, user) = host_port_user(admin_url, default_port);
+    SourceConfig {
+        source_id: format!("test/source:plant_ops@{}", uuid::Uuid::new_v4()),
+        engine: engine as i32,
+        host,
+        port,
+        user,
+        database: database.to_owned(),
+        ..Default::default()
+    }
+}
+
 impl PlantOps {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -188,17 +207,8 @@ impl PlantOps {
         let loaded = ops_datasets::testing::loaded_postgres()
             .await
             .expect("load postgres");
-        let (host, port, user) = host_port_user(&loaded.admin_url, 5432);
         Self {
-            source: SourceConfig {
-                source_id: format!("test/source:plant_ops_pg@{}", uuid::Uuid::new_v4()),
-                engine: Engine::Postgres as i32,
-                host,
-                port,
-                user,
-                database: loaded.db_name.clone(),
-                ..Default::default()
-            },
+            source: server_source(Engine::Postgres, &loaded.admin_url, 5432, &loaded.db_name),
             _dir: None,
             pg: Some(loaded),
             my: None,
@@ -209,17 +219,8 @@ impl PlantOps {
         let loaded = ops_datasets::testing::loaded_mysql()
             .await
             .expect("load mariadb");
-        let (host, port, user) = host_port_user(&loaded.admin_url, 3306);
         Self {
-            source: SourceConfig {
-                source_id: format!("test/source:plant_ops_my@{}", uuid::Uuid::new_v4()),
-                engine: Engine::Mysql as i32,
-                host,
-                port,
-                user,
-                database: loaded.db_name.clone(),
-                ..Default::default()
-            },
+            source: server_source(Engine::Mysql, &loaded.admin_url, 3306, &loaded.db_name),
             _dir: None,
             pg: None,
             my: Some(loaded),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use ops_proto::executor_api::LISTENING_PREFIX;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
@@ -15,9 +16,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::balance::EndpointPool;
-
-/// What the sidecars print once they accept connections.
-const LISTENING_PREFIX: &str = "listening on ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
