@@ -1,0 +1,243 @@
+//! Applying Mapping rules to tool results.
+
+use ops_plugin_sdk::prelude::*;
+
+use crate::config::{MappingConfig, MappingRule};
+
+/// Maps every result through the rules that select it, in rule order; results no rule selects
+/// get the generic blocks; references close the answer unless a rule placed them.
+pub fn map_results(
+    config: &MappingConfig,
+    question: &str,
+    results: &[ToolResult],
+) -> Result<Vec<Block>, PluginError> {
+    let mut blocks = Vec::new();
+    let mut mapped = vec![false; results.len()];
+    let mut references_placed = false;
+    for rule in &config.mappings {
+        for (index, result) in results.iter().enumerate() {
+            if !rule.matches(&result.tool) {
+                continue;
+            }
+            mapped[index] = true;
+            references_placed |= rule.target_block == "references";
+            blocks.extend(apply_rule(rule, question, result)?);
+        }
+    }
+    for (result, _) in results.iter().zip(&mapped).filter(|(_, done)| !**done) {
+        blocks.extend(generic_blocks(result));
+    }
+    if !references_placed {
+        let references: Vec<Reference> =
+            results.iter().flat_map(|r| r.references.iter().cloned()).collect();
+        if !references.is_empty() {
+            blocks.push(Block {
+                title: "References".into(),
+                content: BlockContent::References(references),
+            });
+        }
+    }
+    Ok(blocks)
+}
+
+fn apply_rule(
+    rule: &MappingRule,
+    question: &str,
+    result: &ToolResult,
+) -> Result<Vec<Block>, PluginError> {
+    let records = result.records();
+    let lookup = |record: Option<&Record<'_>>, name: &str| -> Option<String> {
+        let mapped = rule.field_mapping.get(name).map(String::as_str).unwrap_or(name);
+        match name {
+            "question" => Some(question.to_owned()),
+            "row_count" => Some(result.rows.len().to_string()),
+            "tool" => Some(result.tool.clone()),
+            _ => record.and_then(|r| r.text(mapped)),
+        }
+    };
+    let title = if rule.title.is_empty() {
+        String::new()
+    } else {
+        render_template(&rule.title, |name| lookup(records.first(), name))
+    };
+    let block = |content| Block { title: title.clone(), content };
+    Ok(match rule.target_block.as_str() {
+        "text" | "markdown" => {
+            if records.is_empty() {
+                return Ok(Vec::new());
+            }
+            let text = records
+                .iter()
+                .map(|record| render_template(&rule.template, |name| lookup(Some(record), name)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let content = if rule.target_block == "text" {
+                BlockContent::Text(text)
+            } else {
+                BlockContent::Markdown(text)
+            };
+            vec![block(content)]
+        }
+        "table" => table(rule, result, &records).map(|t| block(BlockContent::Table(t))).into_iter().collect(),
+        "number" => number(rule, result, &records)?.map(|n| block(BlockContent::Number(n))).into_iter().collect(),
+        "chart" => chart(rule, result).map(|c| block(BlockContent::Chart(c))).into_iter().collect(),
+        "network" => result.graph.clone().map(|g| block(BlockContent::Network(g))).into_iter().collect(),
+        _ => {
+            if result.references.is_empty() {
+                Vec::new()
+            } else {
+                vec![block(BlockContent::References(result.references.clone()))]
+            }
+        }
+    })
+}
+
+/// `row_mapping` over one record is a label/value table (the user guides' CI card); over many
+/// records it selects and renames columns. Without `row_mapping` the result's own columns are
+/// shown, renamed by `field_mapping` and `headers`.
+fn table(rule: &MappingRule, result: &ToolResult, records: &[Record<'_>]) -> Option<TableBlock> {
+    if records.is_empty() && result.columns.is_empty() {
+        return None;
+    }
+    let cell = |record: &Record<'_>, field: &str| record.get(field).cloned().unwrap_or(Value::Null);
+    let (columns, rows) = if !rule.row_mapping.is_empty() && records.len() == 1 {
+        let record = &records[0];
+        let columns = if rule.headers.len() == 2 {
+            rule.headers.clone()
+        } else {
+            vec!["field".to_owned(), "value".to_owned()]
+        };
+        let rows = rule
+            .row_mapping
+            .iter()
+            .map(|m| vec![Value::text(m.label.clone()), cell(record, &m.field)])
+            .collect();
+        (columns, rows)
+    } else if !rule.row_mapping.is_empty() {
+        let columns = rule.row_mapping.iter().map(|m| m.label.clone()).collect();
+        let rows = records
+            .iter()
+            .map(|record| rule.row_mapping.iter().map(|m| cell(record, &m.field)).collect())
+            .collect();
+        (columns, rows)
+    } else {
+        let renamed: Vec<String> = result
+            .columns
+            .iter()
+            .map(|column| {
+                rule.field_mapping
+                    .iter()
+                    .find(|(_, input)| *input == column)
+                    .map(|(output, _)| output.clone())
+                    .unwrap_or_else(|| column.clone())
+            })
+            .collect();
+        let columns = if rule.headers.len() == renamed.len() { rule.headers.clone() } else { renamed };
+        (columns, result.rows.clone())
+    };
+    let total_rows = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    Some(TableBlock { columns, rows, truncated: result.truncated, total_rows })
+}
+
+
+/// `field_mapping` names fields for value/label/unit/aggregation; a name that is not a field is
+/// taken literally (the user guides write `"unit": "percent"`). A missing or null value maps to
+/// no block: an empty result is the control loop's business, not a zero.
+fn number(
+    rule: &MappingRule,
+    result: &ToolResult,
+    records: &[Record<'_>],
+) -> Result<Option<NumberBlock>, PluginError> {
+    let Some(record) = records.first() else { return Ok(None) };
+    let resolve = |key: &str| -> String {
+        match rule.field_mapping.get(key) {
+            Some(name) => record.text(name).unwrap_or_else(|| name.clone()),
+            None => String::new(),
+        }
+    };
+    let field = rule.field_mapping.get("value").map(String::as_str).unwrap_or("value");
+    let value = match record.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value.as_f64().ok_or_else(|| {
+            PluginError::new(
+                "bad_input",
+                format!("{}: field `{field}` is `{}`, not a number", result.tool, value.display()),
+            )
+        })?,
+    };
+    Ok(Some(NumberBlock {
+        value,
+        unit: resolve("unit"),
+        label: resolve("label"),
+        aggregation: resolve("aggregation"),
+    }))
+}
+
+/// Rows as series points: `x` (default `ts`), `y` (default `value`) and an optional `series`
+/// column splitting the points into named series.
+fn chart(rule: &MappingRule, result: &ToolResult) -> Option<ChartBlock> {
+    let column = |key: &str, default: &str| {
+        let name = rule.field_mapping.get(key).map(String::as_str).unwrap_or(default);
+        result.columns.iter().position(|c| c == name)
+    };
+    let x = column("x", "ts")?;
+    let y = column("y", "value")?;
+    let split = column("series", "");
+    let mut series: Vec<Series> = Vec::new();
+    for row in &result.rows {
+        let (Some(ts), Some(value)) = (row.get(x), row.get(y).and_then(Value::as_f64)) else {
+            continue;
+        };
+        let name = split.and_then(|i| row.get(i)).map(Value::display).unwrap_or_default();
+        let point = SeriesPoint { ts: ts.display(), value };
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(existing) => existing.points.push(point),
+            None => series.push(Series { name, points: vec![point] }),
+        }
+    }
+    let field = |name: &str| result.field(name).map(Value::display).unwrap_or_default();
+    let metric = rule.field_mapping.get("metric").map(|m| field(m)).unwrap_or_else(|| field("metric"));
+    let unit = rule.field_mapping.get("unit").cloned().unwrap_or_else(|| field("unit"));
+    Some(ChartBlock { metric, unit, series })
+}
+
+/// What a result shows as when no rule selects it.
+fn generic_blocks(result: &ToolResult) -> Vec<Block> {
+    let title = result.tool.clone();
+    if let Some(graph) = &result.graph {
+        return vec![Block { title, content: BlockContent::Network(graph.clone()) }];
+    }
+    if !result.columns.is_empty() {
+        let total_rows = u32::try_from(result.rows.len()).unwrap_or(u32::MAX);
+        return vec![Block {
+            title,
+            content: BlockContent::Table(TableBlock {
+                columns: result.columns.clone(),
+                rows: result.rows.clone(),
+                truncated: result.truncated,
+                total_rows,
+            }),
+        }];
+    }
+    let field = |name: &str| result.field(name).map(Value::display).unwrap_or_default();
+    result
+        .fields
+        .iter()
+        .filter(|f| !matches!(f.value, Value::Null))
+        .filter_map(|f| {
+            let value = match &f.value {
+                Value::Integer(_) | Value::Float(_) | Value::Decimal(_) => f.value.as_f64()?,
+                _ => return None,
+            };
+            Some(Block {
+                title: title.clone(),
+                content: BlockContent::Number(NumberBlock {
+                    value,
+                    unit: field("unit"),
+                    label: f.name.clone(),
+                    aggregation: field("aggregation"),
+                }),
+            })
+        })
+        .collect()
+}

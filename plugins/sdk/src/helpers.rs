@@ -1,0 +1,223 @@
+//! Conveniences over the generated types: constructors, row access by column name and
+//! `{{field}}` templates.
+
+use std::fmt::Write as _;
+
+use crate::types::{
+    Block, BlockContent, Field, NumberBlock, PluginError, PluginInfo, TableBlock, ToolResult,
+    Value,
+};
+
+impl PluginInfo {
+    /// Describes a plugin built against this SDK's contract version.
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            description: description.to_owned(),
+            contract: crate::CONTRACT_VERSION.to_owned(),
+        }
+    }
+}
+
+impl PluginError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), message: message.into() }
+    }
+
+    /// The plugin's configuration is not what it expects.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new("invalid_config", message)
+    }
+}
+
+impl Value {
+    pub fn text(text: impl Into<String>) -> Self {
+        Value::Text(text.into())
+    }
+
+    /// The value as display text: numbers in their shortest form, null as "".
+    pub fn display(&self) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Boolean(b) => b.to_string(),
+            Value::Integer(i) => i.to_string(),
+            Value::Float(f) => format_float(*f),
+            Value::Decimal(s) | Value::Text(s) | Value::Timestamp(s) | Value::Json(s) => s.clone(),
+        }
+    }
+
+    /// The value as a number, when it is one (decimals and numeric text included).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Integer(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Decimal(s) | Value::Text(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) | Value::Decimal(s) | Value::Timestamp(s) | Value::Json(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Floats print with at most two decimals, as answers show them (56.857 -> "56.86").
+fn format_float(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{value:.0}");
+    }
+    let mut text = format!("{value:.2}");
+    while text.ends_with('0') {
+        text.pop();
+    }
+    if text.ends_with('.') {
+        text.pop();
+    }
+    text
+}
+
+/// One row of a tool result, addressable by column name.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub columns: &'a [String],
+    pub values: &'a [Value],
+    pub fields: &'a [Field],
+}
+
+impl<'a> Record<'a> {
+    /// The cell of `column`, or else the result-level field of that name.
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .and_then(|i| self.values.get(i))
+            .or_else(|| self.fields.iter().find(|f| f.name == name).map(|f| &f.value))
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).map(Value::display)
+    }
+}
+
+impl ToolResult {
+    /// The rows as records; a result without rows yields one record of its fields, so
+    /// templates over scalar results (an aggregate, a count) still resolve.
+    pub fn records(&self) -> Vec<Record<'_>> {
+        if self.rows.is_empty() {
+            if self.fields.is_empty() {
+                return Vec::new();
+            }
+            return vec![Record { columns: &[], values: &[], fields: &self.fields }];
+        }
+        self.rows
+            .iter()
+            .map(|row| Record { columns: &self.columns, values: row, fields: &self.fields })
+            .collect()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|f| f.name == name).map(|f| &f.value)
+    }
+}
+
+impl Block {
+    pub fn text(title: &str, text: impl Into<String>) -> Self {
+        Block { title: title.to_owned(), content: BlockContent::Text(text.into()) }
+    }
+
+    pub fn table(title: &str, columns: Vec<String>, rows: Vec<Vec<Value>>) -> Self {
+        let total_rows = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        Block {
+            title: title.to_owned(),
+            content: BlockContent::Table(TableBlock { columns, rows, truncated: false, total_rows }),
+        }
+    }
+
+    pub fn number(title: &str, number: NumberBlock) -> Self {
+        Block { title: title.to_owned(), content: BlockContent::Number(number) }
+    }
+
+    /// The block kind's name as Mapping and Screen configs spell it.
+    pub fn kind(&self) -> &'static str {
+        match self.content {
+            BlockContent::Text(_) => "text",
+            BlockContent::Markdown(_) => "markdown",
+            BlockContent::Table(_) => "table",
+            BlockContent::Number(_) => "number",
+            BlockContent::Chart(_) => "chart",
+            BlockContent::Network(_) => "network",
+            BlockContent::References(_) => "references",
+        }
+    }
+}
+
+/// Replaces every `{{name}}` with `lookup(name)`; unknown names are left as written so a
+/// broken template shows in the answer instead of silently vanishing.
+pub fn render_template(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        match lookup(name) {
+            Some(value) => out.push_str(&value),
+            None => {
+                let _ = write!(out, "{{{{{name}}}}}");
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_known_fields_and_keep_unknown_ones() {
+        let text = render_template("{{ci_code}} is {{ status }} ({{missing}})", |name| {
+            match name {
+                "ci_code" => Some("GT-01".into()),
+                "status" => Some("operational".into()),
+                _ => None,
+            }
+        });
+        assert_eq!(text, "GT-01 is operational ({{missing}})");
+        assert_eq!(render_template("open {{ end", |_| None), "open {{ end");
+    }
+
+    #[test]
+    fn floats_display_with_two_decimals_at_most() {
+        assert_eq!(Value::Float(56.857).display(), "56.86");
+        assert_eq!(Value::Float(12.5).display(), "12.5");
+        assert_eq!(Value::Float(3.0).display(), "3");
+    }
+
+    #[test]
+    fn records_fall_back_to_fields() {
+        let result = ToolResult {
+            tool: "metric_tool".into(),
+            kind: "metric".into(),
+            columns: vec![],
+            rows: vec![],
+            truncated: false,
+            fields: vec![Field { name: "avg_value".into(), value: Value::Float(56.857) }],
+            graph: None,
+            references: vec![],
+        };
+        let records = result.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].text("avg_value").as_deref(), Some("56.86"));
+    }
+}
