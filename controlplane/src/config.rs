@@ -20,6 +20,60 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     pub log: LogConfig,
     pub executors: ExecutorsConfig,
+    pub plugins: PluginsConfig,
+}
+
+/// How the engine allocates plugin instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginAllocator {
+    /// Pre-reserved slots, one per concurrent call (falls back to on-demand if the machine
+    /// refuses the reservation).
+    Pooling,
+    /// mmap per instance.
+    OnDemand,
+}
+
+/// The WASM plugin host (Mapping and Screen plugins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    pub allocator: PluginAllocator,
+    /// Plugin calls running at once; also the pooling allocator's slot count.
+    pub max_concurrent_calls: u32,
+    /// Ceiling of any plugin's linear memory; a Policy may ask for less, never more.
+    pub max_memory_bytes: u64,
+    /// Memory cap when the Policy sets none.
+    pub default_memory_bytes: u64,
+    /// CPU budget per call when the Policy sets none.
+    pub default_cpu_budget_ms: u32,
+    /// WASM stack per call; deeper recursion traps.
+    pub max_stack_bytes: usize,
+    /// Largest component accepted by UploadPlugin.
+    pub max_upload_bytes: usize,
+    /// Compiled-component cache; empty means `<data_dir>/plugin-cache`.
+    pub cache_dir: PathBuf,
+    /// Consecutive failures of one plugin version that open its circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls before one trial call.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            allocator: PluginAllocator::Pooling,
+            max_concurrent_calls: 16,
+            max_memory_bytes: 256 << 20,
+            default_memory_bytes: 64 << 20,
+            default_cpu_budget_ms: 500,
+            max_stack_bytes: 512 << 10,
+            max_upload_bytes: 4 << 20,
+            cache_dir: PathBuf::new(),
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
 }
 
 /// How `opsd` reaches its executor sidecars.

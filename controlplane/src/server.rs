@@ -17,6 +17,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::Config;
 use crate::context::ContextInterceptor;
 use crate::execute::Executors;
+use crate::plugins::{PluginError, PluginHost};
 use crate::registry::Registry;
 use crate::registry::grpc::RegistryGrpc;
 use crate::services::{PendingInspector, PendingOps, PendingRegression};
@@ -30,6 +31,8 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("plugin host: {0}")]
+    Plugins(PluginError),
 }
 
 /// Opens the configured database (applying migrations) and builds the registry.
@@ -41,6 +44,22 @@ pub async fn open_registry(config: &Config) -> Result<Registry, ServerError> {
     )
     .await?;
     Ok(Registry::new(db, config.registry.clone()))
+}
+
+/// The plugin host of this server: its compiled cache lives under the data directory unless
+/// `plugins.cache_dir` says otherwise. Compiling the built-in plugins blocks, so it runs on a
+/// blocking thread (and only once per data directory: later starts load the cache).
+pub async fn plugin_host(config: &Config) -> Result<PluginHost, ServerError> {
+    let plugins = config.plugins.clone();
+    let cache_dir = if plugins.cache_dir.as_os_str().is_empty() {
+        config.storage.data_dir.join("plugin-cache")
+    } else {
+        plugins.cache_dir.clone()
+    };
+    tokio::task::spawn_blocking(move || PluginHost::new(&plugins, Some(cache_dir)))
+        .await
+        .map_err(|e| ServerError::Plugins(PluginError::Internal(e.to_string())))?
+        .map_err(ServerError::Plugins)
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves, then drains in-flight calls
@@ -72,10 +91,12 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let plugins = plugin_host(config).await?;
     let max = config.server.max_message_bytes;
-    let registry_service = AssetRegistryServer::new(RegistryGrpc::new(registry.clone(), executors))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let registry_service =
+        AssetRegistryServer::new(RegistryGrpc::new(registry.clone(), executors, plugins))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
     let draining = CancellationToken::new();
     let addr = listener.local_addr().ok();

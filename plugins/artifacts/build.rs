@@ -9,17 +9,33 @@ use std::process::Command;
 
 /// (package, artifact file stem, target): components embedded by this crate.
 const PLUGINS: &[(&str, &str, &str)] = &[
-    ("ops-plugin-default-mapper", "ops_plugin_default_mapper", "wasm32-unknown-unknown"),
-    ("ops-plugin-default-screen", "ops_plugin_default_screen", "wasm32-unknown-unknown"),
+    (
+        "ops-plugin-default-mapper",
+        "ops_plugin_default_mapper",
+        "wasm32-unknown-unknown",
+    ),
+    (
+        "ops-plugin-default-screen",
+        "ops_plugin_default_screen",
+        "wasm32-unknown-unknown",
+    ),
     ("status-board", "status_board", "wasm32-unknown-unknown"),
-    ("ops-plugin-fixture-hostile", "ops_plugin_fixture_hostile", "wasm32-unknown-unknown"),
+    (
+        "ops-plugin-fixture-hostile",
+        "ops_plugin_fixture_hostile",
+        "wasm32-unknown-unknown",
+    ),
     (
         "ops-plugin-fixture-encoding-probe",
         "ops_plugin_fixture_encoding_probe",
         "wasm32-unknown-unknown",
     ),
     // Built with WASI so that it imports filesystem and sockets: upload must refuse it.
-    ("ops-plugin-fixture-wasi-import", "ops_plugin_fixture_wasi_import", "wasm32-wasip2"),
+    (
+        "ops-plugin-fixture-wasi-import",
+        "ops_plugin_fixture_wasi_import",
+        "wasm32-wasip2",
+    ),
 ];
 
 /// Sources whose change rebuilds the plugins.
@@ -50,12 +66,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         .join("plugins");
 
     for target in ["wasm32-unknown-unknown", "wasm32-wasip2"] {
-        let packages: Vec<&str> =
-            PLUGINS.iter().filter(|(_, _, t)| *t == target).map(|(p, _, _)| *p).collect();
+        let packages: Vec<&str> = PLUGINS
+            .iter()
+            .filter(|(_, _, t)| *t == target)
+            .map(|(p, _, _)| *p)
+            .collect();
         cargo_build(&workspace, &target_dir, target, &packages)?;
     }
     for (package, stem, target) in PLUGINS {
-        let built = target_dir.join(target).join("release").join(format!("{stem}.wasm"));
+        let built = target_dir
+            .join(target)
+            .join("release")
+            .join(format!("{stem}.wasm"));
         let bytes = fs::read(&built).map_err(|e| format!("{package}: {}: {e}", built.display()))?;
         let component = if *target == "wasm32-wasip2" {
             bytes // rustc's wasip2 linker already emits a component
@@ -81,7 +103,14 @@ fn cargo_build(
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--locked", "--target", target, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            target,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for package in packages {
         command.args(["-p", package]);

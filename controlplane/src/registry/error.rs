@@ -31,6 +31,8 @@ pub enum RegistryError {
     Storage(#[from] sqlx::Error),
     #[error("internal: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::PluginError),
 }
 
 pub type RegistryResult<T> = Result<T, RegistryError>;
@@ -117,6 +119,7 @@ impl From<RegistryError> for Status {
                 tracing::error!(error = %message, "registry internal error");
                 Status::internal(format!("internal error: {message}"))
             }
+            RegistryError::Plugin(error) => error.into(),
         }
     }
 }

@@ -8,18 +8,21 @@ use tonic::{Request, Response, Status};
 use super::{Registry, RegistryError};
 use crate::context::CallerContext;
 use crate::execute::Executors;
+use crate::plugins::PluginHost;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegistryGrpc {
     registry: Registry,
     executors: Option<Executors>,
+    plugins: PluginHost,
 }
 
 impl RegistryGrpc {
-    pub fn new(registry: Registry, executors: Option<Executors>) -> Self {
+    pub fn new(registry: Registry, executors: Option<Executors>, plugins: PluginHost) -> Self {
         Self {
             registry,
             executors,
+            plugins,
         }
     }
 
@@ -291,5 +294,50 @@ impl AssetRegistry for RegistryGrpc {
         _request: Request<TestToolRequest>,
     ) -> Result<Response<TestToolResponse>, Status> {
         Err(needs_executor("TestTool"))
+    }
+
+    async fn upload_plugin(
+        &self,
+        request: Request<UploadPluginRequest>,
+    ) -> Result<Response<UploadPluginResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        Ok(Response::new(
+            self.registry
+                .upload_plugin(&self.plugins, &ctx, req)
+                .await?,
+        ))
+    }
+
+    async fn list_plugins(
+        &self,
+        request: Request<ListPluginsRequest>,
+    ) -> Result<Response<ListPluginsResponse>, Status> {
+        let (ctx, _) = split(request)?;
+        let plugins = self.registry.list_plugins(&ctx).await?;
+        Ok(Response::new(ListPluginsResponse { plugins }))
+    }
+
+    async fn preview_mapping(
+        &self,
+        request: Request<PreviewMappingRequest>,
+    ) -> Result<Response<PreviewMappingResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        Ok(Response::new(
+            self.registry
+                .preview_mapping(&self.plugins, &ctx, req)
+                .await?,
+        ))
+    }
+
+    async fn preview_screen(
+        &self,
+        request: Request<PreviewScreenRequest>,
+    ) -> Result<Response<PreviewScreenResponse>, Status> {
+        let (ctx, req) = split(request)?;
+        Ok(Response::new(
+            self.registry
+                .preview_screen(&self.plugins, &ctx, req)
+                .await?,
+        ))
     }
 }

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod diff;
 pub mod error;
 pub mod grpc;
+pub mod plugins;
 pub mod probe;
 pub mod refs;
 pub mod store;
@@ -277,6 +278,9 @@ impl Registry {
         let ctx = self.validation_context(conn, tenant, content).await?;
         let mut violations = validate_content(t, content, &ctx);
         let mut resolved = Vec::new();
+        if let Some((field, rule, message)) = self.check_plugin_ref(tenant, content).await? {
+            violations.push(validate::violation(&field, "reference", &rule, message));
+        }
         for reference in references(content) {
             match self
                 .check_reference(conn, tenant, &reference.text, reference.expected)

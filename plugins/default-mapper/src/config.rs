@@ -55,8 +55,15 @@ pub struct RowMapping {
 }
 
 /// Block kinds, with the proto enum spellings accepted as well.
-pub const BLOCK_KINDS: [&str; 7] =
-    ["text", "markdown", "table", "number", "chart", "network", "references"];
+pub const BLOCK_KINDS: [&str; 7] = [
+    "text",
+    "markdown",
+    "table",
+    "number",
+    "chart",
+    "network",
+    "references",
+];
 
 impl MappingConfig {
     /// Parses and checks the config; an empty string means "no rules".

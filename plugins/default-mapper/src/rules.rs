@@ -28,8 +28,10 @@ pub fn map_results(
         blocks.extend(generic_blocks(result));
     }
     if !references_placed {
-        let references: Vec<Reference> =
-            results.iter().flat_map(|r| r.references.iter().cloned()).collect();
+        let references: Vec<Reference> = results
+            .iter()
+            .flat_map(|r| r.references.iter().cloned())
+            .collect();
         if !references.is_empty() {
             blocks.push(Block {
                 title: "References".into(),
@@ -47,7 +49,11 @@ fn apply_rule(
 ) -> Result<Vec<Block>, PluginError> {
     let records = result.records();
     let lookup = |record: Option<&Record<'_>>, name: &str| -> Option<String> {
-        let mapped = rule.field_mapping.get(name).map(String::as_str).unwrap_or(name);
+        let mapped = rule
+            .field_mapping
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or(name);
         match name {
             "question" => Some(question.to_owned()),
             "row_count" => Some(result.rows.len().to_string()),
@@ -60,7 +66,10 @@ fn apply_rule(
     } else {
         render_template(&rule.title, |name| lookup(records.first(), name))
     };
-    let block = |content| Block { title: title.clone(), content };
+    let block = |content| Block {
+        title: title.clone(),
+        content,
+    };
     Ok(match rule.target_block.as_str() {
         "text" | "markdown" => {
             if records.is_empty() {
@@ -78,10 +87,24 @@ fn apply_rule(
             };
             vec![block(content)]
         }
-        "table" => table(rule, result, &records).map(|t| block(BlockContent::Table(t))).into_iter().collect(),
-        "number" => number(rule, result, &records)?.map(|n| block(BlockContent::Number(n))).into_iter().collect(),
-        "chart" => chart(rule, result).map(|c| block(BlockContent::Chart(c))).into_iter().collect(),
-        "network" => result.graph.clone().map(|g| block(BlockContent::Network(g))).into_iter().collect(),
+        "table" => table(rule, result, &records)
+            .map(|t| block(BlockContent::Table(t)))
+            .into_iter()
+            .collect(),
+        "number" => number(rule, result, &records)?
+            .map(|n| block(BlockContent::Number(n)))
+            .into_iter()
+            .collect(),
+        "chart" => chart(rule, result)
+            .map(|c| block(BlockContent::Chart(c)))
+            .into_iter()
+            .collect(),
+        "network" => result
+            .graph
+            .clone()
+            .map(|g| block(BlockContent::Network(g)))
+            .into_iter()
+            .collect(),
         _ => {
             if result.references.is_empty() {
                 Vec::new()
@@ -117,7 +140,12 @@ fn table(rule: &MappingRule, result: &ToolResult, records: &[Record<'_>]) -> Opt
         let columns = rule.row_mapping.iter().map(|m| m.label.clone()).collect();
         let rows = records
             .iter()
-            .map(|record| rule.row_mapping.iter().map(|m| cell(record, &m.field)).collect())
+            .map(|record| {
+                rule.row_mapping
+                    .iter()
+                    .map(|m| cell(record, &m.field))
+                    .collect()
+            })
             .collect();
         (columns, rows)
     } else {
@@ -132,13 +160,21 @@ fn table(rule: &MappingRule, result: &ToolResult, records: &[Record<'_>]) -> Opt
                     .unwrap_or_else(|| column.clone())
             })
             .collect();
-        let columns = if rule.headers.len() == renamed.len() { rule.headers.clone() } else { renamed };
+        let columns = if rule.headers.len() == renamed.len() {
+            rule.headers.clone()
+        } else {
+            renamed
+        };
         (columns, result.rows.clone())
     };
     let total_rows = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-    Some(TableBlock { columns, rows, truncated: result.truncated, total_rows })
+    Some(TableBlock {
+        columns,
+        rows,
+        truncated: result.truncated,
+        total_rows,
+    })
 }
-
 
 /// `field_mapping` names fields for value/label/unit/aggregation; a name that is not a field is
 /// taken literally (the user guides write `"unit": "percent"`). A missing or null value maps to
@@ -148,20 +184,30 @@ fn number(
     result: &ToolResult,
     records: &[Record<'_>],
 ) -> Result<Option<NumberBlock>, PluginError> {
-    let Some(record) = records.first() else { return Ok(None) };
+    let Some(record) = records.first() else {
+        return Ok(None);
+    };
     let resolve = |key: &str| -> String {
         match rule.field_mapping.get(key) {
             Some(name) => record.text(name).unwrap_or_else(|| name.clone()),
             None => String::new(),
         }
     };
-    let field = rule.field_mapping.get("value").map(String::as_str).unwrap_or("value");
+    let field = rule
+        .field_mapping
+        .get("value")
+        .map(String::as_str)
+        .unwrap_or("value");
     let value = match record.get(field) {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value.as_f64().ok_or_else(|| {
             PluginError::new(
                 "bad_input",
-                format!("{}: field `{field}` is `{}`, not a number", result.tool, value.display()),
+                format!(
+                    "{}: field `{field}` is `{}`, not a number",
+                    result.tool,
+                    value.display()
+                ),
             )
         })?,
     };
@@ -177,7 +223,11 @@ fn number(
 /// column splitting the points into named series.
 fn chart(rule: &MappingRule, result: &ToolResult) -> Option<ChartBlock> {
     let column = |key: &str, default: &str| {
-        let name = rule.field_mapping.get(key).map(String::as_str).unwrap_or(default);
+        let name = rule
+            .field_mapping
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or(default);
         result.columns.iter().position(|c| c == name)
     };
     let x = column("x", "ts")?;
@@ -188,24 +238,48 @@ fn chart(rule: &MappingRule, result: &ToolResult) -> Option<ChartBlock> {
         let (Some(ts), Some(value)) = (row.get(x), row.get(y).and_then(Value::as_f64)) else {
             continue;
         };
-        let name = split.and_then(|i| row.get(i)).map(Value::display).unwrap_or_default();
-        let point = SeriesPoint { ts: ts.display(), value };
+        let name = split
+            .and_then(|i| row.get(i))
+            .map(Value::display)
+            .unwrap_or_default();
+        let point = SeriesPoint {
+            ts: ts.display(),
+            value,
+        };
         match series.iter_mut().find(|s| s.name == name) {
             Some(existing) => existing.points.push(point),
-            None => series.push(Series { name, points: vec![point] }),
+            None => series.push(Series {
+                name,
+                points: vec![point],
+            }),
         }
     }
     let field = |name: &str| result.field(name).map(Value::display).unwrap_or_default();
-    let metric = rule.field_mapping.get("metric").map(|m| field(m)).unwrap_or_else(|| field("metric"));
-    let unit = rule.field_mapping.get("unit").cloned().unwrap_or_else(|| field("unit"));
-    Some(ChartBlock { metric, unit, series })
+    let metric = rule
+        .field_mapping
+        .get("metric")
+        .map(|m| field(m))
+        .unwrap_or_else(|| field("metric"));
+    let unit = rule
+        .field_mapping
+        .get("unit")
+        .cloned()
+        .unwrap_or_else(|| field("unit"));
+    Some(ChartBlock {
+        metric,
+        unit,
+        series,
+    })
 }
 
 /// What a result shows as when no rule selects it.
 fn generic_blocks(result: &ToolResult) -> Vec<Block> {
     let title = result.tool.clone();
     if let Some(graph) = &result.graph {
-        return vec![Block { title, content: BlockContent::Network(graph.clone()) }];
+        return vec![Block {
+            title,
+            content: BlockContent::Network(graph.clone()),
+        }];
     }
     if !result.columns.is_empty() {
         let total_rows = u32::try_from(result.rows.len()).unwrap_or(u32::MAX);

@@ -71,9 +71,15 @@ impl ScreenConfig {
             component.block_type = normalise_kind(&component.block_type);
         }
         config.layout = config.layout.trim().to_ascii_lowercase();
-        let layout = config.layout.strip_prefix("screen_layout_").unwrap_or(&config.layout);
+        let layout = config
+            .layout
+            .strip_prefix("screen_layout_")
+            .unwrap_or(&config.layout);
         config.layout = layout.to_owned();
-        if !matches!(config.layout.as_str(), "" | "unspecified" | "vertical" | "grid") {
+        if !matches!(
+            config.layout.as_str(),
+            "" | "unspecified" | "vertical" | "grid"
+        ) {
             return Err(PluginError::invalid_config(format!(
                 "layout: `{}` is not `vertical` or `grid`",
                 config.layout
@@ -86,12 +92,20 @@ impl ScreenConfig {
 fn normalise_kind(kind: &str) -> String {
     let kind = kind.trim().to_ascii_lowercase();
     let kind = kind.strip_prefix("block_type_").unwrap_or(&kind);
-    if kind == "series" { "chart".to_owned() } else { kind.to_owned() }
+    if kind == "series" {
+        "chart".to_owned()
+    } else {
+        kind.to_owned()
+    }
 }
 
 /// Lays the blocks out.
 pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
-    let layout = if config.layout == "grid" { Layout::Grid } else { Layout::Vertical };
+    let layout = if config.layout == "grid" {
+        Layout::Grid
+    } else {
+        Layout::Vertical
+    };
     let grid_columns = match layout {
         Layout::Grid if config.grid_columns == 0 => DEFAULT_GRID_COLUMNS,
         Layout::Grid => config.grid_columns,
@@ -103,7 +117,11 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
         .map(|a| Action {
             id: a.id.clone(),
             label: a.label.clone(),
-            inputs_schema: a.inputs_schema.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+            inputs_schema: a
+                .inputs_schema
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         })
         .collect();
     let mut pages = serde_json::Map::new();
@@ -122,9 +140,9 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
             _ => 0,
         };
         let total_pages = match rows {
-            Some((count, _)) if page_size > 0 => {
-                u32::try_from(count.div_ceil(page_size as usize)).unwrap_or(u32::MAX).max(1)
-            }
+            Some((count, _)) if page_size > 0 => u32::try_from(count.div_ceil(page_size as usize))
+                .unwrap_or(u32::MAX)
+                .max(1),
             _ => 0,
         };
         if pagination {
@@ -135,7 +153,9 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
                 actions.push(Action {
                     id: "load_more".into(),
                     label: "Load more rows".into(),
-                    inputs_schema: r#"{"type":"object","properties":{"block_index":{"type":"integer"}}}"#.into(),
+                    inputs_schema:
+                        r#"{"type":"object","properties":{"block_index":{"type":"integer"}}}"#
+                            .into(),
                 });
             }
         }
@@ -143,7 +163,12 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
             block_index: u32::try_from(index).unwrap_or(u32::MAX),
             block_type: kind.to_owned(),
             style: configured
-                .map(|c| c.style.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .map(|c| {
+                    c.style
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
             pagination,
             page_size,
@@ -158,7 +183,13 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
     } else {
         serde_json::json!({ "page": pages }).to_string()
     };
-    ScreenModel { layout, grid_columns, components, actions, state }
+    ScreenModel {
+        layout,
+        grid_columns,
+        components,
+        actions,
+        state,
+    }
 }
 
 struct DefaultScreen;
@@ -205,8 +236,17 @@ mod tests {
         let model = present(&config, &[Block::text("", "hi"), table(45, true)]);
         assert!(matches!(model.layout, Layout::Grid));
         assert_eq!(model.grid_columns, 2);
-        assert_eq!(model.components[0].style, vec![("fontSize".to_owned(), "large".to_owned())]);
-        assert_eq!((model.components[1].page_size, model.components[1].total_pages), (20, 3));
+        assert_eq!(
+            model.components[0].style,
+            vec![("fontSize".to_owned(), "large".to_owned())]
+        );
+        assert_eq!(
+            (
+                model.components[1].page_size,
+                model.components[1].total_pages
+            ),
+            (20, 3)
+        );
         assert!(model.actions.iter().any(|a| a.id == "load_more"));
         assert!(model.state.contains("\"1\":1"));
         Ok(())

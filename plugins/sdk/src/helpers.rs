@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::types::{
-    Block, BlockContent, Field, NumberBlock, PluginError, PluginInfo, TableBlock, ToolResult,
-    Value,
+    Block, BlockContent, Field, NumberBlock, PluginError, PluginInfo, TableBlock, ToolResult, Value,
 };
 
 impl PluginInfo {
@@ -22,7 +21,10 @@ impl PluginInfo {
 
 impl PluginError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_owned(), message: message.into() }
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// The plugin's configuration is not what it expects.
@@ -95,7 +97,12 @@ impl<'a> Record<'a> {
             .iter()
             .position(|c| c == name)
             .and_then(|i| self.values.get(i))
-            .or_else(|| self.fields.iter().find(|f| f.name == name).map(|f| &f.value))
+            .or_else(|| {
+                self.fields
+                    .iter()
+                    .find(|f| f.name == name)
+                    .map(|f| &f.value)
+            })
     }
 
     pub fn text(&self, name: &str) -> Option<String> {
@@ -111,34 +118,56 @@ impl ToolResult {
             if self.fields.is_empty() {
                 return Vec::new();
             }
-            return vec![Record { columns: &[], values: &[], fields: &self.fields }];
+            return vec![Record {
+                columns: &[],
+                values: &[],
+                fields: &self.fields,
+            }];
         }
         self.rows
             .iter()
-            .map(|row| Record { columns: &self.columns, values: row, fields: &self.fields })
+            .map(|row| Record {
+                columns: &self.columns,
+                values: row,
+                fields: &self.fields,
+            })
             .collect()
     }
 
     pub fn field(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|f| f.name == name).map(|f| &f.value)
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| &f.value)
     }
 }
 
 impl Block {
     pub fn text(title: &str, text: impl Into<String>) -> Self {
-        Block { title: title.to_owned(), content: BlockContent::Text(text.into()) }
+        Block {
+            title: title.to_owned(),
+            content: BlockContent::Text(text.into()),
+        }
     }
 
     pub fn table(title: &str, columns: Vec<String>, rows: Vec<Vec<Value>>) -> Self {
         let total_rows = u32::try_from(rows.len()).unwrap_or(u32::MAX);
         Block {
             title: title.to_owned(),
-            content: BlockContent::Table(TableBlock { columns, rows, truncated: false, total_rows }),
+            content: BlockContent::Table(TableBlock {
+                columns,
+                rows,
+                truncated: false,
+                total_rows,
+            }),
         }
     }
 
     pub fn number(title: &str, number: NumberBlock) -> Self {
-        Block { title: title.to_owned(), content: BlockContent::Number(number) }
+        Block {
+            title: title.to_owned(),
+            content: BlockContent::Number(number),
+        }
     }
 
     /// The block kind's name as Mapping and Screen configs spell it.
@@ -186,13 +215,14 @@ mod tests {
 
     #[test]
     fn templates_fill_known_fields_and_keep_unknown_ones() {
-        let text = render_template("{{ci_code}} is {{ status }} ({{missing}})", |name| {
-            match name {
+        let text = render_template(
+            "{{ci_code}} is {{ status }} ({{missing}})",
+            |name| match name {
                 "ci_code" => Some("GT-01".into()),
                 "status" => Some("operational".into()),
                 _ => None,
-            }
-        });
+            },
+        );
         assert_eq!(text, "GT-01 is operational ({{missing}})");
         assert_eq!(render_template("open {{ end", |_| None), "open {{ end");
     }
@@ -212,7 +242,10 @@ mod tests {
             columns: vec![],
             rows: vec![],
             truncated: false,
-            fields: vec![Field { name: "avg_value".into(), value: Value::Float(56.857) }],
+            fields: vec![Field {
+                name: "avg_value".into(),
+                value: Value::Float(56.857),
+            }],
             graph: None,
             references: vec![],
         };

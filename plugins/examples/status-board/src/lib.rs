@@ -22,9 +22,14 @@ impl Mapper for StatusBoard {
         }
         let total: i64 = counts.values().sum();
         let summary = format!("{total} CIs in {} statuses", counts.len());
-        let rows = counts.into_iter().map(|(s, n)| vec![Value::text(s), Value::Integer(n)]);
+        let rows = counts
+            .into_iter()
+            .map(|(s, n)| vec![Value::text(s), Value::Integer(n)]);
         let columns = vec!["status".to_owned(), "count".to_owned()];
-        Ok(vec![Block::text("Summary", summary), Block::table("By status", columns, rows.collect())])
+        Ok(vec![
+            Block::text("Summary", summary),
+            Block::table("By status", columns, rows.collect()),
+        ])
     }
 }
 
@@ -41,17 +46,30 @@ mod tests {
             tool: "ci_tool".into(),
             kind: "sql".into(),
             columns: vec!["ci_code".into(), "status".into()],
-            rows: vec![row("GT-01", "active"), row("GT-02", "active"), row("SAN-01", "standby")],
+            rows: vec![
+                row("GT-01", "active"),
+                row("GT-02", "active"),
+                row("SAN-01", "standby"),
+            ],
             truncated: false,
             fields: vec![],
             graph: None,
             references: vec![],
         };
-        let input = MapInput { question: String::new(), results: vec![result], config: String::new() };
+        let input = MapInput {
+            question: String::new(),
+            results: vec![result],
+            config: String::new(),
+        };
         let blocks = StatusBoard::map(input)?;
         assert!(matches!(&blocks[0].content, BlockContent::Text(t) if t == "3 CIs in 2 statuses"));
-        let BlockContent::Table(table) = &blocks[1].content else { panic!("expected a table") };
-        assert_eq!(table.rows[0], vec![Value::text("active"), Value::Integer(2)]);
+        let BlockContent::Table(table) = &blocks[1].content else {
+            panic!("expected a table")
+        };
+        assert_eq!(
+            table.rows[0],
+            vec![Value::text("active"), Value::Integer(2)]
+        );
         Ok(())
     }
 }

@@ -1,0 +1,704 @@
+//! The WASM plugin host: COMPOSE runs Mapping plugins and PRESENT runs Screen plugins here.
+//!
+//! One engine; one `InstancePre` per plugin version, cached; a fresh `Store` per call with a
+//! memory cap, an epoch deadline and the engine's stack limit; calls on blocking threads,
+//! bounded by the pool's size. Plugins import nothing.
+
+pub mod bindings;
+mod breaker;
+mod cache;
+pub mod convert;
+mod engine;
+pub mod error;
+pub mod limits;
+mod output;
+mod runner;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ops_proto::v1::{
+    MappingSpec, PluginFailureMode, PluginRun, PluginWorld, ScreenSpec, mapping_spec, screen_spec,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, Trap};
+
+use bindings::mapper::MapperPluginPre;
+use bindings::screen::ScreenPluginPre;
+use bindings::{MapInput, screen_types as st, wit};
+pub use error::{PluginError, PluginResult};
+pub use limits::CallLimits;
+use limits::MemoryLimiter;
+pub use runner::{RunnerOutput, run_file};
+
+use crate::config::{PluginAllocator, PluginsConfig};
+
+/// The contract version plugins must be built against (major.minor of `ops:plugin`).
+pub const CONTRACT: &str = "0.1";
+
+/// Where a plugin's bytes come from when it is not loaded yet (the registry).
+#[async_trait]
+pub trait PluginBlobs: Send + Sync {
+    async fn fetch(&self, tenant: &str, digest: &str) -> PluginResult<Vec<u8>>;
+}
+
+/// A compiled, type-checked plugin version, ready to instantiate.
+pub struct LoadedPlugin {
+    pub digest: String,
+    pub world: PluginWorld,
+    pub info: wit::PluginInfo,
+    pub builtin: bool,
+    pub size_bytes: usize,
+    pre: Pre,
+}
+
+enum Pre {
+    Mapper(MapperPluginPre<CallState>),
+    Screen(ScreenPluginPre<CallState>),
+}
+
+impl LoadedPlugin {
+    /// "name@version" as the plugin describes itself.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.info.name, self.info.version)
+    }
+}
+
+/// What a call cost.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub plugin: String,
+    pub digest: String,
+    pub builtin: bool,
+    pub elapsed: Duration,
+    pub peak_memory_bytes: u64,
+    pub limits: CallLimits,
+    pub fallback_reason: Option<String>,
+}
+
+impl RunReport {
+    pub fn to_proto(&self) -> PluginRun {
+        PluginRun {
+            plugin: self.plugin.clone(),
+            digest: self.digest.clone(),
+            builtin: self.builtin,
+            elapsed_ms: self.elapsed.as_secs_f64() * 1e3,
+            peak_memory_bytes: self.peak_memory_bytes,
+            limits: Some(self.limits.to_proto()),
+            fallback_reason: self.fallback_reason.clone().unwrap_or_default(),
+        }
+    }
+}
+
+pub struct MapOutcome {
+    pub blocks: Vec<wit::Block>,
+    pub report: RunReport,
+}
+
+pub struct ScreenOutcome {
+    pub screen: st::ScreenModel,
+    pub report: RunReport,
+}
+
+/// An upload that passed every check.
+pub struct Inspected {
+    pub plugin: Arc<LoadedPlugin>,
+    /// `None` when the compiled cache already had it.
+    pub compile_ms: Option<f64>,
+}
+
+struct CallState {
+    limiter: MemoryLimiter,
+}
+
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: engine::PluginEngine,
+    cache: cache::CompiledCache,
+    config: PluginsConfig,
+    loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
+    breakers: breaker::Breakers,
+    permits: Arc<Semaphore>,
+    default_mapper: Arc<LoadedPlugin>,
+    default_screen: Arc<LoadedPlugin>,
+}
+
+pub fn digest_of(wasm: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(wasm)))
+}
+
+impl PluginHost {
+    /// Builds the engine and loads the built-in plugins (compiled once, then from the cache).
+    pub fn new(config: &PluginsConfig, cache_dir: Option<PathBuf>) -> PluginResult<Self> {
+        let engine = engine::PluginEngine::new(config)?;
+        let cache = cache::CompiledCache::new(cache_dir);
+        let defaults = Defaults {
+            engine: &engine,
+            cache: &cache,
+            config,
+        };
+        let default_mapper = Arc::new(defaults.load(ops_plugin_artifacts::DEFAULT_MAPPER)?);
+        let default_screen = Arc::new(defaults.load(ops_plugin_artifacts::DEFAULT_SCREEN)?);
+        tracing::info!(allocator = ?engine.allocator, compat = %engine.compat_hash, "plugin host ready");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
+                breakers: breaker::Breakers::new(
+                    config.breaker_failures,
+                    Duration::from_millis(config.breaker_cooldown_ms),
+                ),
+                loaded: Mutex::new(HashMap::new()),
+                engine,
+                cache,
+                config: config.clone(),
+                default_mapper,
+                default_screen,
+            }),
+        })
+    }
+
+    pub fn allocator(&self) -> PluginAllocator {
+        self.inner.engine.allocator
+    }
+
+    pub fn config(&self) -> &PluginsConfig {
+        &self.inner.config
+    }
+
+    pub fn default_mapper(&self) -> Arc<LoadedPlugin> {
+        self.inner.default_mapper.clone()
+    }
+
+    pub fn default_screen(&self) -> Arc<LoadedPlugin> {
+        self.inner.default_screen.clone()
+    }
+
+    /// Every check of an upload: size, a component, no imports, one of the worlds, a
+    /// `describe` that answers within the default limits and a supported contract version.
+    /// Compiles (or loads from the compiled cache) and keeps the result loaded. Blocking.
+    pub fn inspect(&self, wasm: &[u8]) -> PluginResult<Inspected> {
+        let defaults = Defaults {
+            engine: &self.inner.engine,
+            cache: &self.inner.cache,
+            config: &self.inner.config,
+        };
+        let (plugin, compile_ms) = defaults.inspect(wasm, false)?;
+        let plugin = Arc::new(plugin);
+        self.lock_loaded()
+            .insert(plugin.digest.clone(), plugin.clone());
+        Ok(Inspected { plugin, compile_ms })
+    }
+
+    /// `inspect` on a blocking thread.
+    pub async fn inspect_async(&self, wasm: Vec<u8>) -> PluginResult<Inspected> {
+        let host = self.clone();
+        tokio::task::spawn_blocking(move || host.inspect(&wasm))
+            .await
+            .map_err(|e| PluginError::Internal(format!("plugin inspection task: {e}")))?
+    }
+
+    /// The loaded plugin of `digest`, fetched and compiled on first use.
+    pub async fn load(
+        &self,
+        tenant: &str,
+        digest: &str,
+        blobs: &dyn PluginBlobs,
+    ) -> PluginResult<Arc<LoadedPlugin>> {
+        if let Some(plugin) = self.lock_loaded().get(digest) {
+            return Ok(plugin.clone());
+        }
+        let wasm = blobs.fetch(tenant, digest).await?;
+        if digest_of(&wasm) != digest {
+            return Err(PluginError::Internal(format!(
+                "stored bytes of plugin {digest} do not match their digest"
+            )));
+        }
+        Ok(self.inspect_async(wasm).await?.plugin)
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LoadedPlugin>>> {
+        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a mapper: circuit breaker, a pool permit, a blocking thread, output checks.
+    pub async fn call_mapper(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        input: MapInput,
+        limits: CallLimits,
+    ) -> PluginResult<MapOutcome> {
+        self.guarded(plugin, limits, move |host, plugin| {
+            host.run_mapper(plugin, &input, limits)
+        })
+        .await
+        .map(|(blocks, report)| MapOutcome { blocks, report })
+    }
+
+    pub async fn call_screen(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        input: st::PresentInput,
+        limits: CallLimits,
+    ) -> PluginResult<ScreenOutcome> {
+        self.guarded(plugin, limits, move |host, plugin| {
+            host.run_screen(plugin, &input, limits)
+        })
+        .await
+        .map(|(screen, report)| ScreenOutcome { screen, report })
+    }
+
+    async fn guarded<T: Send + 'static>(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        limits: CallLimits,
+        call: impl FnOnce(&PluginHost, &LoadedPlugin) -> PluginResult<(T, Usage)> + Send + 'static,
+    ) -> PluginResult<(T, RunReport)> {
+        if !plugin.builtin {
+            self.inner.breakers.admit(&plugin.digest, &plugin.label())?;
+        }
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PluginError::Internal("plugin host is shutting down".into()))?;
+        let host = self.clone();
+        let loaded = plugin.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            call(&host, &loaded)
+        })
+        .await
+        .map_err(|e| PluginError::Internal(format!("plugin call task: {e}")))?;
+        if !plugin.builtin {
+            self.inner
+                .breakers
+                .record(&plugin.digest, result.as_ref().err());
+        }
+        let (value, usage) = result?;
+        let report = RunReport {
+            plugin: plugin.label(),
+            digest: plugin.digest.clone(),
+            builtin: plugin.builtin,
+            elapsed: usage.elapsed,
+            peak_memory_bytes: usage.peak_memory_bytes,
+            limits,
+            fallback_reason: None,
+        };
+        Ok((value, report))
+    }
+
+    /// One mapper call on this thread: instantiate, call, check. Also what the runner and the
+    /// benchmarks measure.
+    pub fn run_mapper(
+        &self,
+        plugin: &LoadedPlugin,
+        input: &MapInput,
+        limits: CallLimits,
+    ) -> PluginResult<(Vec<wit::Block>, Usage)> {
+        let Pre::Mapper(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, PluginWorld::Mapper));
+        };
+        let mut store = new_store(&self.inner.engine.engine, limits);
+        let started = Instant::now();
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|p| p.ops_plugin_mapper().call_map(&mut store, input));
+        let usage = Usage::of(&store, started);
+        let blocks = settle(plugin, result, &store, limits)?;
+        output::check_blocks(&blocks).map_err(|(path, message)| PluginError::MalformedOutput {
+            plugin: plugin.label(),
+            path,
+            message,
+        })?;
+        Ok((blocks, usage))
+    }
+
+    pub fn run_screen(
+        &self,
+        plugin: &LoadedPlugin,
+        input: &st::PresentInput,
+        limits: CallLimits,
+    ) -> PluginResult<(st::ScreenModel, Usage)> {
+        let Pre::Screen(pre) = &plugin.pre else {
+            return Err(wrong_world(plugin, PluginWorld::Screen));
+        };
+        let mut store = new_store(&self.inner.engine.engine, limits);
+        let started = Instant::now();
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|p| p.ops_plugin_screen().call_present(&mut store, input));
+        let usage = Usage::of(&store, started);
+        let screen = settle(plugin, result, &store, limits)?;
+        output::check_screen(&screen, &input.blocks).map_err(|(path, message)| {
+            PluginError::MalformedOutput {
+                plugin: plugin.label(),
+                path,
+                message,
+            }
+        })?;
+        Ok((screen, usage))
+    }
+
+    /// COMPOSE: the Mapping asset's plugin (or the default mapper with its declarative config)
+    /// on the tool results; on failure the Policy decides between failing and the default.
+    pub async fn compose(
+        &self,
+        tenant: &str,
+        spec: Option<&MappingSpec>,
+        question: &str,
+        results: Vec<wit::ToolResult>,
+        limits: CallLimits,
+        blobs: &dyn PluginBlobs,
+    ) -> PluginResult<MapOutcome> {
+        let (chosen, config) = match spec.and_then(|s| s.implementation.as_ref()) {
+            None => (Ok(self.default_mapper()), String::new()),
+            Some(mapping_spec::Implementation::Declarative(d)) => {
+                (Ok(self.default_mapper()), convert::mapping_config_json(d))
+            }
+            Some(mapping_spec::Implementation::Plugin(r)) => (
+                self.load(tenant, &r.digest, blobs).await,
+                convert::plugin_config_json(r),
+            ),
+        };
+        let fallback = limits.on_failure == PluginFailureMode::FallbackToDefault;
+        let input = MapInput {
+            question: question.to_owned(),
+            results,
+            config,
+        };
+        let failure = match chosen {
+            Ok(plugin) if plugin.builtin || !fallback => {
+                return self.call_mapper(plugin, input, limits).await;
+            }
+            Ok(plugin) => match self.call_mapper(plugin, input.clone(), limits).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => e,
+            },
+            Err(e) if fallback => e,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %failure, "mapping plugin failed; the policy falls back to the default mapper");
+        let input = MapInput {
+            config: String::new(),
+            ..input
+        };
+        let mut outcome = self
+            .call_mapper(self.default_mapper(), input, limits)
+            .await?;
+        outcome.report.fallback_reason = Some(failure.to_string());
+        Ok(outcome)
+    }
+
+    /// PRESENT: the Screen asset's plugin (or the default screen) on the answer blocks.
+    pub async fn present(
+        &self,
+        tenant: &str,
+        spec: Option<&ScreenSpec>,
+        blocks: Vec<wit::Block>,
+        limits: CallLimits,
+        blobs: &dyn PluginBlobs,
+    ) -> PluginResult<ScreenOutcome> {
+        let (chosen, config) = match spec.and_then(|s| s.implementation.as_ref()) {
+            None => (Ok(self.default_screen()), String::new()),
+            Some(screen_spec::Implementation::Declarative(d)) => {
+                (Ok(self.default_screen()), convert::screen_config_json(d))
+            }
+            Some(screen_spec::Implementation::Plugin(r)) => (
+                self.load(tenant, &r.digest, blobs).await,
+                convert::plugin_config_json(r),
+            ),
+        };
+        let fallback = limits.on_failure == PluginFailureMode::FallbackToDefault;
+        let input = st::PresentInput { blocks, config };
+        let failure = match chosen {
+            Ok(plugin) if plugin.builtin || !fallback => {
+                return self.call_screen(plugin, input, limits).await;
+            }
+            Ok(plugin) => match self.call_screen(plugin, input.clone(), limits).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => e,
+            },
+            Err(e) if fallback => e,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %failure, "screen plugin failed; the policy falls back to the default screen");
+        let input = st::PresentInput {
+            config: String::new(),
+            ..input
+        };
+        let mut outcome = self
+            .call_screen(self.default_screen(), input, limits)
+            .await?;
+        outcome.report.fallback_reason = Some(failure.to_string());
+        Ok(outcome)
+    }
+}
+
+/// Time and peak memory of one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub elapsed: Duration,
+    pub peak_memory_bytes: u64,
+}
+
+impl Usage {
+    fn of(store: &Store<CallState>, started: Instant) -> Self {
+        Self {
+            elapsed: started.elapsed(),
+            peak_memory_bytes: store.data().limiter.peak as u64,
+        }
+    }
+}
+
+fn new_store(engine: &wasmtime::Engine, limits: CallLimits) -> Store<CallState> {
+    let mut store = Store::new(
+        engine,
+        CallState {
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    // One tick per millisecond of budget, plus the tick already under way.
+    store.set_epoch_deadline(u64::from(limits.cpu_budget_ms) + 1);
+    store.epoch_deadline_trap();
+    store
+}
+
+fn wrong_world(plugin: &LoadedPlugin, expected: PluginWorld) -> PluginError {
+    PluginError::InvalidPlugin {
+        field: "plugin.digest",
+        message: format!(
+            "plugin {} implements {}, not {}",
+            plugin.label(),
+            world_name(plugin.world),
+            world_name(expected)
+        ),
+    }
+}
+
+pub fn world_name(world: PluginWorld) -> &'static str {
+    match world {
+        PluginWorld::Mapper => "ops:plugin/mapper-plugin",
+        PluginWorld::Screen => "ops:plugin/screen-plugin",
+        PluginWorld::Unspecified => "no known world",
+    }
+}
+
+/// A call's result as the host reports it: the plugin's own error is a refusal; a trap is
+/// classified by what stopped it.
+fn settle<T>(
+    plugin: &LoadedPlugin,
+    result: wasmtime::Result<Result<T, wit::PluginError>>,
+    store: &Store<CallState>,
+    limits: CallLimits,
+) -> PluginResult<T> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(refusal)) => Err(PluginError::Refused {
+            plugin: plugin.label(),
+            code: refusal.code,
+            message: refusal.message,
+        }),
+        Err(error) => Err(classify(plugin.label(), &error, store, limits)),
+    }
+}
+
+fn classify(
+    plugin: String,
+    error: &wasmtime::Error,
+    store: &Store<CallState>,
+    limits: CallLimits,
+) -> PluginError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return PluginError::DeadlineExceeded {
+                plugin,
+                budget_ms: limits.cpu_budget_ms,
+            };
+        }
+        Some(Trap::StackOverflow) => {
+            return PluginError::StackExhausted {
+                plugin,
+                limit_bytes: limits.stack_bytes,
+            };
+        }
+        _ => {}
+    }
+    if store.data().limiter.exceeded {
+        return PluginError::MemoryExhausted {
+            plugin,
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    let backtrace = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|b| b.to_string())
+        .unwrap_or_default();
+    let message = match error.downcast_ref::<Trap>() {
+        Some(Trap::UnreachableCodeReached) => {
+            "wasm `unreachable` executed (a Rust plugin panicked or aborted)".to_owned()
+        }
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    PluginError::Trapped {
+        plugin,
+        message,
+        backtrace,
+    }
+}
+
+/// Loading steps that need only the engine and the cache (so the built-ins load before the
+/// host exists).
+struct Defaults<'a> {
+    engine: &'a engine::PluginEngine,
+    cache: &'a cache::CompiledCache,
+    config: &'a PluginsConfig,
+}
+
+impl Defaults<'_> {
+    fn load(&self, wasm: &[u8]) -> PluginResult<LoadedPlugin> {
+        self.inspect(wasm, true).map(|(plugin, _)| plugin)
+    }
+
+    fn inspect(&self, wasm: &[u8], builtin: bool) -> PluginResult<(LoadedPlugin, Option<f64>)> {
+        let invalid = |message: String| PluginError::InvalidPlugin {
+            field: "wasm",
+            message,
+        };
+        if wasm.is_empty() {
+            return Err(invalid("no bytes".into()));
+        }
+        if !builtin && wasm.len() > self.config.max_upload_bytes {
+            return Err(invalid(format!(
+                "{} bytes; plugins may be at most {} bytes (plugins.max_upload_bytes)",
+                wasm.len(),
+                self.config.max_upload_bytes
+            )));
+        }
+        if !wasmparser::Parser::is_component(wasm) {
+            return Err(invalid(if wasmparser::Parser::is_core_wasm(wasm) {
+                "a core wasm module, not a component; build plugins with `opsctl plugin build` \
+                 (or wrap the module with `wasm-tools component new`)"
+                    .into()
+            } else {
+                "not a WASM component (bad magic number or version)".into()
+            }));
+        }
+        let digest = digest_of(wasm);
+        let digest_hex = digest.trim_start_matches("sha256:");
+        let compiled = self.cache.load_or_compile(
+            &self.engine.engine,
+            &self.engine.compat_hash,
+            digest_hex,
+            wasm,
+        )?;
+        let component = compiled.component;
+        check_imports(&self.engine.engine, &component)?;
+        let linker = Linker::<CallState>::new(&self.engine.engine);
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("cannot be instantiated without imports: {e:#}")))?;
+        let pre = if let Ok(pre) = MapperPluginPre::new(instance_pre.clone()) {
+            Pre::Mapper(pre)
+        } else if let Ok(pre) = ScreenPluginPre::new(instance_pre) {
+            Pre::Screen(pre)
+        } else {
+            let exports: Vec<String> = component
+                .component_type()
+                .exports(&self.engine.engine)
+                .map(|(n, _)| n.to_owned())
+                .collect();
+            return Err(invalid(format!(
+                "implements neither ops:plugin/mapper-plugin (export `ops:plugin/mapper@0.1.0`) nor \
+                 ops:plugin/screen-plugin (export `ops:plugin/screen@0.1.0`) with the contract's \
+                 types; it exports [{}]",
+                exports.join(", ")
+            )));
+        };
+        let world = match pre {
+            Pre::Mapper(_) => PluginWorld::Mapper,
+            Pre::Screen(_) => PluginWorld::Screen,
+        };
+        let info = self.describe(&pre, &digest)?;
+        let compatible =
+            info.contract == CONTRACT || info.contract.starts_with(&format!("{CONTRACT}."));
+        if !compatible {
+            return Err(invalid(format!(
+                "built against contract {:?}; this host speaks ops:plugin {CONTRACT}.x",
+                info.contract
+            )));
+        }
+        let plugin = LoadedPlugin {
+            digest,
+            world,
+            info,
+            builtin,
+            size_bytes: wasm.len(),
+            pre,
+        };
+        Ok((plugin, compiled.compile_ms))
+    }
+
+    /// Calls `describe` under the default limits: a plugin that cannot even say what it is
+    /// does not get uploaded.
+    fn describe(&self, pre: &Pre, digest: &str) -> PluginResult<wit::PluginInfo> {
+        let limits = CallLimits::resolve(self.config, None);
+        let mut store = new_store(&self.engine.engine, limits);
+        let result = match pre {
+            Pre::Mapper(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|p| p.ops_plugin_mapper().call_describe(&mut store)),
+            Pre::Screen(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|p| p.ops_plugin_screen().call_describe(&mut store)),
+        };
+        result.map_err(|e| {
+            let error = classify(digest.to_owned(), &e, &store, limits);
+            PluginError::InvalidPlugin {
+                field: "wasm",
+                message: format!("describe() failed: {error}"),
+            }
+        })
+    }
+}
+
+/// Plugins get no capabilities: any import (WASI or otherwise) is refused, by name. The one
+/// import allowed is the contract's `types` interface, which carries type definitions only.
+fn check_imports(engine: &wasmtime::Engine, component: &Component) -> PluginResult<()> {
+    use wasmtime::component::types::ComponentItem;
+    let types_only = |item: &ComponentItem| match item {
+        ComponentItem::ComponentInstance(instance) => instance
+            .exports(engine)
+            .all(|(_, export)| matches!(export.ty, ComponentItem::Type(_))),
+        _ => false,
+    };
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .filter(|(name, item)| !(name.starts_with("ops:plugin/types@") && types_only(&item.ty)))
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    if imports.is_empty() {
+        return Ok(());
+    }
+    Err(PluginError::InvalidPlugin {
+        field: "wasm",
+        message: format!(
+            "imports {}; plugins may import nothing (no WASI filesystem, sockets, clocks, random or \
+             environment, no host functions): build for wasm32-unknown-unknown",
+            imports.join(", ")
+        ),
+    })
+}
