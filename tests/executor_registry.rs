@@ -31,6 +31,8 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     config.storage.url = "sqlite::memory:".into();
     config.storage.max_connections = 1;
     config.executors.mode = ExecutorMode::Spawn;
+    config.plugins.cache_dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
     config.executors.bin_dir = Path::new(SQL).parent().map(Path::to_owned);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();

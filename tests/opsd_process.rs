@@ -64,6 +64,10 @@ impl Opsd {
             .arg(data_dir)
             .env("OPS__LOG__FILTER", "warn")
             .env("OPS__EXECUTORS__MODE", "off")
+            .env(
+                "OPS__PLUGINS__CACHE_DIR",
+                std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -136,6 +140,40 @@ fn call(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Value, S
     }
 }
 
+/// `call` with the request on stdin (`-d @`): plugin uploads are larger than one argument may be.
+fn call_stdin(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Value, String> {
+    use std::io::Write;
+    let mut child = Command::new(grpcurl())
+        .args([
+            "-plaintext",
+            "-H",
+            &format!("x-ops-tenant: {tenant}"),
+            "-d",
+            "@",
+            addr,
+            method,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run grpcurl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.to_string().as_bytes())
+        .expect("write request");
+    let out = child.wait_with_output().expect("grpcurl output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        serde_json::from_str(&stdout)
+            .map_err(|e| format!("grpcurl printed non-JSON ({e}): {stdout}"))
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
 fn grpcurl_text(args: &[&str]) -> String {
     let out = Command::new(grpcurl())
         .args(args)
@@ -198,6 +236,10 @@ fn grpcurl_lists_describes_and_runs_the_whole_lifecycle_for_every_asset_type() {
         "SimulateResolver",
         "PreviewQuery",
         "TestTool",
+        "UploadPlugin",
+        "ListPlugins",
+        "PreviewMapping",
+        "PreviewScreen",
     ] {
         assert!(
             described.contains(&format!("rpc {rpc} ( .ops.v1.{rpc}Request )")),
@@ -484,4 +526,111 @@ fn asset_directories_import_atomically_and_export_through_the_cli() {
         "{out}"
     );
     opsd.terminate();
+}
+
+/// The plugin author's path with grpcurl alone: upload the example mapper, reference it from a
+/// Mapping asset, publish, and run it; WASI plugins and unknown digests are refused.
+#[test]
+fn grpcurl_uploads_publishes_and_runs_the_example_mapper() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let opsd = Opsd::start(dir.path());
+    let addr = opsd.addr.clone();
+    let registry = |m: &str| format!("ops.v1.AssetRegistry/{m}");
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    let upload = json!({"wasm": b64(ops_plugin_artifacts::STATUS_BOARD), "expected_world": "PLUGIN_WORLD_MAPPER"});
+    let uploaded = call_stdin(&addr, "acme", &registry("UploadPlugin"), &upload).expect("upload");
+    let digest = uploaded["plugin"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    assert!(digest.starts_with("sha256:"), "{uploaded}");
+    assert_eq!(uploaded["plugin"]["name"], "status-board");
+    assert_eq!(uploaded["plugin"]["world"], "PLUGIN_WORLD_MAPPER");
+    assert_eq!(uploaded["created"], true);
+    let again = call_stdin(&addr, "acme", &registry("UploadPlugin"), &upload).expect("re-upload");
+    assert_eq!(
+        again.get("created"),
+        None,
+        "a re-upload is a no-op: {again}"
+    );
+
+    let as_screen = json!({"wasm": b64(ops_plugin_artifacts::STATUS_BOARD), "expected_world": "PLUGIN_WORLD_SCREEN"});
+    let error = call_stdin(&addr, "globex", &registry("UploadPlugin"), &as_screen).unwrap_err();
+    assert!(
+        error.contains("InvalidArgument")
+            && error.contains("not the expected ops:plugin/screen-plugin"),
+        "{error}"
+    );
+    let wasi = json!({"wasm": b64(ops_plugin_artifacts::fixtures::WASI_IMPORT)});
+    let error = call_stdin(&addr, "acme", &registry("UploadPlugin"), &wasi).unwrap_err();
+    assert!(
+        error.contains("InvalidArgument") && error.contains("wasi:filesystem/"),
+        "{error}"
+    );
+
+    let listed = call(&addr, "acme", &registry("ListPlugins"), &json!({})).expect("list");
+    assert_eq!(
+        listed["plugins"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let others = call(&addr, "globex", &registry("ListPlugins"), &json!({})).expect("list");
+    assert_eq!(
+        others.get("plugins"),
+        None,
+        "plugins are per tenant: {others}"
+    );
+
+    let mapping = |digest: &str| json!({"description": "CIs per status", "spec": {"mapping": {"plugin": {"digest": digest, "config": {}}}}});
+    let created = call(
+        &addr,
+        "acme",
+        &registry("CreateAsset"),
+        &json!({"type": "ASSET_TYPE_MAPPING", "name": "status_board", "content": mapping(&digest)}),
+    )
+    .expect("create");
+    call(&addr, "acme", &registry("PublishAsset"), &json!({"type": "ASSET_TYPE_MAPPING", "name": "status_board", "expected_revision": revision(&created)})).expect("publish");
+
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let created = call(
+        &addr,
+        "acme",
+        &registry("CreateAsset"),
+        &json!({"type": "ASSET_TYPE_MAPPING", "name": "dangling", "content": mapping(&unknown)}),
+    )
+    .expect("create");
+    let error = call(&addr, "acme", &registry("PublishAsset"), &json!({"type": "ASSET_TYPE_MAPPING", "name": "dangling", "expected_revision": revision(&created)})).unwrap_err();
+    assert!(
+        error.contains("plugin.exists") && error.contains("UploadPlugin"),
+        "{error}"
+    );
+
+    let results = json!([{"tool": "ci_tool", "kind": "sql", "columns": ["ci_code", "status"],
+        "rows": [["GT-01", "active"], ["GT-02", "active"], ["SAN-01", "standby"]]}]);
+    let preview = call(
+        &addr,
+        "acme",
+        &registry("PreviewMapping"),
+        &json!({"name": "status_board", "results": results}),
+    )
+    .expect("preview");
+    assert_eq!(
+        preview["blocks"][0]["text"]["text"], "3 CIs in 2 statuses",
+        "{preview}"
+    );
+    assert_eq!(
+        preview["blocks"][1]["table"]["rows"][0],
+        json!(["active", 2]),
+        "{preview}"
+    );
+    assert_eq!(preview["run"]["plugin"], "status-board@1.0.0");
+    assert_eq!(preview["run"]["digest"], digest.as_str());
+    assert!(
+        preview["run"]["peakMemoryBytes"]
+            .as_str()
+            .is_some_and(|m| m != "0"),
+        "{preview}"
+    );
 }

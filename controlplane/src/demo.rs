@@ -1,5 +1,5 @@
 //! The embedded demo: the plant-ops data set loaded into an SQLite file in the data dir, and
-//! its Source and SchemaCatalog published for the tenants `acme` and `globex`, so the sidecars
+//! its Source, SchemaCatalog, Mapping and Screen published for the tenants `acme` and `globex`, so the sidecars
 //! serve real data from the first start.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,13 @@ use crate::registry::Registry;
 /// The plant-ops SchemaCatalog (tables, metric mapping, graph mapping with relation directions).
 pub const PLANT_OPS_CATALOG_YAML: &str =
     include_str!("../../datasets/plant-ops/assets/catalog.yaml");
+
+/// The demo's Mapping (declarative rules for the default mapper plugin).
+pub const PLANT_OPS_MAPPING_YAML: &str =
+    include_str!("../../datasets/plant-ops/assets/mapping.yaml");
+
+/// The demo's Screen (declarative layout for the default screen plugin).
+pub const PLANT_OPS_SCREEN_YAML: &str = include_str!("../../datasets/plant-ops/assets/screen.yaml");
 
 /// Tenants that own rows in plant-ops.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
@@ -34,6 +41,14 @@ pub fn plant_ops_bundle(path: &Path) -> Vec<BundleFile> {
         BundleFile {
             path: "catalog.yaml".into(),
             content: PLANT_OPS_CATALOG_YAML.as_bytes().to_vec(),
+        },
+        BundleFile {
+            path: "mapping.yaml".into(),
+            content: PLANT_OPS_MAPPING_YAML.as_bytes().to_vec(),
+        },
+        BundleFile {
+            path: "screen.yaml".into(),
+            content: PLANT_OPS_SCREEN_YAML.as_bytes().to_vec(),
         },
     ]
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod execute;
+pub mod opsctl;
 pub mod plugins;
 pub mod registry;
 pub mod route_plan;

@@ -237,35 +237,13 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations")
+        // Pretend the newest migration (0002: plugin blobs) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP TABLE regression_runs")
+        sqlx::query("DROP TABLE plugin_blobs")
             .execute(db.pool())
             .await?;
-        for table in [
-            "golden_queries",
-            "llm_usage_log",
-            "alert_configs",
-            "performance_metrics",
-            "user_feedback",
-            "constraint_violations",
-            "subtasks",
-            "execution_plans",
-            "user_queries",
-            "tasks",
-            "trace_assets",
-            "traces",
-            "asset_audit",
-            "asset_versions",
-            "asset_drafts",
-            "assets",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
-                .execute(db.pool())
-                .await?;
-        }
         db.close().await;
         let reopened = Db::open(&url, 2, Some(dir.path())).await?;
         let backups: Vec<_> = std::fs::read_dir(dir.path())?

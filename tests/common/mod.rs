@@ -26,6 +26,12 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Compiled plugins shared by every test server of every run, so servers start without
+/// recompiling the built-in plugins.
+pub fn plugin_cache_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
 /// A fresh, empty database for one test (dropped by [`TestDatabase::cleanup`]).
 pub struct TestDatabase {
     pub url: String,
@@ -76,6 +82,7 @@ impl TestDatabase {
         config.storage.url = self.url.clone();
         config.storage.data_dir = self.dir.path().to_owned();
         config.server.shutdown_grace_seconds = 5;
+        config.plugins.cache_dir = plugin_cache_dir();
         config
     }
 

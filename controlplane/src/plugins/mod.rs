@@ -324,6 +324,25 @@ impl PluginHost {
         Ok((blocks, usage))
     }
 
+    /// Instantiation plus the smallest call (`describe`): what a call costs before any data
+    /// moves. Used by the benchmarks to compare allocators.
+    pub fn run_describe(&self, plugin: &LoadedPlugin) -> PluginResult<Usage> {
+        let limits = CallLimits::resolve(&self.inner.config, None);
+        let mut store = new_store(&self.inner.engine.engine, limits);
+        let started = Instant::now();
+        let result = match &plugin.pre {
+            Pre::Mapper(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|p| p.ops_plugin_mapper().call_describe(&mut store)),
+            Pre::Screen(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|p| p.ops_plugin_screen().call_describe(&mut store)),
+        };
+        let usage = Usage::of(&store, started);
+        result.map_err(|e| classify(plugin.label(), &e, &store, limits))?;
+        Ok(usage)
+    }
+
     pub fn run_screen(
         &self,
         plugin: &LoadedPlugin,

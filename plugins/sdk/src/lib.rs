@@ -29,6 +29,7 @@ pub mod mapper_world {
         pub_export_macro: true,
         default_bindings_module: "ops_plugin_sdk::mapper_world",
         runtime_path: "ops_plugin_sdk::__rt",
+        additional_derives: [PartialEq],
     });
 }
 
@@ -41,6 +42,7 @@ pub mod screen_world {
         pub_export_macro: true,
         default_bindings_module: "ops_plugin_sdk::screen_world",
         runtime_path: "ops_plugin_sdk::__rt",
+        additional_derives: [PartialEq],
         with: { "ops:plugin/types@0.1.0": crate::mapper_world::ops::plugin::types },
     });
 }

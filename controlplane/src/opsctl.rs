@@ -1,0 +1,207 @@
+//! `opsctl`: the command line for people working with OPS. `plugin` builds, runs and uploads
+//! WASM plugins (`pipeline` commands such as `ask` land with the pipeline).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use ops_proto::v1::asset_registry_client::AssetRegistryClient;
+use ops_proto::v1::{PluginWorld, UploadPluginRequest};
+use tonic::metadata::MetadataValue;
+
+use crate::config::{Config, FlagOverrides};
+use crate::context::TENANT_HEADER;
+use crate::plugins::{self, digest_of};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "opsctl",
+    version,
+    about = "Work with an OPS control plane and its plugins"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Top {
+    /// Build, run locally and upload Mapping/Screen plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// `cargo build` a plugin crate for wasm32-unknown-unknown and wrap it as a component.
+    Build(BuildArgs),
+    /// Wrap a core wasm module (built with the SDK) as a component.
+    Componentize {
+        module: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run a plugin on a JSON input with the production sandbox: prints the output, the time
+    /// and the peak memory.
+    Run(RunArgs),
+    /// Upload a component to a running opsd (AssetRegistry/UploadPlugin).
+    Upload(UploadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The plugin crate's Cargo.toml.
+    #[arg(long, default_value = "Cargo.toml")]
+    pub manifest_path: PathBuf,
+    /// Where to write the component; default: next to the core module, `<name>.component.wasm`.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The component.
+    pub wasm: PathBuf,
+    /// `{"question": "...", "results": [ToolResult...], "config": {...}}` for a mapper,
+    /// `{"blocks": [Block...], "config": {...}}` for a screen (proto3 JSON).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// opsd configuration whose `[plugins]` limits apply (defaults otherwise).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    pub wasm: PathBuf,
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Top::Plugin(PluginCommand::Build(args)) => build(&args),
+        Top::Plugin(PluginCommand::Componentize { module, output }) => {
+            let component = componentize(
+                &std::fs::read(&module).with_context(|| module.display().to_string())?,
+            )?;
+            std::fs::write(&output, &component)?;
+            println!("{} {}", output.display(), digest_of(&component));
+            Ok(())
+        }
+        Top::Plugin(PluginCommand::Run(args)) => run_plugin(&args),
+        Top::Plugin(PluginCommand::Upload(args)) => upload(&args).await,
+    }
+}
+
+/// The wit-bindgen core module -> a component (the module's custom sections carry the world).
+pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(module)?
+        .validate(true)
+        .encode()
+        .context("wrap the module as a component")
+}
+
+fn build(args: &BuildArgs) -> anyhow::Result<()> {
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&args.manifest_path)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("run cargo")?;
+    if !output.status.success() {
+        bail!("cargo build failed ({})", output.status);
+    }
+    let modules: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "cdylib"))
+        })
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    let [module] = modules.as_slice() else {
+        bail!(
+            "expected one cdylib .wasm from {}, found {modules:?}",
+            args.manifest_path.display()
+        );
+    };
+    let component = componentize(&std::fs::read(module)?)?;
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| module.with_extension("component.wasm"));
+    std::fs::write(&out, &component)?;
+    println!(
+        "{} {} ({} bytes)",
+        out.display(),
+        digest_of(&component),
+        component.len()
+    );
+    Ok(())
+}
+
+fn run_plugin(args: &RunArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), &FlagOverrides::default())?;
+    let out = plugins::run_file(&config.plugins, &args.wasm, &args.input)?;
+    println!("{}", serde_json::to_string_pretty(&out.output)?);
+    eprintln!(
+        "plugin {} ({}) {}\n  load+compile {:.1} ms, call {:.3} ms, peak memory {} KiB (limit {} KiB, cpu budget {} ms)",
+        out.plugin,
+        plugins::world_name(out.world),
+        out.digest,
+        out.compile_ms,
+        out.call_ms,
+        out.peak_memory_bytes / 1024,
+        out.limits.memory_bytes / 1024,
+        out.limits.cpu_budget_ms,
+    );
+    Ok(())
+}
+
+async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?;
+    let mut client = AssetRegistryClient::connect(args.server.clone())
+        .await
+        .with_context(|| format!("connect to {}", args.server))?
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let mut request = tonic::Request::new(UploadPluginRequest {
+        wasm,
+        expected_world: PluginWorld::Unspecified as i32,
+    });
+    if let Some(tenant) = &args.tenant {
+        request
+            .metadata_mut()
+            .insert(TENANT_HEADER, MetadataValue::try_from(tenant.as_str())?);
+    }
+    let response = client
+        .upload_plugin(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    println!("{}", serde_json::to_string_pretty(&response)?);
+    Ok(())
+}
