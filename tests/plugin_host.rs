@@ -1,6 +1,7 @@
 //! The plugin host against real components built from `plugins/` and real wasmtime: hostile
 //! plugins are stopped with precise errors and the host keeps serving; upload checks refuse
 //! what must not run; the circuit breaker and the Policy's fallback work.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -444,4 +445,66 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn pooling_falls_back_to_on_demand_when_the_machine_refuses_the_reservation() {
+    use ops_controlplane::config::PluginAllocator;
+    // Ten million slots of reserved linear memory exceed any address space.
+    let huge = PluginsConfig {
+        max_concurrent_calls: 10_000_000,
+        ..config()
+    };
+    let host = host_with(&huge);
+    assert_eq!(host.allocator(), PluginAllocator::OnDemand);
+    assert_eq!(HOST.allocator(), PluginAllocator::Pooling);
+    let plugin = host
+        .inspect(fixtures::HOSTILE)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .plugin;
+    assert!(host.run_describe(&plugin).is_ok());
+}
+
+/// The authors' runner: the real `opsctl` binary on a component file and a JSON input.
+#[test]
+fn opsctl_plugin_run_prints_output_time_and_peak_memory() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let wasm = dir.path().join("status_board.wasm");
+    std::fs::write(&wasm, ops_plugin_artifacts::STATUS_BOARD).unwrap_or_else(|e| panic!("{e}"));
+    let input = dir.path().join("results.json");
+    let results = r#"{"results": [{"tool": "ci_tool", "kind": "sql", "columns": ["ci_code", "status"],
+        "rows": [["GT-01", "active"], ["SAN-01", "standby"]]}]}"#;
+    std::fs::write(&input, results).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .args(["plugin", "run"])
+        .arg(&wasm)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap_or_else(|e| panic!("run opsctl: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let blocks: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON: {e}"));
+    assert_eq!(blocks[0]["text"]["text"], "2 CIs in 2 statuses");
+    assert!(
+        stderr.contains("plugin status-board@1.0.0 (ops:plugin/mapper-plugin)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("call ") && stderr.contains("peak memory "),
+        "{stderr}"
+    );
+
+    let wasi = dir.path().join("wasi.wasm");
+    std::fs::write(&wasi, fixtures::WASI_IMPORT).unwrap_or_else(|e| panic!("{e}"));
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
+        .args(["plugin", "run"])
+        .arg(&wasi)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap_or_else(|e| panic!("run opsctl: {e}"));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("plugins may import nothing"));
 }

@@ -47,6 +47,7 @@ const WATCHED: &[&str] = &[
     "plugins/examples",
     "plugins/fixtures",
     "Cargo.lock",
+    "Cargo.toml",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

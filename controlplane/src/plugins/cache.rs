@@ -41,13 +41,13 @@ impl CompiledCache {
             let check = base.with_extension("cwasm.sha256");
             (base, check)
         });
-        if let Some((artifact, check)) = &paths {
-            if let Some(component) = load_verified(engine, artifact, check) {
-                return Ok(Compiled {
-                    component,
-                    compile_ms: None,
-                });
-            }
+        if let Some((artifact, check)) = &paths
+            && let Some(component) = load_verified(engine, artifact, check)
+        {
+            return Ok(Compiled {
+                component,
+                compile_ms: None,
+            });
         }
         let started = Instant::now();
         let component = Component::new(engine, wasm).map_err(|e| PluginError::InvalidPlugin {
@@ -55,10 +55,10 @@ impl CompiledCache {
             message: format!("not a valid WASM component: {e:#}"),
         })?;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-        if let Some((artifact, check)) = &paths {
-            if let Err(e) = store(&component, artifact, check) {
-                tracing::warn!(path = %artifact.display(), error = %e, "cannot cache a compiled plugin");
-            }
+        if let Some((artifact, check)) = &paths
+            && let Err(e) = store(&component, artifact, check)
+        {
+            tracing::warn!(path = %artifact.display(), error = %e, "cannot cache a compiled plugin");
         }
         Ok(Compiled {
             component,

@@ -20,6 +20,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 const CORE_INSTANCES_PER_CALL: u32 = 4;
 const MEMORIES_PER_CALL: u32 = 2;
 const TABLES_PER_CALL: u32 = 4;
+/// Slots beyond `max_concurrent_calls` for uploads, whose checks instantiate the plugin once.
+pub const UPLOAD_SLOTS: u32 = 2;
 
 pub struct PluginEngine {
     pub engine: Engine,
@@ -67,7 +69,7 @@ fn engine_config(config: &PluginsConfig, pooling: bool) -> wasmtime::Config {
     c.max_wasm_stack(config.max_stack_bytes);
     c.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
     if pooling {
-        let slots = config.max_concurrent_calls.max(1);
+        let slots = config.max_concurrent_calls.max(1) + UPLOAD_SLOTS;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(slots)
             .total_core_instances(slots * CORE_INSTANCES_PER_CALL)

@@ -128,6 +128,7 @@ struct Inner {
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     breakers: breaker::Breakers,
     permits: Arc<Semaphore>,
+    upload_permits: Arc<Semaphore>,
     default_mapper: Arc<LoadedPlugin>,
     default_screen: Arc<LoadedPlugin>,
 }
@@ -152,6 +153,7 @@ impl PluginHost {
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
+                upload_permits: Arc::new(Semaphore::new(engine::UPLOAD_SLOTS as usize)),
                 breakers: breaker::Breakers::new(
                     config.breaker_failures,
                     Duration::from_millis(config.breaker_cooldown_ms),
@@ -198,12 +200,22 @@ impl PluginHost {
         Ok(Inspected { plugin, compile_ms })
     }
 
-    /// `inspect` on a blocking thread.
+    /// `inspect` on a blocking thread, within the pool's upload slots.
     pub async fn inspect_async(&self, wasm: Vec<u8>) -> PluginResult<Inspected> {
-        let host = self.clone();
-        tokio::task::spawn_blocking(move || host.inspect(&wasm))
+        let permit = self
+            .inner
+            .upload_permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| PluginError::Internal(format!("plugin inspection task: {e}")))?
+            .map_err(|_| PluginError::Internal("plugin host is shutting down".into()))?;
+        let host = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            host.inspect(&wasm)
+        })
+        .await
+        .map_err(|e| PluginError::Internal(format!("plugin inspection task: {e}")))?
     }
 
     /// The loaded plugin of `digest`, fetched and compiled on first use.

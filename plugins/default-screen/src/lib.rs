@@ -148,16 +148,15 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
         if pagination {
             pages.insert(index.to_string(), serde_json::json!(1));
         }
-        if let Some((_, true)) = rows {
-            if !actions.iter().any(|a| a.id == "load_more") {
-                actions.push(Action {
-                    id: "load_more".into(),
-                    label: "Load more rows".into(),
-                    inputs_schema:
-                        r#"{"type":"object","properties":{"block_index":{"type":"integer"}}}"#
-                            .into(),
-                });
-            }
+        if let Some((_, true)) = rows
+            && !actions.iter().any(|a| a.id == "load_more")
+        {
+            actions.push(Action {
+                id: "load_more".into(),
+                label: "Load more rows".into(),
+                inputs_schema:
+                    r#"{"type":"object","properties":{"block_index":{"type":"integer"}}}"#.into(),
+            });
         }
         components.push(Component {
             block_index: u32::try_from(index).unwrap_or(u32::MAX),
