@@ -62,11 +62,11 @@ fn input(config: &str) -> MapInput {
 /// After each attack the same plugin, asked nicely, answers.
 async fn still_serving(plugin: &Arc<LoadedPlugin>) {
     let outcome = HOST
-        .call_mapper(plugin.clone(), input(""), limits(0, 0))
+        .call(plugin.clone(), input(""), limits(0, 0))
         .await
         .unwrap_or_else(|e| panic!("the call after an attack failed: {e}"));
     assert!(
-        matches!(&outcome.blocks[0].content, wit::BlockContent::Text(t) if t == "ok: 0 results")
+        matches!(&outcome.output[0].content, wit::BlockContent::Text(t) if t == "ok: 0 results")
     );
 }
 
@@ -75,7 +75,7 @@ async fn an_infinite_loop_is_stopped_at_the_cpu_budget() {
     let plugin = hostile();
     let started = Instant::now();
     let error = HOST
-        .call_mapper(
+        .call(
             plugin.clone(),
             input(r#"{"attack":"loop"}"#),
             limits(0, 100),
@@ -102,7 +102,7 @@ async fn an_infinite_loop_is_stopped_at_the_cpu_budget() {
 async fn a_memory_bomb_is_stopped_at_the_cap() {
     let plugin = hostile();
     let error = HOST
-        .call_mapper(
+        .call(
             plugin.clone(),
             input(r#"{"attack":"memory"}"#),
             limits(16 << 20, 2_000),
@@ -124,7 +124,7 @@ async fn a_memory_bomb_is_stopped_at_the_cap() {
 async fn deep_recursion_is_stopped_at_the_stack_limit() {
     let plugin = hostile();
     let error = HOST
-        .call_mapper(
+        .call(
             plugin.clone(),
             input(r#"{"attack":"recursion"}"#),
             limits(0, 2_000),
@@ -146,7 +146,7 @@ async fn deep_recursion_is_stopped_at_the_stack_limit() {
 async fn a_panic_is_an_internal_error_with_the_guest_backtrace() {
     let plugin = hostile();
     let error = HOST
-        .call_mapper(
+        .call(
             plugin.clone(),
             input(r#"{"attack":"panic"}"#),
             limits(0, 2_000),
@@ -177,7 +177,7 @@ async fn a_panic_is_an_internal_error_with_the_guest_backtrace() {
 async fn malformed_output_is_refused_naming_the_path() {
     let plugin = hostile();
     let error = HOST
-        .call_mapper(
+        .call(
             plugin.clone(),
             input(r#"{"attack":"malformed"}"#),
             limits(0, 0),
@@ -196,7 +196,7 @@ async fn malformed_output_is_refused_naming_the_path() {
 async fn a_plugin_error_is_a_refusal_not_a_crash() {
     let plugin = hostile();
     let error = HOST
-        .call_mapper(plugin.clone(), input(r#"{"attack":"error"}"#), limits(0, 0))
+        .call(plugin.clone(), input(r#"{"attack":"error"}"#), limits(0, 0))
         .await
         .err();
     assert!(
@@ -340,7 +340,7 @@ async fn the_policy_falls_back_to_the_default_mapper() {
             .as_deref()
             .is_some_and(|r| r.contains("panicked"))
     );
-    assert!(matches!(&outcome.blocks[0].content, wit::BlockContent::Table(t) if t.rows.len() == 1));
+    assert!(matches!(&outcome.output[0].content, wit::BlockContent::Table(t) if t.rows.len() == 1));
 
     let error = HOST
         .compose("t", Some(&spec), "q", vec![result], limits(0, 0), &blobs)
@@ -365,7 +365,7 @@ async fn a_plugin_that_keeps_trapping_is_cut_off_then_retried() {
         .plugin;
     for _ in 0..2 {
         let error = host
-            .call_mapper(plugin.clone(), input(r#"{"attack":"panic"}"#), limits(0, 0))
+            .call(plugin.clone(), input(r#"{"attack":"panic"}"#), limits(0, 0))
             .await
             .err();
         assert!(
@@ -374,7 +374,7 @@ async fn a_plugin_that_keeps_trapping_is_cut_off_then_retried() {
         );
     }
     let error = host
-        .call_mapper(plugin.clone(), input(""), limits(0, 0))
+        .call(plugin.clone(), input(""), limits(0, 0))
         .await
         .err();
     assert!(
@@ -383,18 +383,14 @@ async fn a_plugin_that_keeps_trapping_is_cut_off_then_retried() {
     );
     assert_eq!(error.map(|e| e.code()), Some(tonic::Code::Unavailable));
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let trial = host
-        .call_mapper(plugin.clone(), input(""), limits(0, 0))
-        .await;
+    let trial = host.call(plugin.clone(), input(""), limits(0, 0)).await;
     assert!(
         trial.is_ok(),
         "the trial call after the cooldown runs: {:?}",
         trial.err()
     );
     assert!(
-        host.call_mapper(plugin, input(""), limits(0, 0))
-            .await
-            .is_ok(),
+        host.call(plugin, input(""), limits(0, 0)).await.is_ok(),
         "closed again"
     );
 }

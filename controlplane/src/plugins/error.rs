@@ -103,12 +103,14 @@ impl From<PluginError> for tonic::Status {
                 details.add_bad_request_violation(*field, why.clone());
                 tonic::Status::with_error_details(code, message, details)
             }
-            PluginError::Trapped { backtrace, .. } if !backtrace.is_empty() => {
+            PluginError::Trapped { .. } if error.backtrace().is_some() => {
+                let frames = error
+                    .backtrace()
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned);
                 let mut details = ErrorDetails::new();
-                details.set_debug_info(
-                    backtrace.lines().map(str::to_owned).collect::<Vec<_>>(),
-                    message.clone(),
-                );
+                details.set_debug_info(frames.collect::<Vec<_>>(), message.clone());
                 tonic::Status::with_error_details(code, message, details)
             }
             _ => tonic::Status::new(code, message),

@@ -53,7 +53,6 @@ pub struct LoadedPlugin {
     pub world: PluginWorld,
     pub info: wit::PluginInfo,
     pub builtin: bool,
-    pub size_bytes: usize,
     pre: Pre,
 }
 
@@ -95,14 +94,67 @@ impl RunReport {
     }
 }
 
-pub struct MapOutcome {
-    pub blocks: Vec<wit::Block>,
+/// A plugin's output and what producing it cost.
+pub struct Outcome<T> {
+    pub output: T,
     pub report: RunReport,
 }
 
-pub struct ScreenOutcome {
-    pub screen: st::ScreenModel,
-    pub report: RunReport,
+pub type MapOutcome = Outcome<Vec<wit::Block>>;
+pub type ScreenOutcome = Outcome<st::ScreenModel>;
+
+/// The two worlds' calls, so that guarding and the Policy's fallback are written once.
+pub trait WorldInput: Clone + Send + 'static {
+    type Output: Send + 'static;
+    /// One call on this thread.
+    fn run(
+        &self,
+        host: &PluginHost,
+        plugin: &LoadedPlugin,
+        limits: CallLimits,
+    ) -> PluginResult<(Self::Output, Usage)>;
+    /// The input for the default plugin's fallback run: no rules, generic output.
+    fn without_config(self) -> Self;
+}
+
+impl WorldInput for MapInput {
+    type Output = Vec<wit::Block>;
+
+    fn run(
+        &self,
+        host: &PluginHost,
+        plugin: &LoadedPlugin,
+        limits: CallLimits,
+    ) -> PluginResult<(Self::Output, Usage)> {
+        host.run_mapper(plugin, self, limits)
+    }
+
+    fn without_config(self) -> Self {
+        MapInput {
+            config: String::new(),
+            ..self
+        }
+    }
+}
+
+impl WorldInput for st::PresentInput {
+    type Output = st::ScreenModel;
+
+    fn run(
+        &self,
+        host: &PluginHost,
+        plugin: &LoadedPlugin,
+        limits: CallLimits,
+    ) -> PluginResult<(Self::Output, Usage)> {
+        host.run_screen(plugin, self, limits)
+    }
+
+    fn without_config(self) -> Self {
+        st::PresentInput {
+            config: String::new(),
+            ..self
+        }
+    }
 }
 
 /// An upload that passed every check.
@@ -241,39 +293,13 @@ impl PluginHost {
         self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs a mapper: circuit breaker, a pool permit, a blocking thread, output checks.
-    pub async fn call_mapper(
+    /// Runs a plugin: circuit breaker, a pool permit, a blocking thread, output checks.
+    pub async fn call<I: WorldInput>(
         &self,
         plugin: Arc<LoadedPlugin>,
-        input: MapInput,
+        input: I,
         limits: CallLimits,
-    ) -> PluginResult<MapOutcome> {
-        self.guarded(plugin, limits, move |host, plugin| {
-            host.run_mapper(plugin, &input, limits)
-        })
-        .await
-        .map(|(blocks, report)| MapOutcome { blocks, report })
-    }
-
-    pub async fn call_screen(
-        &self,
-        plugin: Arc<LoadedPlugin>,
-        input: st::PresentInput,
-        limits: CallLimits,
-    ) -> PluginResult<ScreenOutcome> {
-        self.guarded(plugin, limits, move |host, plugin| {
-            host.run_screen(plugin, &input, limits)
-        })
-        .await
-        .map(|(screen, report)| ScreenOutcome { screen, report })
-    }
-
-    async fn guarded<T: Send + 'static>(
-        &self,
-        plugin: Arc<LoadedPlugin>,
-        limits: CallLimits,
-        call: impl FnOnce(&PluginHost, &LoadedPlugin) -> PluginResult<(T, Usage)> + Send + 'static,
-    ) -> PluginResult<(T, RunReport)> {
+    ) -> PluginResult<Outcome<I::Output>> {
         if !plugin.builtin {
             self.inner.breakers.admit(&plugin.digest, &plugin.label())?;
         }
@@ -288,7 +314,7 @@ impl PluginHost {
         let loaded = plugin.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            call(&host, &loaded)
+            input.run(&host, &loaded, limits)
         })
         .await
         .map_err(|e| PluginError::Internal(format!("plugin call task: {e}")))?;
@@ -297,7 +323,7 @@ impl PluginHost {
                 .breakers
                 .record(&plugin.digest, result.as_ref().err());
         }
-        let (value, usage) = result?;
+        let (output, usage) = result?;
         let report = RunReport {
             plugin: plugin.label(),
             digest: plugin.digest.clone(),
@@ -307,7 +333,7 @@ impl PluginHost {
             limits,
             fallback_reason: None,
         };
-        Ok((value, report))
+        Ok(Outcome { output, report })
     }
 
     /// One mapper call on this thread: instantiate, call, check. Also what the runner and the
@@ -402,33 +428,13 @@ impl PluginHost {
                 convert::plugin_config_json(r),
             ),
         };
-        let fallback = limits.on_failure == PluginFailureMode::FallbackToDefault;
         let input = MapInput {
             question: question.to_owned(),
             results,
             config,
         };
-        let failure = match chosen {
-            Ok(plugin) if plugin.builtin || !fallback => {
-                return self.call_mapper(plugin, input, limits).await;
-            }
-            Ok(plugin) => match self.call_mapper(plugin, input.clone(), limits).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(e) => e,
-            },
-            Err(e) if fallback => e,
-            Err(e) => return Err(e),
-        };
-        tracing::warn!(error = %failure, "mapping plugin failed; the policy falls back to the default mapper");
-        let input = MapInput {
-            config: String::new(),
-            ..input
-        };
-        let mut outcome = self
-            .call_mapper(self.default_mapper(), input, limits)
-            .await?;
-        outcome.report.fallback_reason = Some(failure.to_string());
-        Ok(outcome)
+        self.with_fallback(chosen, self.default_mapper(), input, limits)
+            .await
     }
 
     /// PRESENT: the Screen asset's plugin (or the default screen) on the answer blocks.
@@ -450,27 +456,34 @@ impl PluginHost {
                 convert::plugin_config_json(r),
             ),
         };
-        let fallback = limits.on_failure == PluginFailureMode::FallbackToDefault;
         let input = st::PresentInput { blocks, config };
+        self.with_fallback(chosen, self.default_screen(), input, limits)
+            .await
+    }
+
+    /// Calls the chosen plugin; if it (or loading it) fails and the Policy says so, runs the
+    /// built-in `default` without config instead and records why.
+    async fn with_fallback<I: WorldInput>(
+        &self,
+        chosen: PluginResult<Arc<LoadedPlugin>>,
+        default: Arc<LoadedPlugin>,
+        input: I,
+        limits: CallLimits,
+    ) -> PluginResult<Outcome<I::Output>> {
+        let fallback = limits.on_failure == PluginFailureMode::FallbackToDefault;
         let failure = match chosen {
             Ok(plugin) if plugin.builtin || !fallback => {
-                return self.call_screen(plugin, input, limits).await;
+                return self.call(plugin, input, limits).await;
             }
-            Ok(plugin) => match self.call_screen(plugin, input.clone(), limits).await {
+            Ok(plugin) => match self.call(plugin, input.clone(), limits).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(e) => e,
             },
             Err(e) if fallback => e,
             Err(e) => return Err(e),
         };
-        tracing::warn!(error = %failure, "screen plugin failed; the policy falls back to the default screen");
-        let input = st::PresentInput {
-            config: String::new(),
-            ..input
-        };
-        let mut outcome = self
-            .call_screen(self.default_screen(), input, limits)
-            .await?;
+        tracing::warn!(error = %failure, plugin = %default.label(), "plugin failed; the policy falls back to the built-in plugin");
+        let mut outcome = self.call(default, input.without_config(), limits).await?;
         outcome.report.fallback_reason = Some(failure.to_string());
         Ok(outcome)
     }
@@ -676,7 +689,6 @@ impl Defaults<'_> {
             world,
             info,
             builtin,
-            size_bytes: wasm.len(),
             pre,
         };
         Ok((plugin, compiled.compile_ms))

@@ -169,7 +169,7 @@ impl Registry {
             )
             .await?;
         Ok(PreviewMappingResponse {
-            blocks: outcome.blocks.iter().map(convert::block_to_pb).collect(),
+            blocks: outcome.output.iter().map(convert::block_to_pb).collect(),
             run: Some(outcome.report.to_proto()),
         })
     }
@@ -203,7 +203,7 @@ impl Registry {
             .present(&ctx.tenant, Some(&spec), blocks, limits, &self.blobs())
             .await?;
         Ok(PreviewScreenResponse {
-            screen: Some(convert::screen_to_pb(&outcome.screen)),
+            screen: Some(convert::screen_to_pb(&outcome.output)),
             run: Some(outcome.report.to_proto()),
         })
     }
