@@ -107,6 +107,41 @@ fn typed_rows(rows: &[Vec<serde_json::Value>]) -> Vec<Vec<p::Value>> {
         .collect()
 }
 
+/// The same rows column by column (what a columnar contract would carry).
+fn columnar(rows: &[Vec<serde_json::Value>]) -> p::ColumnarTable {
+    let width = rows.first().map_or(0, Vec::len);
+    let data = (0..width)
+        .map(|c| {
+            let cells = rows.iter().map(|r| &r[c]);
+            if rows.iter().all(|r| r[c].is_i64() || r[c].is_null()) {
+                p::Column::Integers(cells.map(serde_json::Value::as_i64).collect())
+            } else if rows.iter().all(|r| r[c].is_number() || r[c].is_null()) {
+                p::Column::Floats(cells.map(serde_json::Value::as_f64).collect())
+            } else if rows.iter().all(|r| r[c].is_string()) {
+                let mut data = String::new();
+                let mut ends = Vec::with_capacity(rows.len());
+                for cell in cells {
+                    data.push_str(cell.as_str().unwrap_or_default());
+                    ends.push(data.len() as u32);
+                }
+                p::Column::Texts(p::Texts { data, ends })
+            } else {
+                p::Column::Cells(
+                    typed_rows(&rows.iter().map(|r| vec![r[c].clone()]).collect::<Vec<_>>())
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                )
+            }
+        })
+        .collect();
+    p::ColumnarTable {
+        columns: columns(),
+        rows: rows.len() as u32,
+        data,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ByteTable {
     columns: Vec<String>,
@@ -132,8 +167,10 @@ fn encoding_section() {
             .expect("probe world");
 
     println!("\n## encoding: host encode + instantiate + call + host decode (µs, p50 / p99)\n");
-    println!("| rows | typed WIT records | JSON bytes | MessagePack bytes | JSON / typed (p50) |");
-    println!("| ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| rows | typed rows (list<list<value>>) | typed columns | JSON bytes | MessagePack bytes | JSON / typed rows (p50) | typed rows / typed columns (p50) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for n in ROW_COUNTS {
         let rows = json_rows(n);
         let iters = iterations(n);
@@ -149,6 +186,16 @@ fn encoding_section() {
                 .call_map_typed(&mut store, &table)
                 .expect("call");
             assert_eq!(out.rows.len(), n);
+        });
+        let columns_typed = measure(iters, || {
+            let table = columnar(&rows);
+            let mut store = Store::new(&engine, ());
+            let instance = pre.instantiate(&mut store).expect("instantiate");
+            let out = instance
+                .ops_encoding_probe_probe()
+                .call_map_columnar(&mut store, &table)
+                .expect("call");
+            assert_eq!(out.rows as usize, n);
         });
         let json = measure(iters, || {
             let bytes = serde_json::to_vec(&ByteTable {
@@ -181,14 +228,17 @@ fn encoding_section() {
             assert_eq!(block.table.rows.len(), n);
         });
         println!(
-            "| {n} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× |",
+            "| {n} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× | {:.1}× |",
             typed.0,
             typed.1,
+            columns_typed.0,
+            columns_typed.1,
             json.0,
             json.1,
             msgpack.0,
             msgpack.1,
-            json.0 / typed.0
+            json.0 / typed.0,
+            typed.0 / columns_typed.0
         );
     }
 }
@@ -213,10 +263,10 @@ fn host_section() {
     let limits = CallLimits::resolve(pooling.config(), None);
 
     println!(
-        "\n## default mapper via PluginHost::run_mapper: instantiate + call + checks + blocks to protobuf (µs, p50 / p99)\n"
+        "\n## default mapper via PluginHost::run_mapper: instantiate + call + lift + output checks, then + blocks to protobuf (µs, p50 / p99)\n"
     );
-    println!("| rows | pooling | on-demand | peak guest memory |");
-    println!("| ---: | ---: | ---: | ---: |");
+    println!("| rows | pooling | pooling + protobuf | on-demand | peak guest memory |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
     for n in ROW_COUNTS {
         let rows: Vec<Vec<wit::Value>> = json_rows(n)
             .iter()
@@ -243,21 +293,26 @@ fn host_section() {
             config: String::new(),
         };
         let mut peak = 0;
-        let mut run = |host: &PluginHost| {
+        let mut run = |host: &PluginHost, to_protobuf: bool| {
             let plugin = host.default_mapper();
             measure(iterations(n), || {
                 let (blocks, usage) = host.run_mapper(&plugin, &input, limits).expect("map");
                 peak = usage.peak_memory_bytes;
-                let proto: Vec<_> = blocks.iter().map(convert::block_to_pb).collect();
-                assert_eq!(proto.len(), 1);
+                if to_protobuf {
+                    let proto: Vec<_> = blocks.iter().map(convert::block_to_pb).collect();
+                    assert_eq!(proto.len(), 1);
+                }
             })
         };
-        let pooled = run(&pooling);
-        let demand = run(&on_demand);
+        let pooled = run(&pooling, false);
+        let pooled_pb = run(&pooling, true);
+        let demand = run(&on_demand, false);
         println!(
-            "| {n} | {:.1} / {:.1} | {:.1} / {:.1} | {} KiB |",
+            "| {n} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} KiB |",
             pooled.0,
             pooled.1,
+            pooled_pb.0,
+            pooled_pb.1,
             demand.0,
             demand.1,
             peak / 1024
