@@ -35,7 +35,7 @@ impl Mapper for DefaultMapper {
 
     fn map(input: MapInput) -> Result<Vec<Block>, PluginError> {
         let config = MappingConfig::parse(&input.config)?;
-        map_results(&config, &input.question, &input.results)
+        map_results(&config, &input.question, input.results)
     }
 }
 

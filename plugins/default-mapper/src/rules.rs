@@ -9,7 +9,7 @@ use crate::config::{MappingConfig, MappingRule};
 pub fn map_results(
     config: &MappingConfig,
     question: &str,
-    results: &[ToolResult],
+    results: Vec<ToolResult>,
 ) -> Result<Vec<Block>, PluginError> {
     let mut blocks = Vec::new();
     let mut mapped = vec![false; results.len()];
@@ -24,20 +24,23 @@ pub fn map_results(
             blocks.extend(apply_rule(rule, question, result)?);
         }
     }
-    for (result, _) in results.iter().zip(&mapped).filter(|(_, done)| !**done) {
-        blocks.extend(generic_blocks(result));
-    }
-    if !references_placed {
-        let references: Vec<Reference> = results
+    let references: Vec<Reference> = if references_placed {
+        Vec::new()
+    } else {
+        results
             .iter()
             .flat_map(|r| r.references.iter().cloned())
-            .collect();
-        if !references.is_empty() {
-            blocks.push(Block {
-                title: "References".into(),
-                content: BlockContent::References(references),
-            });
-        }
+            .collect()
+    };
+    // Results no rule selected move into their blocks: their rows are not copied.
+    for (result, _) in results.into_iter().zip(mapped).filter(|(_, done)| !*done) {
+        blocks.extend(generic_blocks(result));
+    }
+    if !references.is_empty() {
+        blocks.push(Block {
+            title: "References".into(),
+            content: BlockContent::References(references),
+        });
     }
     Ok(blocks)
 }
@@ -273,12 +276,12 @@ fn chart(rule: &MappingRule, result: &ToolResult) -> Option<ChartBlock> {
 }
 
 /// What a result shows as when no rule selects it.
-fn generic_blocks(result: &ToolResult) -> Vec<Block> {
+fn generic_blocks(result: ToolResult) -> Vec<Block> {
     let title = result.tool.clone();
-    if let Some(graph) = &result.graph {
+    if let Some(graph) = result.graph {
         return vec![Block {
             title,
-            content: BlockContent::Network(graph.clone()),
+            content: BlockContent::Network(graph),
         }];
     }
     if !result.columns.is_empty() {
@@ -286,8 +289,8 @@ fn generic_blocks(result: &ToolResult) -> Vec<Block> {
         return vec![Block {
             title,
             content: BlockContent::Table(TableBlock {
-                columns: result.columns.clone(),
-                rows: result.rows.clone(),
+                columns: result.columns,
+                rows: result.rows,
                 truncated: result.truncated,
                 total_rows,
             }),
@@ -314,4 +317,156 @@ fn generic_blocks(result: &ToolResult) -> Vec<Block> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(tool: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> ToolResult {
+        ToolResult {
+            tool: tool.into(),
+            kind: "sql".into(),
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows,
+            truncated: false,
+            fields: vec![],
+            graph: None,
+            references: vec![],
+        }
+    }
+
+    fn text(s: &str) -> Value {
+        Value::text(s)
+    }
+
+    fn map(config: &str, results: Vec<ToolResult>) -> Result<Vec<Block>, PluginError> {
+        map_results(&MappingConfig::parse(config)?, "q", results)
+    }
+
+    #[test]
+    fn row_mapping_over_many_rows_selects_and_renames_columns() -> Result<(), PluginError> {
+        let servers = result(
+            "ci_tool",
+            &["ci_code", "zone", "os"],
+            vec![
+                vec![text("ERP-01"), text("zone-a"), text("linux")],
+                vec![text("ERP-02"), text("zone-a"), Value::Null],
+            ],
+        );
+        let blocks = map(
+            r#"{"mappings":[{"source_type":"ci_tool","target_block":"table",
+                "row_mapping":[{"label":"OS","field":"os"},{"label":"Code","field":"ci_code"}]}]}"#,
+            vec![servers],
+        )?;
+        let BlockContent::Table(table) = &blocks[0].content else {
+            return Err(PluginError::new("test", "expected a table"));
+        };
+        assert_eq!(table.columns, ["OS", "Code"]);
+        assert_eq!(table.rows[1], vec![Value::Null, text("ERP-02")]);
+        Ok(())
+    }
+
+    #[test]
+    fn charts_split_points_into_series() -> Result<(), PluginError> {
+        let points = result(
+            "metric_series_tool",
+            &["ts", "ci_code", "value"],
+            vec![
+                vec![
+                    text("2026-01-30T00:00:00Z"),
+                    text("GT-01"),
+                    Value::Float(40.0),
+                ],
+                vec![
+                    text("2026-01-30T00:00:00Z"),
+                    text("GT-02"),
+                    Value::Integer(50),
+                ],
+                vec![
+                    text("2026-01-30T01:00:00Z"),
+                    text("GT-01"),
+                    Value::Float(42.5),
+                ],
+            ],
+        );
+        let blocks = map(
+            r#"{"mappings":[{"source_type":"metric_series_tool","target_block":"BLOCK_TYPE_CHART",
+                "field_mapping":{"series":"ci_code"}}]}"#,
+            vec![points],
+        )?;
+        let BlockContent::Chart(chart) = &blocks[0].content else {
+            return Err(PluginError::new("test", "expected a chart"));
+        };
+        let sizes: Vec<_> = chart
+            .series
+            .iter()
+            .map(|s| (s.name.as_str(), s.points.len()))
+            .collect();
+        assert_eq!(sizes, [("GT-01", 2), ("GT-02", 1)]);
+        Ok(())
+    }
+
+    #[test]
+    fn unmatched_results_are_shown_generically_and_references_close_the_answer()
+    -> Result<(), PluginError> {
+        let mut events = result("history_tool", &["event_id"], vec![vec![text("EV-1")]]);
+        events.references.push(Reference {
+            kind: "sql".into(),
+            title: "events".into(),
+            payload: String::new(),
+        });
+        let blocks = map("", vec![events])?;
+        assert!(matches!(&blocks[0].content, BlockContent::Table(t) if t.rows.len() == 1));
+        assert!(matches!(&blocks[1].content, BlockContent::References(r) if r.len() == 1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_null_value_gives_no_number_and_text_gives_an_error() -> Result<(), PluginError> {
+        let config = r#"{"mappings":[{"source_type":"m","target_block":"number","field_mapping":{"value":"v"}}]}"#;
+        let mut empty = result("m", &[], vec![]);
+        empty.fields.push(Field {
+            name: "v".into(),
+            value: Value::Null,
+        });
+        assert!(map(config, vec![empty])?.is_empty());
+        let mut wrong = result("m", &[], vec![]);
+        wrong.fields.push(Field {
+            name: "v".into(),
+            value: text("high"),
+        });
+        let error = map(config, vec![wrong]).err().map(|e| e.message);
+        assert_eq!(
+            error.as_deref(),
+            Some("m: field `v` is `high`, not a number")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn config_errors_name_the_rule_and_field() {
+        let cases = [
+            (
+                r#"{"mappings":[{"target_block":"pie"}]}"#,
+                "mappings[0].target_block: `pie` is not one of",
+            ),
+            (
+                r#"{"mappings":[{"target_block":"text"}]}"#,
+                "mappings[0].template",
+            ),
+            (
+                r#"{"mappings":[{"target_block":"number"}]}"#,
+                "mappings[0].field_mapping.value",
+            ),
+            (r#"{"mapings":[]}"#, "unknown field `mapings`"),
+        ];
+        for (config, expected) in cases {
+            let message = MappingConfig::parse(config)
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default();
+            assert!(message.contains(expected), "{config}: {message}");
+        }
+    }
 }
