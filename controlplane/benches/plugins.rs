@@ -117,14 +117,19 @@ fn columnar(rows: &[Vec<serde_json::Value>]) -> p::ColumnarTable {
                 p::Column::Integers(cells.map(serde_json::Value::as_i64).collect())
             } else if rows.iter().all(|r| r[c].is_number() || r[c].is_null()) {
                 p::Column::Floats(cells.map(serde_json::Value::as_f64).collect())
-            } else if rows.iter().all(|r| r[c].is_string()) {
+            } else if rows.iter().all(|r| r[c].is_string() || r[c].is_null()) {
                 let mut data = String::new();
                 let mut ends = Vec::with_capacity(rows.len());
+                let has_nulls = rows.iter().any(|r| r[c].is_null());
+                let mut nulls = Vec::with_capacity(if has_nulls { rows.len() } else { 0 });
                 for cell in cells {
                     data.push_str(cell.as_str().unwrap_or_default());
                     ends.push(data.len() as u32);
+                    if has_nulls {
+                        nulls.push(cell.is_null());
+                    }
                 }
-                p::Column::Texts(p::Texts { data, ends })
+                p::Column::Texts(p::Texts { data, ends, nulls })
             } else {
                 p::Column::Cells(
                     typed_rows(&rows.iter().map(|r| vec![r[c].clone()]).collect::<Vec<_>>())
