@@ -50,10 +50,18 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     let serving = {
         let config = config.clone();
         let executors = executors.clone();
+        let plugins = server::plugin_host(&config).await.expect("plugin host");
         tokio::spawn(async move {
-            server::serve(&config, registry, Some(executors), listener, async {
-                let _ = stopped.await;
-            })
+            server::serve(
+                &config,
+                registry,
+                Some(executors),
+                plugins,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await
         })
     };

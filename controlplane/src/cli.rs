@@ -130,6 +130,9 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
             "opsd demo: source:plant_ops, schema_catalog:plant_ops, mapping:plant_ops_answer and screen:plant_ops_screen published for tenants acme and globex"
         );
     }
+    // Ready to serve before announcing the address: compiling the built-in plugins (first start
+    // only; later starts load the compiled cache) must not delay the first RPC.
+    let plugins = server::plugin_host(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -140,6 +143,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
         &config,
         registry,
         executors.clone(),
+        plugins,
         listener,
         server::shutdown_signal(),
     )

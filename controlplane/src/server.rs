@@ -68,6 +68,7 @@ pub async fn serve(
     config: &Config,
     registry: Registry,
     executors: Option<Executors>,
+    plugins: PluginHost,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
@@ -91,7 +92,6 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let plugins = plugin_host(config).await?;
     let max = config.server.max_message_bytes;
     let registry_service =
         AssetRegistryServer::new(RegistryGrpc::new(registry.clone(), executors, plugins))

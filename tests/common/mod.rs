@@ -113,6 +113,7 @@ impl TestServer {
 
     pub async fn start_with(config: Config) -> Self {
         let registry: Registry = server::open_registry(&config).await.expect("open registry");
+        let plugins = server::plugin_host(&config).await.expect("plugin host");
         let db = registry.db().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -123,7 +124,7 @@ impl TestServer {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            server::serve(&config, registry, None, listener, shutdown)
+            server::serve(&config, registry, None, plugins, listener, shutdown)
                 .await
                 .expect("serve");
         });
