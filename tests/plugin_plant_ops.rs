@@ -291,3 +291,62 @@ async fn the_demo_mapping_turns_plant_ops_results_into_answer_blocks() {
     server.stop().await;
     database.cleanup().await;
 }
+
+/// Publishing checks the plugin reference inside the publish transaction, so even a registry
+/// with a single database connection publishes a plugin-backed Mapping (no second connection
+/// is waited for).
+#[tokio::test]
+async fn a_plugin_backed_mapping_publishes_on_a_single_connection() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = database.config();
+    config.storage.max_connections = 1;
+    let server = TestServer::start_with(config).await;
+    let admin = server.admin("acme").await;
+    let mut client = admin.client.clone();
+    let uploaded = client
+        .upload_plugin(admin.req(UploadPluginRequest {
+            wasm: ops_plugin_artifacts::STATUS_BOARD.to_vec(),
+            expected_world: PluginWorld::Mapper as i32,
+        }))
+        .await
+        .expect("upload")
+        .into_inner();
+    let digest = uploaded.plugin.expect("plugin").digest;
+    let spec = AssetSpec {
+        kind: Some(asset_spec::Kind::Mapping(MappingSpec {
+            implementation: Some(mapping_spec::Implementation::Plugin(PluginRef {
+                digest,
+                config: None,
+            })),
+        })),
+    };
+    let content = AssetContent {
+        spec: Some(spec),
+        ..Default::default()
+    };
+    let created = client
+        .create_asset(admin.req(CreateAssetRequest {
+            r#type: AssetType::Mapping as i32,
+            name: "board".into(),
+            content: Some(content),
+        }))
+        .await
+        .expect("create")
+        .into_inner();
+    let revision = created.asset.expect("asset").revision;
+    let published = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        client.publish_asset(admin.req(PublishAssetRequest {
+            r#type: AssetType::Mapping as i32,
+            name: "board".into(),
+            expected_revision: revision,
+            note: String::new(),
+        })),
+    )
+    .await
+    .expect("publish must not wait for a second connection")
+    .expect("publish");
+    assert_eq!(published.into_inner().asset.map(|a| a.version), Some(1));
+    server.stop().await;
+    database.cleanup().await;
+}

@@ -278,7 +278,7 @@ impl Registry {
         let ctx = self.validation_context(conn, tenant, content).await?;
         let mut violations = validate_content(t, content, &ctx);
         let mut resolved = Vec::new();
-        if let Some((field, rule, message)) = self.check_plugin_ref(tenant, content).await? {
+        if let Some((field, rule, message)) = self.check_plugin_ref(conn, tenant, content).await? {
             violations.push(validate::violation(&field, "reference", &rule, message));
         }
         for reference in references(content) {

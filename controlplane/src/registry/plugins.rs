@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use ops_proto::v1::*;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Registry, RegistryError, RegistryResult, timestamp};
 use crate::context::CallerContext;
@@ -122,15 +122,8 @@ impl Registry {
         tenant: &str,
         digest: &str,
     ) -> RegistryResult<Option<PluginInfo>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {PLUGIN_COLUMNS} FROM plugin_blobs WHERE tenant_id = $1 AND digest = $2"
-        ));
-        let row = sqlx::query(sql)
-            .bind(tenant)
-            .bind(digest)
-            .fetch_optional(self.db().pool())
-            .await?;
-        row.as_ref().map(plugin_row).transpose()
+        let mut conn = self.db().pool().acquire().await?;
+        plugin_info_in(&mut conn, tenant, digest).await
     }
 
     /// Runs a Mapping asset on the given tool results.
@@ -250,6 +243,7 @@ impl Registry {
     /// tenant, and implementing the asset's world.
     pub(super) async fn check_plugin_ref(
         &self,
+        conn: &mut AnyConnection,
         tenant: &str,
         content: &AssetContent,
     ) -> RegistryResult<Option<(String, String, String)>> {
@@ -263,7 +257,8 @@ impl Registry {
             })) => (&r.digest, PluginWorld::Screen),
             _ => return Ok(None),
         };
-        Ok(match self.plugin_info(tenant, digest).await? {
+        // On the caller's connection: publish validates inside its write transaction.
+        Ok(match plugin_info_in(conn, tenant, digest).await? {
             None => Some((
                 "spec.plugin.digest".into(),
                 "plugin.exists".into(),
@@ -285,6 +280,23 @@ impl Registry {
             Some(_) => None,
         })
     }
+}
+
+async fn plugin_info_in(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    digest: &str,
+) -> RegistryResult<Option<PluginInfo>> {
+    // Only constants are formatted in: no caller text reaches the statement.
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {PLUGIN_COLUMNS} FROM plugin_blobs WHERE tenant_id = $1 AND digest = $2"
+    ));
+    let row = sqlx::query(sql)
+        .bind(tenant)
+        .bind(digest)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(plugin_row).transpose()
 }
 
 fn check_world(info: &PluginInfo, expected: i32) -> RegistryResult<()> {
