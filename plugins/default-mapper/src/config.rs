@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use ops_plugin_sdk::types::PluginError;
+use ops_plugin_sdk::{BLOCK_KINDS, block_kind};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,17 +55,6 @@ pub struct RowMapping {
     pub field: String,
 }
 
-/// Block kinds, with the proto enum spellings accepted as well.
-pub const BLOCK_KINDS: [&str; 7] = [
-    "text",
-    "markdown",
-    "table",
-    "number",
-    "chart",
-    "network",
-    "references",
-];
-
 impl MappingConfig {
     /// Parses and checks the config; an empty string means "no rules".
     pub fn parse(json: &str) -> Result<Self, PluginError> {
@@ -82,16 +72,13 @@ impl MappingConfig {
 
 impl MappingRule {
     fn normalise(&mut self, index: usize) -> Result<(), PluginError> {
-        let kind = self.target_block.trim().to_ascii_lowercase();
-        let kind = kind.strip_prefix("block_type_").unwrap_or(&kind);
-        let kind = if kind == "series" { "chart" } else { kind };
-        if !BLOCK_KINDS.contains(&kind) {
+        let Some(kind) = block_kind(&self.target_block) else {
             return Err(PluginError::invalid_config(format!(
                 "mappings[{index}].target_block: `{}` is not one of {}",
                 self.target_block,
                 BLOCK_KINDS.join(", ")
             )));
-        }
+        };
         self.target_block = kind.to_owned();
         if let Some(transform) = self.transform.take() {
             if self.headers.is_empty() {

@@ -68,7 +68,10 @@ impl ScreenConfig {
         let mut config: ScreenConfig = serde_json::from_str(json)
             .map_err(|e| PluginError::invalid_config(format!("screen config: {e}")))?;
         for component in &mut config.components {
-            component.block_type = normalise_kind(&component.block_type);
+            // An unknown kind styles nothing; it stays as written.
+            if let Some(kind) = block_kind(&component.block_type) {
+                component.block_type = kind.to_owned();
+            }
         }
         config.layout = config.layout.trim().to_ascii_lowercase();
         let layout = config
@@ -86,16 +89,6 @@ impl ScreenConfig {
             )));
         }
         Ok(config)
-    }
-}
-
-fn normalise_kind(kind: &str) -> String {
-    let kind = kind.trim().to_ascii_lowercase();
-    let kind = kind.strip_prefix("block_type_").unwrap_or(&kind);
-    if kind == "series" {
-        "chart".to_owned()
-    } else {
-        kind.to_owned()
     }
 }
 

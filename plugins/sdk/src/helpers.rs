@@ -184,6 +184,27 @@ impl Block {
     }
 }
 
+/// The block kinds, as Mapping and Screen configs name them.
+pub const BLOCK_KINDS: [&str; 7] = [
+    "text",
+    "markdown",
+    "table",
+    "number",
+    "chart",
+    "network",
+    "references",
+];
+
+/// A block kind as a config may spell it (`table`, `TABLE`, the proto enum's
+/// `BLOCK_TYPE_TABLE`, `series` for a chart) in the contract's spelling; `None` when it names
+/// no kind.
+pub fn block_kind(spelling: &str) -> Option<&'static str> {
+    let lower = spelling.trim().to_ascii_lowercase();
+    let kind = lower.strip_prefix("block_type_").unwrap_or(&lower);
+    let kind = if kind == "series" { "chart" } else { kind };
+    BLOCK_KINDS.iter().copied().find(|k| *k == kind)
+}
+
 /// Replaces every `{{name}}` with `lookup(name)`; unknown names are left as written so a
 /// broken template shows in the answer instead of silently vanishing.
 pub fn render_template(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
@@ -225,6 +246,14 @@ mod tests {
         );
         assert_eq!(text, "GT-01 is operational ({{missing}})");
         assert_eq!(render_template("open {{ end", |_| None), "open {{ end");
+    }
+
+    #[test]
+    fn block_kinds_accept_every_config_spelling() {
+        assert_eq!(block_kind("BLOCK_TYPE_TABLE"), Some("table"));
+        assert_eq!(block_kind(" Chart "), Some("chart"));
+        assert_eq!(block_kind("series"), Some("chart"));
+        assert_eq!(block_kind("pie"), None);
     }
 
     #[test]
