@@ -299,7 +299,7 @@ fn host_section() {
         };
         let mut peak = 0;
         let mut run = |host: &PluginHost, to_protobuf: bool| {
-            let plugin = host.default_mapper();
+            let plugin = host.default_mapper().expect("default mapper");
             measure(iterations(n), || {
                 let (blocks, usage) = host.run_mapper(&plugin, &input, limits).expect("map");
                 peak = usage.peak_memory_bytes;
@@ -330,7 +330,7 @@ fn host_section() {
     println!("| allocator | p50 / p99 |");
     println!("| --- | ---: |");
     for (name, host) in [("pooling", &pooling), ("on-demand", &on_demand)] {
-        let plugin = host.default_mapper();
+        let plugin = host.default_mapper().expect("default mapper");
         let t = measure(iterations(0) * 5, || {
             host.run_describe(&plugin).expect("describe");
         });

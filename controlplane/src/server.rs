@@ -56,10 +56,14 @@ pub async fn plugin_host(config: &Config) -> Result<PluginHost, ServerError> {
     } else {
         plugins.cache_dir.clone()
     };
-    tokio::task::spawn_blocking(move || PluginHost::new(&plugins, Some(cache_dir)))
-        .await
-        .map_err(|e| ServerError::Plugins(PluginError::Internal(e.to_string())))?
-        .map_err(ServerError::Plugins)
+    tokio::task::spawn_blocking(move || {
+        let host = PluginHost::new(&plugins, Some(cache_dir))?;
+        host.load_builtins()?;
+        Ok(host)
+    })
+    .await
+    .map_err(|e| ServerError::Plugins(PluginError::Internal(e.to_string())))?
+    .map_err(ServerError::Plugins)
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves, then drains in-flight calls

@@ -13,16 +13,16 @@ use super::{
 use crate::config::PluginsConfig;
 use ops_proto::v1::PluginWorld;
 
-/// Loading steps that need only the engine and the cache (so the built-ins load before the
-/// host exists).
-pub(super) struct Defaults<'a> {
+/// Loads components against the host's engine, compiled cache and limits.
+pub(super) struct Loader<'a> {
     pub engine: &'a engine::PluginEngine,
     pub cache: &'a cache::CompiledCache,
     pub config: &'a PluginsConfig,
 }
 
-impl Defaults<'_> {
-    pub fn load(&self, wasm: &[u8]) -> PluginResult<LoadedPlugin> {
+impl Loader<'_> {
+    /// A built-in plugin: every check but the upload size cap.
+    pub fn load_builtin(&self, wasm: &[u8]) -> PluginResult<LoadedPlugin> {
         self.inspect(wasm, true).map(|(plugin, _)| plugin)
     }
 

@@ -17,7 +17,7 @@ mod runner;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -34,7 +34,7 @@ use bindings::{MapInput, screen_types as st, wit};
 pub use error::{PluginError, PluginResult};
 pub use limits::CallLimits;
 use limits::MemoryLimiter;
-use load::Defaults;
+use load::Loader;
 pub use runner::{RunnerOutput, run_file};
 
 use crate::config::{PluginAllocator, PluginsConfig};
@@ -182,8 +182,15 @@ struct Inner {
     breakers: breaker::Breakers,
     permits: Arc<Semaphore>,
     upload_permits: Arc<Semaphore>,
-    default_mapper: Arc<LoadedPlugin>,
-    default_screen: Arc<LoadedPlugin>,
+    /// Loaded on first use (or by `load_builtins`), so a host that only runs one file (the
+    /// authors' runner) never compiles them.
+    builtins: OnceLock<PluginResult<Builtins>>,
+}
+
+/// The built-in default plugins.
+struct Builtins {
+    mapper: Arc<LoadedPlugin>,
+    screen: Arc<LoadedPlugin>,
 }
 
 pub fn digest_of(wasm: &[u8]) -> String {
@@ -191,18 +198,12 @@ pub fn digest_of(wasm: &[u8]) -> String {
 }
 
 impl PluginHost {
-    /// Builds the engine and loads the built-in plugins (compiled once, then from the cache).
+    /// Builds the engine. The built-in plugins load on first use; a server calls
+    /// `load_builtins` before it serves.
     pub fn new(config: &PluginsConfig, cache_dir: Option<PathBuf>) -> PluginResult<Self> {
         let engine = engine::PluginEngine::new(config)?;
         let cache = cache::CompiledCache::new(cache_dir);
-        let defaults = Defaults {
-            engine: &engine,
-            cache: &cache,
-            config,
-        };
-        let default_mapper = Arc::new(defaults.load(ops_plugin_artifacts::DEFAULT_MAPPER)?);
-        let default_screen = Arc::new(defaults.load(ops_plugin_artifacts::DEFAULT_SCREEN)?);
-        tracing::info!(allocator = ?engine.allocator, compat = %engine.compat_hash, "plugin host ready");
+        tracing::info!(allocator = ?engine.allocator, compat = %engine.compat_hash, "plugin engine ready");
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
@@ -215,10 +216,38 @@ impl PluginHost {
                 engine,
                 cache,
                 config: config.clone(),
-                default_mapper,
-                default_screen,
+                builtins: OnceLock::new(),
             }),
         })
+    }
+
+    /// Loads the built-in plugins now (compiled once, then from the cache): servers call it
+    /// on a blocking thread before serving, so a broken build fails at start and the first
+    /// answer does not wait for a compile.
+    pub fn load_builtins(&self) -> PluginResult<()> {
+        self.builtins().map(|_| ())
+    }
+
+    fn builtins(&self) -> PluginResult<&Builtins> {
+        self.inner
+            .builtins
+            .get_or_init(|| {
+                let loader = self.loader();
+                Ok(Builtins {
+                    mapper: Arc::new(loader.load_builtin(ops_plugin_artifacts::DEFAULT_MAPPER)?),
+                    screen: Arc::new(loader.load_builtin(ops_plugin_artifacts::DEFAULT_SCREEN)?),
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn loader(&self) -> Loader<'_> {
+        Loader {
+            engine: &self.inner.engine,
+            cache: &self.inner.cache,
+            config: &self.inner.config,
+        }
     }
 
     pub fn allocator(&self) -> PluginAllocator {
@@ -229,24 +258,19 @@ impl PluginHost {
         &self.inner.config
     }
 
-    pub fn default_mapper(&self) -> Arc<LoadedPlugin> {
-        self.inner.default_mapper.clone()
+    pub fn default_mapper(&self) -> PluginResult<Arc<LoadedPlugin>> {
+        Ok(self.builtins()?.mapper.clone())
     }
 
-    pub fn default_screen(&self) -> Arc<LoadedPlugin> {
-        self.inner.default_screen.clone()
+    pub fn default_screen(&self) -> PluginResult<Arc<LoadedPlugin>> {
+        Ok(self.builtins()?.screen.clone())
     }
 
     /// Every check of an upload: size, a component, no imports, one of the worlds, a
     /// `describe` that answers within the default limits and a supported contract version.
     /// Compiles (or loads from the compiled cache) and keeps the result loaded. Blocking.
     pub fn inspect(&self, wasm: &[u8]) -> PluginResult<Inspected> {
-        let defaults = Defaults {
-            engine: &self.inner.engine,
-            cache: &self.inner.cache,
-            config: &self.inner.config,
-        };
-        let (plugin, compile_ms) = defaults.inspect(wasm, false)?;
+        let (plugin, compile_ms) = self.loader().inspect(wasm, false)?;
         let plugin = Arc::new(plugin);
         self.lock_loaded()
             .insert(plugin.digest.clone(), plugin.clone());
@@ -419,10 +443,11 @@ impl PluginHost {
         limits: CallLimits,
         blobs: &dyn PluginBlobs,
     ) -> PluginResult<MapOutcome> {
+        let builtin = self.default_mapper()?;
         let (chosen, config) = match spec.and_then(|s| s.implementation.as_ref()) {
-            None => (Ok(self.default_mapper()), String::new()),
+            None => (Ok(builtin.clone()), String::new()),
             Some(mapping_spec::Implementation::Declarative(d)) => {
-                (Ok(self.default_mapper()), convert::mapping_config_json(d))
+                (Ok(builtin.clone()), convert::mapping_config_json(d))
             }
             Some(mapping_spec::Implementation::Plugin(r)) => (
                 self.load(tenant, &r.digest, blobs).await,
@@ -434,8 +459,7 @@ impl PluginHost {
             results,
             config,
         };
-        self.with_fallback(chosen, self.default_mapper(), input, limits)
-            .await
+        self.with_fallback(chosen, builtin, input, limits).await
     }
 
     /// PRESENT: the Screen asset's plugin (or the default screen) on the answer blocks.
@@ -447,10 +471,11 @@ impl PluginHost {
         limits: CallLimits,
         blobs: &dyn PluginBlobs,
     ) -> PluginResult<ScreenOutcome> {
+        let builtin = self.default_screen()?;
         let (chosen, config) = match spec.and_then(|s| s.implementation.as_ref()) {
-            None => (Ok(self.default_screen()), String::new()),
+            None => (Ok(builtin.clone()), String::new()),
             Some(screen_spec::Implementation::Declarative(d)) => {
-                (Ok(self.default_screen()), convert::screen_config_json(d))
+                (Ok(builtin.clone()), convert::screen_config_json(d))
             }
             Some(screen_spec::Implementation::Plugin(r)) => (
                 self.load(tenant, &r.digest, blobs).await,
@@ -458,8 +483,7 @@ impl PluginHost {
             ),
         };
         let input = st::PresentInput { blocks, config };
-        self.with_fallback(chosen, self.default_screen(), input, limits)
-            .await
+        self.with_fallback(chosen, builtin, input, limits).await
     }
 
     /// Calls the chosen plugin; if it (or loading it) fails and the Policy says so, runs the
