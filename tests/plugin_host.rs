@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use ops_controlplane::config::PluginsConfig;
 use ops_controlplane::plugins::bindings::{MapInput, wit};
 use ops_controlplane::plugins::{
-    CallLimits, LoadedPlugin, PluginBlobs, PluginError, PluginHost, PluginResult, digest_of,
+    CallLimits, LoadedPlugin, PluginBlobs, PluginError, PluginHost, PluginResult, convert,
+    digest_of,
 };
 use ops_plugin_artifacts::fixtures;
 use ops_proto::v1::{
@@ -187,8 +188,8 @@ async fn malformed_output_is_refused_naming_the_path() {
     let Some(PluginError::MalformedOutput { path, message, .. }) = &error else {
         panic!("expected malformed output, got {error:?}");
     };
-    assert_eq!(path, "blocks[0].table.rows[0]");
-    assert!(message.contains("1 cells, expected 3"), "{message}");
+    assert_eq!(path, "blocks[0].table.rows.columns[0]");
+    assert!(message.contains("1 cells, expected 2"), "{message}");
     still_serving(&plugin).await;
 }
 
@@ -312,8 +313,12 @@ async fn the_policy_falls_back_to_the_default_mapper() {
     let result = wit::ToolResult {
         tool: "ci_tool".into(),
         kind: "sql".into(),
-        columns: vec!["ci_code".into()],
-        rows: vec![vec![wit::Value::Text("GT-01".into())]],
+        rows: convert::row_set_from_pb(
+            &["ci_code".into()],
+            &[pbjson_types::ListValue {
+                values: vec![pbjson_types::Value::from("GT-01".to_owned())],
+            }],
+        ),
         truncated: false,
         fields: vec![],
         graph: None,
@@ -340,7 +345,7 @@ async fn the_policy_falls_back_to_the_default_mapper() {
             .as_deref()
             .is_some_and(|r| r.contains("panicked"))
     );
-    assert!(matches!(&outcome.output[0].content, wit::BlockContent::Table(t) if t.rows.len() == 1));
+    assert!(matches!(&outcome.output[0].content, wit::BlockContent::Table(t) if t.rows.len == 1));
 
     let error = HOST
         .compose("t", Some(&spec), "q", vec![result], limits(0, 0), &blobs)

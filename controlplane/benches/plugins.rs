@@ -273,22 +273,17 @@ fn host_section() {
     println!("| rows | pooling | pooling + protobuf | on-demand | peak guest memory |");
     println!("| ---: | ---: | ---: | ---: | ---: |");
     for n in ROW_COUNTS {
-        let rows: Vec<Vec<wit::Value>> = json_rows(n)
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| {
-                        convert::value_from_pb(&serde_json::from_value(v.clone()).expect("value"))
-                    })
-                    .collect()
-            })
+        // What EXECUTE hands COMPOSE: protobuf rows, converted once to the contract's row set.
+        let proto_rows: Vec<pbjson_types::ListValue> = json_rows(n)
+            .into_iter()
+            .map(|r| serde_json::from_value(serde_json::Value::Array(r)).expect("row"))
             .collect();
+        let rows = convert::row_set_from_pb(&columns(), &proto_rows);
         let input = MapInput {
             question: String::new(),
             results: vec![wit::ToolResult {
                 tool: "metric_series_tool".into(),
                 kind: "metric".into(),
-                columns: columns(),
                 rows,
                 truncated: false,
                 fields: vec![],

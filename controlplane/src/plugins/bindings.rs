@@ -1,4 +1,4 @@
-//! Host-side bindings of the `ops:plugin@0.1.0` worlds (generated from `plugins/wit`).
+//! Host-side bindings of the `ops:plugin@0.2.0` worlds (generated from `plugins/wit`).
 
 pub mod mapper {
     wasmtime::component::bindgen!({

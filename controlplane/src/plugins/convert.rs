@@ -19,9 +19,7 @@ pub fn value_from_pb(value: &PbValue) -> wit::Value {
     match &value.kind {
         None | Some(Kind::NullValue(_)) => wit::Value::Null,
         Some(Kind::BoolValue(b)) => wit::Value::Boolean(*b),
-        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
-            wit::Value::Integer(*n as i64)
-        }
+        Some(Kind::NumberValue(n)) if is_integral(*n) => wit::Value::Integer(*n as i64),
         Some(Kind::NumberValue(n)) => wit::Value::Float(*n),
         Some(Kind::StringValue(s)) => wit::Value::Text(s.clone()),
         Some(Kind::ListValue(_)) | Some(Kind::StructValue(_)) => {
@@ -74,14 +72,172 @@ fn fields_to_struct(fields: &[wit::Field]) -> Option<Struct> {
     })
 }
 
-fn row_from_pb(row: &ListValue) -> Vec<wit::Value> {
-    row.values.iter().map(value_from_pb).collect()
+// ── row sets ────────────────────────────────────────────────────────────────────────────
+
+/// The type one proto column holds, decided from its non-null cells.
+#[derive(Clone, Copy, PartialEq)]
+enum ColumnKind {
+    Booleans,
+    Integers,
+    Floats,
+    Texts,
+    Values,
 }
 
-fn row_to_pb(row: &[wit::Value]) -> ListValue {
-    ListValue {
-        values: row.iter().map(value_to_pb).collect(),
+fn column_kind<'a>(cells: impl Iterator<Item = &'a PbValue>) -> ColumnKind {
+    let mut kind: Option<ColumnKind> = None;
+    for cell in cells {
+        let this = match &cell.kind {
+            None | Some(Kind::NullValue(_)) => continue,
+            Some(Kind::BoolValue(_)) => ColumnKind::Booleans,
+            Some(Kind::NumberValue(n)) if is_integral(*n) => ColumnKind::Integers,
+            Some(Kind::NumberValue(_)) => ColumnKind::Floats,
+            Some(Kind::StringValue(_)) => ColumnKind::Texts,
+            Some(Kind::ListValue(_)) | Some(Kind::StructValue(_)) => return ColumnKind::Values,
+        };
+        kind = Some(match (kind, this) {
+            (None, this) => this,
+            (Some(k), this) if k == this => k,
+            (Some(ColumnKind::Integers | ColumnKind::Floats), ColumnKind::Integers)
+            | (Some(ColumnKind::Integers), ColumnKind::Floats) => ColumnKind::Floats,
+            _ => return ColumnKind::Values,
+        });
     }
+    kind.unwrap_or(ColumnKind::Texts)
+}
+
+fn is_integral(n: f64) -> bool {
+    n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15
+}
+
+/// Proto rows (JSON cells) as the contract's columnar row set: a column whose cells share a
+/// type is stored typed (one list, texts packed), a mixed one as values.
+pub fn row_set_from_pb<'a>(columns: &[String], rows: &'a [ListValue]) -> wit::RowSet {
+    static NULL: PbValue = PbValue {
+        kind: Some(Kind::NullValue(0)),
+    };
+    let columns = columns
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let cell =
+                |row: &'a ListValue| -> &'a PbValue { row.values.get(index).unwrap_or(&NULL) };
+            let cells = || rows.iter().map(cell);
+            let is_null = |v: &PbValue| matches!(v.kind, None | Some(Kind::NullValue(_)));
+            let nulls = if cells().any(is_null) {
+                cells().map(is_null).collect()
+            } else {
+                Vec::new()
+            };
+            let data = match column_kind(cells()) {
+                ColumnKind::Booleans => wit::ColumnData::Booleans(
+                    cells()
+                        .map(|v| matches!(v.kind, Some(Kind::BoolValue(true))))
+                        .collect(),
+                ),
+                ColumnKind::Integers => wit::ColumnData::Integers(
+                    cells()
+                        .map(|v| match v.kind {
+                            Some(Kind::NumberValue(n)) => n as i64,
+                            _ => 0,
+                        })
+                        .collect(),
+                ),
+                ColumnKind::Floats => wit::ColumnData::Floats(
+                    cells()
+                        .map(|v| match v.kind {
+                            Some(Kind::NumberValue(n)) => n,
+                            _ => 0.0,
+                        })
+                        .collect(),
+                ),
+                ColumnKind::Texts => {
+                    let mut texts = wit::PackedTexts {
+                        data: String::new(),
+                        ends: Vec::with_capacity(rows.len()),
+                    };
+                    for value in cells() {
+                        if let Some(Kind::StringValue(text)) = &value.kind {
+                            texts.data.push_str(text);
+                        }
+                        texts
+                            .ends
+                            .push(u32::try_from(texts.data.len()).unwrap_or(u32::MAX));
+                    }
+                    wit::ColumnData::Texts(texts)
+                }
+                ColumnKind::Values => {
+                    return wit::Column {
+                        name: name.clone(),
+                        data: wit::ColumnData::Values(cells().map(value_from_pb).collect()),
+                        nulls: Vec::new(),
+                    };
+                }
+            };
+            wit::Column {
+                name: name.clone(),
+                data,
+                nulls,
+            }
+        })
+        .collect();
+    wit::RowSet {
+        len: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+        columns,
+    }
+}
+
+/// Text `index` of packed texts ("" where the offsets do not cut the data at characters; the
+/// output checks refuse such blocks before they get here).
+pub fn packed_text(texts: &wit::PackedTexts, index: usize) -> &str {
+    let end = texts.ends.get(index).map_or(0, |e| *e as usize);
+    let start = match index {
+        0 => 0,
+        _ => texts.ends.get(index - 1).map_or(0, |e| *e as usize),
+    };
+    texts.data.get(start..end).unwrap_or_default()
+}
+
+/// One cell as a JSON value: decimals and timestamps as text, JSON documents parsed.
+fn cell_to_pb(column: &wit::Column, index: usize) -> PbValue {
+    if column.nulls.get(index).copied().unwrap_or(false) {
+        return PbValue {
+            kind: Some(Kind::NullValue(0)),
+        };
+    }
+    let kind = match &column.data {
+        wit::ColumnData::Booleans(v) => v.get(index).map(|b| Kind::BoolValue(*b)),
+        wit::ColumnData::Integers(v) => v.get(index).map(|i| Kind::NumberValue(*i as f64)),
+        wit::ColumnData::Floats(v) => v.get(index).map(|f| Kind::NumberValue(*f)),
+        wit::ColumnData::Decimals(t)
+        | wit::ColumnData::Texts(t)
+        | wit::ColumnData::Timestamps(t) => {
+            Some(Kind::StringValue(packed_text(t, index).to_owned()))
+        }
+        wit::ColumnData::Json(t) => {
+            let text = packed_text(t, index);
+            return serde_json::from_str::<PbValue>(text).unwrap_or(PbValue {
+                kind: Some(Kind::StringValue(text.to_owned())),
+            });
+        }
+        wit::ColumnData::Values(v) => v
+            .get(index)
+            .map(|v| value_to_pb(v).kind.unwrap_or(Kind::NullValue(0))),
+    };
+    PbValue {
+        kind: Some(kind.unwrap_or(Kind::NullValue(0))),
+    }
+}
+
+/// A row set as proto column names and rows.
+pub fn row_set_to_pb(rows: &wit::RowSet) -> (Vec<String>, Vec<ListValue>) {
+    let names = rows.columns.iter().map(|c| c.name.clone()).collect();
+    let rows = (0..rows.len as usize)
+        .map(|index| ListValue {
+            values: rows.columns.iter().map(|c| cell_to_pb(c, index)).collect(),
+        })
+        .collect();
+    (names, rows)
 }
 
 // ── references and graphs ───────────────────────────────────────────────────────────────
@@ -166,8 +322,7 @@ pub fn tool_result_from_pb(r: &ToolResult) -> wit::ToolResult {
     wit::ToolResult {
         tool: r.tool.clone(),
         kind: r.kind.clone(),
-        columns: r.columns.clone(),
-        rows: r.rows.iter().map(row_from_pb).collect(),
+        rows: row_set_from_pb(&r.columns, &r.rows),
         truncated: r.truncated,
         fields: struct_to_fields(r.fields.as_ref()),
         graph: r.graph.as_ref().map(graph_from_pb),
@@ -181,12 +336,15 @@ pub fn block_to_pb(b: &wit::Block) -> Block {
         wit::BlockContent::Markdown(markdown) => block::Content::Markdown(MarkdownBlock {
             markdown: markdown.clone(),
         }),
-        wit::BlockContent::Table(t) => block::Content::Table(TableBlock {
-            columns: t.columns.clone(),
-            rows: t.rows.iter().map(|r| row_to_pb(r)).collect(),
-            truncated: t.truncated,
-            total_rows: t.total_rows,
-        }),
+        wit::BlockContent::Table(t) => {
+            let (columns, rows) = row_set_to_pb(&t.rows);
+            block::Content::Table(TableBlock {
+                columns,
+                rows,
+                truncated: t.truncated,
+                total_rows: t.total_rows,
+            })
+        }
         wit::BlockContent::Number(n) => block::Content::Number(NumberBlock {
             value: n.value,
             unit: n.unit.clone(),
@@ -229,8 +387,7 @@ pub fn block_from_pb(b: &Block) -> Option<wit::Block> {
         block::Content::Text(t) => wit::BlockContent::Text(t.text.clone()),
         block::Content::Markdown(m) => wit::BlockContent::Markdown(m.markdown.clone()),
         block::Content::Table(t) => wit::BlockContent::Table(wit::TableBlock {
-            columns: t.columns.clone(),
-            rows: t.rows.iter().map(row_from_pb).collect(),
+            rows: row_set_from_pb(&t.columns, &t.rows),
             truncated: t.truncated,
             total_rows: t.total_rows,
         }),
@@ -440,4 +597,67 @@ pub fn plugin_config_json(r: &ops_proto::v1::PluginRef) -> String {
         .as_ref()
         .map(|c| serde_json::to_string(c).unwrap_or_default())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(values: Vec<serde_json::Value>) -> ListValue {
+        serde_json::from_value(serde_json::Value::Array(values)).unwrap_or_default()
+    }
+
+    #[test]
+    fn proto_rows_round_trip_through_typed_columns() {
+        use serde_json::json;
+        let columns: Vec<String> = ["code", "value", "count", "ok", "note", "mixed", "doc"]
+            .map(String::from)
+            .to_vec();
+        let rows = vec![
+            row(vec![
+                json!("GT-01"),
+                json!(40.5),
+                json!(3),
+                json!(true),
+                json!(null),
+                json!(1),
+                json!({"a": 1}),
+            ]),
+            row(vec![
+                json!("가스터빈"),
+                json!(2),
+                json!(4),
+                json!(false),
+                json!("정비"),
+                json!("x"),
+                json!(null),
+            ]),
+        ];
+        let set = row_set_from_pb(&columns, &rows);
+        let kinds: Vec<&str> = set
+            .columns
+            .iter()
+            .map(|c| match c.data {
+                wit::ColumnData::Texts(_) => "texts",
+                wit::ColumnData::Floats(_) => "floats",
+                wit::ColumnData::Integers(_) => "integers",
+                wit::ColumnData::Booleans(_) => "booleans",
+                wit::ColumnData::Values(_) => "values",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "texts", "floats", "integers", "booleans", "texts", "values", "values"
+            ]
+        );
+        assert_eq!(set.columns[4].nulls, [true, false]);
+        assert_eq!(super::super::output::check_row_set(&set), Ok(()));
+        let (names, back) = row_set_to_pb(&set);
+        assert_eq!(names, columns);
+        // Compared as JSON: a parsed null has no kind, a converted one says NullValue.
+        let json = |rows: &[ListValue]| serde_json::to_value(rows).unwrap_or_default();
+        assert_eq!(json(&back), json(&rows));
+    }
 }

@@ -75,8 +75,8 @@ impl Loader<'_> {
                 .map(|(n, _)| n.to_owned())
                 .collect();
             return Err(invalid(format!(
-                "implements neither ops:plugin/mapper-plugin (export `ops:plugin/mapper@0.1.0`) nor \
-                 ops:plugin/screen-plugin (export `ops:plugin/screen@0.1.0`) with the contract's \
+                "implements neither ops:plugin/mapper-plugin (export `ops:plugin/mapper@0.2.0`) nor \
+                 ops:plugin/screen-plugin (export `ops:plugin/screen@0.2.0`) with the contract's \
                  types; it exports [{}]",
                 exports.join(", ")
             )));

@@ -40,7 +40,7 @@ pub use runner::{RunnerOutput, run_file};
 use crate::config::{PluginAllocator, PluginsConfig};
 
 /// The contract version plugins must be built against (major.minor of `ops:plugin`).
-pub const CONTRACT: &str = "0.1";
+pub const CONTRACT: &str = "0.2";
 
 /// Where a plugin's bytes come from when it is not loaded yet (the registry).
 #[async_trait]

@@ -122,11 +122,11 @@ fn apply_rule(
 /// records it selects and renames columns. Without `row_mapping` the result's own columns are
 /// shown, renamed by `field_mapping` and `headers`.
 fn table(rule: &MappingRule, result: &ToolResult, records: &[Record<'_>]) -> Option<TableBlock> {
-    if records.is_empty() && result.columns.is_empty() {
+    if records.is_empty() && result.rows.columns.is_empty() {
         return None;
     }
-    let cell = |record: &Record<'_>, field: &str| record.get(field).cloned().unwrap_or(Value::Null);
-    let (columns, rows) = if !rule.row_mapping.is_empty() && records.len() == 1 {
+    let cell = |record: &Record<'_>, field: &str| record.get(field).unwrap_or(Value::Null);
+    let rows = if !rule.row_mapping.is_empty() && records.len() == 1 {
         let record = &records[0];
         let columns = if rule.headers.len() == 2 {
             rule.headers.clone()
@@ -138,41 +138,40 @@ fn table(rule: &MappingRule, result: &ToolResult, records: &[Record<'_>]) -> Opt
             .iter()
             .map(|m| vec![Value::text(m.label.clone()), cell(record, &m.field)])
             .collect();
-        (columns, rows)
+        RowSet::from_rows(columns, rows)
     } else if !rule.row_mapping.is_empty() {
-        let columns = rule.row_mapping.iter().map(|m| m.label.clone()).collect();
-        let rows = records
+        // Columns are copied whole; a field that is not a column (a result-level scalar)
+        // repeats on every row.
+        let columns = rule
+            .row_mapping
             .iter()
-            .map(|record| {
-                rule.row_mapping
-                    .iter()
-                    .map(|m| cell(record, &m.field))
-                    .collect()
+            .map(|m| match result.rows.column(&m.field) {
+                Some(column) => column.clone().renamed(m.label.clone()),
+                None => Column::from_values(
+                    m.label.clone(),
+                    records.iter().map(|r| cell(r, &m.field)).collect(),
+                ),
             })
             .collect();
-        (columns, rows)
+        RowSet::from_columns(columns)
     } else {
-        let renamed: Vec<String> = result
-            .columns
-            .iter()
-            .map(|column| {
-                rule.field_mapping
-                    .iter()
-                    .find(|(_, input)| *input == column)
-                    .map(|(output, _)| output.clone())
-                    .unwrap_or_else(|| column.clone())
-            })
-            .collect();
-        let columns = if rule.headers.len() == renamed.len() {
-            rule.headers.clone()
-        } else {
-            renamed
-        };
-        (columns, result.rows.clone())
+        let mut rows = result.rows.clone();
+        let use_headers = rule.headers.len() == rows.columns.len();
+        for (index, column) in rows.columns.iter_mut().enumerate() {
+            if use_headers {
+                column.name = rule.headers[index].clone();
+            } else if let Some((output, _)) = rule
+                .field_mapping
+                .iter()
+                .find(|(_, input)| **input == column.name)
+            {
+                column.name = output.clone();
+            }
+        }
+        rows
     };
-    let total_rows = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    let total_rows = rows.len;
     Some(TableBlock {
-        columns,
         rows,
         truncated: result.truncated,
         total_rows,
@@ -231,20 +230,20 @@ fn chart(rule: &MappingRule, result: &ToolResult) -> Option<ChartBlock> {
             .get(key)
             .map(String::as_str)
             .unwrap_or(default);
-        result.columns.iter().position(|c| c == name)
+        result.rows.column(name)
     };
     let x = column("x", "ts")?;
     let y = column("y", "value")?;
     let split = column("series", "");
     let mut series: Vec<Series> = Vec::new();
-    for row in &result.rows {
-        let (Some(ts), Some(value)) = (row.get(x), row.get(y).and_then(Value::as_f64)) else {
+    for row in 0..result.rows.len() {
+        let (ts, Some(value)) = (x.value(row), y.value(row).as_f64()) else {
             continue;
         };
-        let name = split
-            .and_then(|i| row.get(i))
-            .map(Value::display)
-            .unwrap_or_default();
+        if ts == Value::Null {
+            continue;
+        }
+        let name = split.map(|c| c.value(row).display()).unwrap_or_default();
         let point = SeriesPoint {
             ts: ts.display(),
             value,
@@ -284,12 +283,11 @@ fn generic_blocks(result: ToolResult) -> Vec<Block> {
             content: BlockContent::Network(graph),
         }];
     }
-    if !result.columns.is_empty() {
-        let total_rows = u32::try_from(result.rows.len()).unwrap_or(u32::MAX);
+    if !result.rows.columns.is_empty() {
+        let total_rows = result.rows.len;
         return vec![Block {
             title,
             content: BlockContent::Table(TableBlock {
-                columns: result.columns,
                 rows: result.rows,
                 truncated: result.truncated,
                 total_rows,
@@ -327,8 +325,7 @@ mod tests {
         ToolResult {
             tool: tool.into(),
             kind: "sql".into(),
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            rows,
+            rows: RowSet::from_rows(columns.iter().map(|c| (*c).to_owned()).collect(), rows),
             truncated: false,
             fields: vec![],
             graph: None,
@@ -362,8 +359,8 @@ mod tests {
         let BlockContent::Table(table) = &blocks[0].content else {
             return Err(PluginError::new("test", "expected a table"));
         };
-        assert_eq!(table.columns, ["OS", "Code"]);
-        assert_eq!(table.rows[1], vec![Value::Null, text("ERP-02")]);
+        assert_eq!(table.rows.names(), ["OS", "Code"]);
+        assert_eq!(table.rows.row(1), vec![Value::Null, text("ERP-02")]);
         Ok(())
     }
 

@@ -208,10 +208,10 @@ mod tests {
     use super::*;
 
     fn table(rows: usize, truncated: bool) -> Block {
+        let numbers = (0..rows as i64).collect();
         let mut block = Block::table(
             "t",
-            vec!["n".into()],
-            (0..rows).map(|i| vec![Value::Integer(i as i64)]).collect(),
+            RowSet::from_columns(vec![Column::new("n", ColumnData::Integers(numbers))]),
         );
         if let BlockContent::Table(t) = &mut block.content {
             t.truncated = truncated;

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::types::{
-    Block, BlockContent, Field, NumberBlock, PluginError, PluginInfo, TableBlock, ToolResult, Value,
+    Block, BlockContent, Field, NumberBlock, PluginError, PluginInfo, RowSet, TableBlock,
+    ToolResult, Value,
 };
 
 impl PluginInfo {
@@ -85,28 +86,28 @@ fn format_float(value: f64) -> String {
 /// One row of a tool result, addressable by column name.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
-    pub columns: &'a [String],
-    pub values: &'a [Value],
+    pub rows: &'a RowSet,
+    pub index: usize,
     pub fields: &'a [Field],
 }
 
 impl<'a> Record<'a> {
     /// The cell of `column`, or else the result-level field of that name.
-    pub fn get(&self, name: &str) -> Option<&'a Value> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .and_then(|i| self.values.get(i))
-            .or_else(|| {
-                self.fields
-                    .iter()
-                    .find(|f| f.name == name)
-                    .map(|f| &f.value)
-            })
+    pub fn get(&self, name: &str) -> Option<Value> {
+        let cell = (self.index < self.rows.len())
+            .then(|| self.rows.column(name))
+            .flatten()
+            .map(|column| column.value(self.index));
+        cell.or_else(|| {
+            self.fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.value.clone())
+        })
     }
 
     pub fn text(&self, name: &str) -> Option<String> {
-        self.get(name).map(Value::display)
+        self.get(name).map(|v| v.display())
     }
 }
 
@@ -114,24 +115,19 @@ impl ToolResult {
     /// The rows as records; a result without rows yields one record of its fields, so
     /// templates over scalar results (an aggregate, a count) still resolve.
     pub fn records(&self) -> Vec<Record<'_>> {
+        let record = |index| Record {
+            rows: &self.rows,
+            index,
+            fields: &self.fields,
+        };
         if self.rows.is_empty() {
-            if self.fields.is_empty() {
-                return Vec::new();
-            }
-            return vec![Record {
-                columns: &[],
-                values: &[],
-                fields: &self.fields,
-            }];
+            return if self.fields.is_empty() {
+                Vec::new()
+            } else {
+                vec![record(usize::MAX)]
+            };
         }
-        self.rows
-            .iter()
-            .map(|row| Record {
-                columns: &self.columns,
-                values: row,
-                fields: &self.fields,
-            })
-            .collect()
+        (0..self.rows.len()).map(record).collect()
     }
 
     pub fn field(&self, name: &str) -> Option<&Value> {
@@ -150,12 +146,12 @@ impl Block {
         }
     }
 
-    pub fn table(title: &str, columns: Vec<String>, rows: Vec<Vec<Value>>) -> Self {
-        let total_rows = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    /// A table of all its rows (`RowSet::from_rows` builds one from rows).
+    pub fn table(title: &str, rows: RowSet) -> Self {
+        let total_rows = rows.len;
         Block {
             title: title.to_owned(),
             content: BlockContent::Table(TableBlock {
-                columns,
                 rows,
                 truncated: false,
                 total_rows,
@@ -268,8 +264,7 @@ mod tests {
         let result = ToolResult {
             tool: "metric_tool".into(),
             kind: "metric".into(),
-            columns: vec![],
-            rows: vec![],
+            rows: RowSet::new(),
             truncated: false,
             fields: vec![Field {
                 name: "avg_value".into(),

@@ -8,7 +8,7 @@
 //! impl Mapper for Echo {
 //!     fn describe() -> PluginInfo { PluginInfo::new("echo", "1.0.0", "every result as a table") }
 //!     fn map(input: MapInput) -> Result<Vec<Block>, PluginError> {
-//!         Ok(input.results.iter().map(|r| Block::table(&r.tool, r.columns.clone(), r.rows.clone())).collect())
+//!         Ok(input.results.into_iter().map(|r| Block::table(&r.tool, r.rows)).collect())
 //!     }
 //! }
 //! ops_plugin_sdk::export_mapper!(Echo);
@@ -19,6 +19,7 @@
 extern crate self as ops_plugin_sdk;
 
 mod helpers;
+mod rows;
 
 /// Generated bindings of the `mapper-plugin` world (owns the shared `types` interface).
 #[doc(hidden)]
@@ -43,7 +44,7 @@ pub mod screen_world {
         default_bindings_module: "ops_plugin_sdk::screen_world",
         runtime_path: "ops_plugin_sdk::__rt",
         additional_derives: [PartialEq],
-        with: { "ops:plugin/types@0.1.0": crate::mapper_world::ops::plugin::types },
+        with: { "ops:plugin/types@0.2.0": crate::mapper_world::ops::plugin::types },
     });
 }
 
@@ -87,7 +88,7 @@ pub mod types {
 }
 
 /// The version of the `ops:plugin` package this SDK implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 pub mod mapper {
     //! The mapper world: tool results + config -> answer blocks.
@@ -109,7 +110,8 @@ pub mod prelude {
     pub use crate::mapper::{MapInput, Mapper};
     pub use crate::screen::{Action, Component, Layout, PresentInput, Screen, ScreenModel};
     pub use crate::types::{
-        Block, BlockContent, ChartBlock, Field, Graph, GraphEdge, GraphNode, NumberBlock,
-        PluginError, PluginInfo, Reference, Series, SeriesPoint, TableBlock, ToolResult, Value,
+        Block, BlockContent, ChartBlock, Column, ColumnData, Field, Graph, GraphEdge, GraphNode,
+        NumberBlock, PackedTexts, PluginError, PluginInfo, Reference, RowSet, Series, SeriesPoint,
+        TableBlock, ToolResult, Value,
     };
 }

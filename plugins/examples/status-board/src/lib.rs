@@ -24,11 +24,12 @@ impl Mapper for StatusBoard {
         let summary = format!("{total} CIs in {} statuses", counts.len());
         let rows = counts
             .into_iter()
-            .map(|(s, n)| vec![Value::text(s), Value::Integer(n)]);
+            .map(|(s, n)| vec![Value::text(s), Value::Integer(n)])
+            .collect();
         let columns = vec!["status".to_owned(), "count".to_owned()];
         Ok(vec![
             Block::text("Summary", summary),
-            Block::table("By status", columns, rows.collect()),
+            Block::table("By status", RowSet::from_rows(columns, rows)),
         ])
     }
 }
@@ -45,12 +46,14 @@ mod tests {
         let result = ToolResult {
             tool: "ci_tool".into(),
             kind: "sql".into(),
-            columns: vec!["ci_code".into(), "status".into()],
-            rows: vec![
-                row("GT-01", "active"),
-                row("GT-02", "active"),
-                row("SAN-01", "standby"),
-            ],
+            rows: RowSet::from_rows(
+                vec!["ci_code".into(), "status".into()],
+                vec![
+                    row("GT-01", "active"),
+                    row("GT-02", "active"),
+                    row("SAN-01", "standby"),
+                ],
+            ),
             truncated: false,
             fields: vec![],
             graph: None,
@@ -67,7 +70,7 @@ mod tests {
             panic!("expected a table")
         };
         assert_eq!(
-            table.rows[0],
+            table.rows.row(0),
             vec![Value::text("active"), Value::Integer(2)]
         );
         Ok(())
