@@ -127,7 +127,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
         let path = crate::demo::prepare(&config.storage.data_dir, &registry).await?;
         println!("opsd demo: plant-ops loaded from {}", path.display());
         println!(
-            "opsd demo: source:plant_ops, schema_catalog:plant_ops, mapping:plant_ops_answer and screen:plant_ops_screen published for tenants acme and globex"
+            "opsd demo: source, schema catalog, resolver, tools, policy, planner vocabulary, direct answers, mapping and screen of plant-ops published for tenants acme and globex"
         );
     }
     // Ready to serve before announcing the address: compiling the built-in plugins (first start

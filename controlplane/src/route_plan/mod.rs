@@ -1,3 +1,7 @@
-//! ROUTE+PLAN: resolving entities and planning. The planner itself lands with the pipeline.
+//! ROUTE+PLAN: the resolver, the planner's vocabulary and the deterministic planner.
 
+pub mod knowledge;
+pub mod planner;
 pub mod resolver;
+pub mod text;
+pub mod vocabulary;

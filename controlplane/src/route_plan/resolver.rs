@@ -37,7 +37,7 @@ pub struct ResolverEngine {
 impl ResolverEngine {
     /// Compiles the active rules. Rules run by descending priority, then in declaration
     /// order; within one priority, rewrites (pattern, transformation) run before aliases so
-    /// aliases see normalised text.
+    /// aliases see normalised text, and longer aliases before shorter ones.
     pub fn compile(spec: &ResolverSpec) -> Result<Self, String> {
         let mut indexed: Vec<(usize, &ops_proto::v1::ResolverRule)> = spec
             .rules
@@ -45,10 +45,24 @@ impl ResolverEngine {
             .enumerate()
             .filter(|(_, r)| r.is_active)
             .collect();
+        // Among aliases of one priority the longest source runs first, so "스팀터빈 1호기"
+        // resolves as a whole before the shorter alias "1호기" can rewrite part of it.
         indexed.sort_by_key(|(i, r)| {
             let alias_last =
                 ResolverRuleType::try_from(r.rule_type) == Ok(ResolverRuleType::AliasMapping);
-            (std::cmp::Reverse(r.priority), alias_last, *i)
+            let alias_len = if alias_last {
+                r.rule_data
+                    .as_ref()
+                    .map_or(0, |d| d.source_entity.chars().count())
+            } else {
+                0
+            };
+            (
+                std::cmp::Reverse(r.priority),
+                alias_last,
+                std::cmp::Reverse(alias_len),
+                *i,
+            )
         });
         let mut rules = Vec::with_capacity(indexed.len());
         for (_, rule) in indexed {

@@ -32,7 +32,7 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Dialect::Postgres => "postgresql",
             Dialect::MySql => "mysql",
@@ -113,6 +113,17 @@ pub mod rules {
     pub const UNSUPPORTED_SYNTAX: &str = "sql.unsupported_syntax";
     /// Input shapes that would exhaust the parser's stack (see [`super::MAX_NESTED_JOINS`]).
     pub const COMPLEXITY: &str = "sql.complexity";
+    /// The caller's tenant filter could not be applied (no tenant, a bad tenant column, a
+    /// table reference outside `FROM`).
+    pub const TENANT_SCOPE: &str = "sql.tenant_scope";
+    /// A table with no tenant column that is not on the policy's global list.
+    pub const UNSCOPED_TABLE: &str = "sql.unscoped_table";
+    /// A string literal naming another known tenant.
+    pub const TENANT_LITERAL: &str = "sql.tenant_literal";
+    /// A placeholder other than `:name` (`?`, `$1`, `:1`); binds are assigned by the guard.
+    pub const PLACEHOLDER: &str = "sql.placeholder";
+    /// The regenerated SQL does not parse back into the same tree.
+    pub const REGENERATE: &str = "sql.regenerate";
 }
 
 /// Functions every policy allows: side-effect free analytics helpers.
@@ -286,10 +297,26 @@ pub const MAX_NESTED_JOINS: usize = 8;
 
 /// Checks one statement. Never panics; a parse failure is a "sql.parse" violation.
 pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
+    check_and_parse(sql, dialect, policy, true).0
+}
+
+/// [`check`] that also hands back the parsed statements, so a caller that rewrites the query
+/// works on exactly the tree that was checked. With `unescape` off, string literals keep their
+/// source spelling, so regenerated text means the same to the database (MySQL backslashes).
+/// The statements are empty when parsing failed.
+pub(super) fn check_and_parse(
+    sql: &str,
+    dialect: Dialect,
+    policy: &GuardPolicy,
+    unescape: bool,
+) -> (GuardReport, Vec<Statement>) {
     let mut report = GuardReport::default();
     let parser_dialect = dialect.parser_dialect();
 
-    let tokens = match Tokenizer::new(parser_dialect.as_ref(), sql).tokenize_with_location() {
+    let tokens = match Tokenizer::new(parser_dialect.as_ref(), sql)
+        .with_unescape(unescape)
+        .tokenize_with_location()
+    {
         Ok(tokens) => tokens,
         Err(err) => {
             push_violation(
@@ -301,7 +328,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
                     actual: err.to_string(),
                 },
             );
-            return report;
+            return (report, Vec::new());
         }
     };
     report.placeholders = collect_placeholders(tokens.iter().map(|t| &t.token));
@@ -325,7 +352,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
                 actual: "no statement".to_string(),
             },
         );
-        return report;
+        return (report, Vec::new());
     }
 
     let nested_joins = count_nested_joins(tokens.iter().map(|t| &t.token));
@@ -342,7 +369,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
                 actual: format!("{nested_joins} nested joins"),
             },
         );
-        return report;
+        return (report, Vec::new());
     }
 
     let tokens = rewrite_tokens(tokens, dialect, &mut report.violations);
@@ -384,7 +411,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
             if let Ok(tokens) = Tokenizer::new(parser_dialect.as_ref(), sql).tokenize() {
                 diagnose_unparsed(&tokens, &mut report.violations);
             }
-            return report;
+            return (report, Vec::new());
         }
     };
 
@@ -446,7 +473,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
             restricted: &restricted,
             allowed_functions: &allowed_functions,
             root: statement,
-            frames: Vec::new(),
+            scopes: CteScopes::default(),
             skip_relation: None,
             violations: Vec::new(),
             tables: Vec::new(),
@@ -462,7 +489,7 @@ pub fn check(sql: &str, dialect: Dialect, policy: &GuardPolicy) -> GuardReport {
             }
         }
     }
-    report
+    (report, statements)
 }
 
 /// Extracts `:name` placeholders with the dialect's tokenizer (so strings, comments and
@@ -713,7 +740,7 @@ fn diagnose_unparsed(tokens: &[Token], violations: &mut Vec<GuardViolation>) {
     }
 }
 
-fn push_violation(violations: &mut Vec<GuardViolation>, violation: GuardViolation) {
+pub(super) fn push_violation(violations: &mut Vec<GuardViolation>, violation: GuardViolation) {
     if !violations.contains(&violation) {
         violations.push(violation);
     }
@@ -767,7 +794,7 @@ fn statement_kind(statement: &Statement) -> String {
 }
 
 /// Lower-case, unquoted parts of an object name.
-fn name_parts(name: &ObjectName) -> Vec<String> {
+pub(super) fn name_parts(name: &ObjectName) -> Vec<String> {
     name.0
         .iter()
         .map(|part| match part.as_ident() {
@@ -778,7 +805,7 @@ fn name_parts(name: &ObjectName) -> Vec<String> {
 }
 
 /// `"public"."Users"` → `users`; used for policy entries written by people.
-fn normalize_policy_name(name: &str) -> String {
+pub(super) fn normalize_policy_name(name: &str) -> String {
     let last = name.trim().rsplit('.').next().unwrap_or_default();
     last.trim()
         .trim_matches(|c| matches!(c, '"' | '`' | '[' | ']' | '\''))
@@ -798,6 +825,8 @@ struct Frame {
     query: *const Query,
     /// Normalised CTE names defined by this query's `WITH`.
     cte_names: Vec<String>,
+    /// The same names as written (value and quote style).
+    cte_idents: Vec<Ident>,
     cte_queries: Vec<*const Query>,
     /// How many of `cte_names` are in scope right now (all in the body, earlier ones in a CTE).
     visible: usize,
@@ -806,11 +835,83 @@ struct Frame {
     is_cte_body: bool,
 }
 
+/// The CTE names visible at the current point of a walk over a query tree: drive it from a
+/// visitor's `pre_visit_query` / `post_visit_query`.
+#[derive(Default)]
+pub(super) struct CteScopes {
+    frames: Vec<Frame>,
+}
+
+impl CteScopes {
+    /// Enters `query`; a CTE body sees only the CTEs defined before it (and itself when
+    /// recursive).
+    pub(super) fn enter(&mut self, query: &Query) {
+        let mut is_cte_body = false;
+        if let Some(parent) = self.frames.last_mut()
+            && let Some(i) = parent
+                .cte_queries
+                .iter()
+                .position(|q| std::ptr::eq(*q, query))
+        {
+            parent.visible = if parent.recursive { i + 1 } else { i };
+            is_cte_body = true;
+        }
+        let ctes = query.with.as_ref().map(|w| w.cte_tables.as_slice());
+        let ctes = ctes.unwrap_or_default();
+        let cte_idents: Vec<Ident> = ctes.iter().map(|c| c.alias.name.clone()).collect();
+        self.frames.push(Frame {
+            query: query as *const Query,
+            visible: ctes.len(),
+            cte_names: cte_idents.iter().map(|i| i.value.to_lowercase()).collect(),
+            cte_idents,
+            cte_queries: ctes.iter().map(|c| &*c.query as *const Query).collect(),
+            recursive: query.with.as_ref().is_some_and(|w| w.recursive),
+            is_cte_body,
+        });
+    }
+
+    /// Leaves `query`, restoring the full CTE list of the enclosing query.
+    pub(super) fn leave(&mut self, query: &Query) {
+        if self
+            .frames
+            .last()
+            .is_some_and(|f| std::ptr::eq(f.query, query))
+            && let Some(frame) = self.frames.pop()
+            && frame.is_cte_body
+            && let Some(parent) = self.frames.last_mut()
+        {
+            parent.visible = parent.cte_names.len();
+        }
+    }
+
+    /// True when an unqualified table name refers to a CTE here.
+    pub(super) fn in_scope(&self, name: &str) -> bool {
+        self.frames
+            .iter()
+            .any(|f| f.cte_names.iter().take(f.visible).any(|cte| cte == name))
+    }
+
+    /// True when a one-part table name certainly refers to a visible CTE: spelled exactly like
+    /// it, with the same quoting, so no dialect's case folding can send it to a real table.
+    pub(super) fn names_cte(&self, name: &Ident) -> bool {
+        self.frames.iter().any(|f| {
+            f.cte_idents
+                .iter()
+                .take(f.visible)
+                .any(|cte| cte.value == name.value && cte.quote_style == name.quote_style)
+        })
+    }
+
+    pub(super) fn inside_cte(&self) -> bool {
+        self.frames.iter().any(|f| f.is_cte_body)
+    }
+}
+
 struct Walker<'a> {
     restricted: &'a HashSet<String>,
     allowed_functions: &'a HashSet<String>,
     root: *const Statement,
-    frames: Vec<Frame>,
+    scopes: CteScopes,
     /// Name of a table function in FROM (`generate_series(..)`), not a relation.
     skip_relation: Option<*const ObjectName>,
     violations: Vec<GuardViolation>,
@@ -834,22 +935,12 @@ impl Walker<'_> {
         self.restricted.contains(name) || is_system_table_name(name)
     }
 
-    fn cte_in_scope(&self, name: &str) -> bool {
-        self.frames
-            .iter()
-            .any(|f| f.cte_names.iter().take(f.visible).any(|cte| cte == name))
-    }
-
-    fn inside_cte(&self) -> bool {
-        self.frames.iter().any(|f| f.is_cte_body)
-    }
-
     /// Checks a table reference given as lower-case name parts (`[schema, table]`).
     fn check_table(&mut self, parts: &[String]) {
         let Some((table, qualifiers)) = parts.split_last() else {
             return;
         };
-        if qualifiers.is_empty() && self.cte_in_scope(table) && !self.is_shadowing_name(table) {
+        if qualifiers.is_empty() && self.scopes.in_scope(table) && !self.is_shadowing_name(table) {
             return;
         }
         if !self.tables.contains(table) {
@@ -1112,7 +1203,7 @@ impl Visitor for Walker<'_> {
             return ControlFlow::Continue(());
         }
         let kind = statement_kind(statement);
-        if self.inside_cte() {
+        if self.scopes.inside_cte() {
             self.report(
                 rules::NO_DATA_MODIFYING_CTE,
                 format!("a cte may not contain a {kind} statement; ctes must be select queries"),
@@ -1131,53 +1222,13 @@ impl Visitor for Walker<'_> {
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-        let mut is_cte_body = false;
-        if let Some(parent) = self.frames.last_mut()
-            && let Some(i) = parent
-                .cte_queries
-                .iter()
-                .position(|q| std::ptr::eq(*q, query))
-        {
-            parent.visible = if parent.recursive { i + 1 } else { i };
-            is_cte_body = true;
-        }
-        let (cte_names, cte_queries, recursive) = match &query.with {
-            Some(with) => (
-                with.cte_tables
-                    .iter()
-                    .map(|c| c.alias.name.value.to_lowercase())
-                    .collect::<Vec<_>>(),
-                with.cte_tables
-                    .iter()
-                    .map(|c| &*c.query as *const Query)
-                    .collect::<Vec<_>>(),
-                with.recursive,
-            ),
-            None => (Vec::new(), Vec::new(), false),
-        };
-        self.frames.push(Frame {
-            query: query as *const Query,
-            visible: cte_names.len(),
-            cte_names,
-            cte_queries,
-            recursive,
-            is_cte_body,
-        });
+        self.scopes.enter(query);
         self.check_query_clauses(query);
         ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-        if self
-            .frames
-            .last()
-            .is_some_and(|f| std::ptr::eq(f.query, query))
-            && let Some(frame) = self.frames.pop()
-            && frame.is_cte_body
-            && let Some(parent) = self.frames.last_mut()
-        {
-            parent.visible = parent.cte_names.len();
-        }
+        self.scopes.leave(query);
         ControlFlow::Continue(())
     }
 

@@ -1,0 +1,949 @@
+//! The deterministic planner: a question in, a route and a plan out. Every word it reacts to
+//! comes from the tenant's assets ([`Knowledge`]); the code only knows the *shape* of a plan.
+//!
+//! Order: reject rules, direct intents, resolver, entities, mode, then the mode's slots
+//! (filters, metric, window, history, graph view, document terms). A slot the question leaves
+//! open that the mode cannot do without is listed in `missing_slots`, never guessed.
+
+use std::collections::BTreeMap;
+
+use ops_proto::v1::{
+    DocumentPlan, GraphPlan, HistoryPlan, MetricPlan, Plan, Resolution, SchemaCatalogSpec,
+    TimeWindow,
+};
+use regex::Regex;
+use time::{Duration, OffsetDateTime};
+
+use super::resolver::ResolverEngine;
+use super::text::{self, Span};
+use super::vocabulary::Vocabulary;
+
+/// One CI the tenant owns, as the planner recognises it.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    pub code: String,
+    /// Names in every language the source holds (matched case-insensitively).
+    pub names: Vec<String>,
+    /// Attribute values (column → value) used to single out an entity from filters.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A value a filterable column holds in the source.
+#[derive(Debug, Clone)]
+pub struct ColumnValue {
+    pub table: String,
+    pub column: String,
+    pub value: String,
+}
+
+/// A reject rule compiled from the Policy.
+#[derive(Debug)]
+pub struct RejectRule {
+    pub name: String,
+    pub reason: String,
+    pub terms: Vec<String>,
+    pub patterns: Vec<Regex>,
+}
+
+/// What the planner knows about one tenant: all of it from published assets and the source's
+/// own values.
+#[derive(Default)]
+pub struct Knowledge {
+    pub vocabulary: Vocabulary,
+    pub resolver: Option<ResolverEngine>,
+    pub catalog: SchemaCatalogSpec,
+    pub entities: Vec<Entity>,
+    pub values: Vec<ColumnValue>,
+    pub reject_rules: Vec<RejectRule>,
+    pub restricted_tables: Vec<String>,
+    pub policy_name: String,
+    /// Tools by name with the mode (and shape) they answer, from Tool asset configs.
+    pub tools: Vec<ToolChoice>,
+    /// Regex finding code-like tokens, to report an unknown CI instead of ignoring it.
+    pub code_pattern: Option<Regex>,
+}
+
+/// A Tool asset as the planner chooses among them.
+#[derive(Debug, Clone)]
+pub struct ToolChoice {
+    pub name: String,
+    pub mode: String,
+    pub shape: String,
+    /// The table whose filterable columns filter this tool's rows.
+    pub table: String,
+    /// The Tool asset's whole config (column roles such as `type_column`).
+    pub config: serde_json::Value,
+}
+
+/// The route decision and, for ORCH, the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    Direct { intent: String },
+    Reject { rule: String, reason: String },
+    Plan(Plan),
+}
+
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub routed: Routed,
+    pub resolution: Option<Resolution>,
+    /// Why this route: the rule, intent or mode words that decided.
+    pub reason: String,
+}
+
+pub const MODES: [&str; 5] = ["config", "metric", "history", "graph", "document"];
+
+/// Plans `question` as of `as_of`. `forced_mode` (a mode-fixed request) skips mode detection
+/// but not the rest.
+pub fn plan(
+    k: &Knowledge,
+    question: &str,
+    as_of: OffsetDateTime,
+    forced_mode: Option<&str>,
+) -> Planned {
+    let lower = question.to_lowercase();
+    if let Some(planned) = reject(k, &lower) {
+        return planned;
+    }
+    if forced_mode.is_none()
+        && let Some((intent, _)) = k
+            .vocabulary
+            .with_prefix("direct:")
+            .find(|(_, terms)| text::find_any(&lower, terms.iter().map(String::as_str)).is_some())
+    {
+        return Planned {
+            routed: Routed::Direct {
+                intent: intent.to_owned(),
+            },
+            resolution: None,
+            reason: format!("direct intent `{intent}`"),
+        };
+    }
+    let resolution = k.resolver.as_ref().map(|r| r.resolve(question));
+    let cased = resolution
+        .as_ref()
+        .map_or_else(|| question.to_owned(), |r| r.output.clone());
+    let resolved = cased.to_lowercase();
+    let mut planner = Planner {
+        k,
+        v: &k.vocabulary,
+        cased: (cased.len() == resolved.len()).then_some(cased),
+        text: resolved,
+        as_of,
+        plan: Plan::default(),
+        reasons: Vec::new(),
+    };
+    planner.run(forced_mode);
+    Planned {
+        reason: planner.reasons.join("; "),
+        routed: Routed::Plan(planner.plan),
+        resolution,
+    }
+}
+
+fn reject(k: &Knowledge, lower: &str) -> Option<Planned> {
+    for rule in &k.reject_rules {
+        let term = text::find_any(lower, rule.terms.iter().map(String::as_str));
+        let pattern = rule.patterns.iter().any(|p| p.is_match(lower));
+        if term.is_some() || pattern {
+            return Some(Planned {
+                routed: Routed::Reject {
+                    rule: format!("policy:{}/{}", k.policy_name, rule.name),
+                    reason: rule.reason.clone(),
+                },
+                resolution: None,
+                reason: format!("reject rule `{}` of policy:{}", rule.name, k.policy_name),
+            });
+        }
+    }
+    for table in &k.restricted_tables {
+        if !text::find_all(lower, &table.to_lowercase()).is_empty() {
+            return Some(Planned {
+                routed: Routed::Reject {
+                    rule: format!("policy:{}/restricted_tables", k.policy_name),
+                    reason: format!("table `{table}` is restricted by policy:{}", k.policy_name),
+                },
+                resolution: None,
+                reason: format!("restricted table `{table}` named"),
+            });
+        }
+    }
+    None
+}
+
+struct Planner<'k> {
+    k: &'k Knowledge,
+    v: &'k Vocabulary,
+    /// The resolved question, lower-cased.
+    text: String,
+    /// The resolved question as written, with entities masked like `text` (when lower-casing
+    /// kept byte offsets, so spans carry over): exact-case value matches win.
+    cased: Option<String>,
+    as_of: OffsetDateTime,
+    plan: Plan,
+    reasons: Vec<String>,
+}
+
+impl Planner<'_> {
+    fn run(&mut self, forced_mode: Option<&str>) {
+        let (codes, spans) = self.entities();
+        let masked = text::replace_spans(&self.text, &spans, "{ci}");
+        self.cased = self
+            .cased
+            .take()
+            .map(|c| text::replace_spans(&c, &spans, "{ci}"));
+        self.plan.ci_codes = codes;
+        let mode = match forced_mode {
+            Some(mode) => {
+                self.reasons.push(format!("mode `{mode}` requested"));
+                mode.to_owned()
+            }
+            None => self.mode(&masked),
+        };
+        self.plan.mode = mode.clone();
+        match mode.as_str() {
+            "metric" => self.metric(&masked),
+            "history" => self.history(&masked),
+            "graph" => self.graph(&masked),
+            "document" => self.document(&masked),
+            _ => self.config(&masked),
+        }
+        if let Some(tool) = self.tool(&mode) {
+            self.plan.tools.push(tool);
+        } else {
+            self.plan.missing_slots.push(format!("tool:{mode}"));
+        }
+    }
+
+    fn setting(&self, key: &str) -> Option<&str> {
+        self.v.setting(key)
+    }
+
+    /// CI codes (after the resolver) and, failing those, CI names. Unknown code-like tokens
+    /// are reported as a missing entity.
+    fn entities(&mut self) -> (Vec<String>, Vec<Span>) {
+        let mut found: Vec<(Span, String)> = Vec::new();
+        let mut by_len: Vec<&Entity> = self.k.entities.iter().collect();
+        by_len.sort_by_key(|e| std::cmp::Reverse(e.code.len()));
+        for entity in &by_len {
+            for span in text::find_code(&self.text, &entity.code.to_lowercase()) {
+                if !found.iter().any(|(s, _)| text::overlaps(*s, span)) {
+                    found.push((span, entity.code.clone()));
+                }
+            }
+        }
+        if found.is_empty() {
+            let mut names: Vec<(&str, &Entity)> = self
+                .k
+                .entities
+                .iter()
+                .flat_map(|e| e.names.iter().map(move |n| (n.as_str(), e)))
+                .filter(|(n, _)| n.chars().count() >= 4)
+                .collect();
+            names.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+            for (name, entity) in names {
+                for span in text::find_all(&self.text, &name.to_lowercase()) {
+                    if !found.iter().any(|(s, _)| text::overlaps(*s, span)) {
+                        found.push((span, entity.code.clone()));
+                    }
+                }
+            }
+        }
+        if let Some(pattern) = &self.k.code_pattern {
+            let upper = self.text.to_uppercase();
+            for m in pattern.find_iter(&upper) {
+                let span = (m.start(), m.end());
+                let is_value = self
+                    .k
+                    .values
+                    .iter()
+                    .any(|v| v.value.eq_ignore_ascii_case(m.as_str()));
+                if upper.len() == self.text.len()
+                    && !is_value
+                    && !found.iter().any(|(s, _)| text::overlaps(*s, span))
+                {
+                    self.plan
+                        .missing_slots
+                        .push(format!("entity:{}", m.as_str()));
+                }
+            }
+        }
+        found.sort_by_key(|(span, _)| *span);
+        let mut codes: Vec<String> = Vec::new();
+        for (_, code) in &found {
+            if !codes.contains(code) {
+                codes.push(code.clone());
+            }
+        }
+        if !codes.is_empty() {
+            self.reasons.push(format!("entities {}", codes.join(", ")));
+        }
+        (codes, found.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// Graph views are the most specific phrases, then documents, metrics and history;
+    /// config is what a question about CIs is when nothing else claims it.
+    fn mode(&mut self, masked: &str) -> String {
+        let graph = graph_view(self.v, masked).is_some();
+        let metric = self.metric_name(masked).is_some();
+        let mode = if graph {
+            "graph"
+        } else if self.v.has(masked, "mode:document") || self.table_named(masked, "document") {
+            "document"
+        } else if metric {
+            "metric"
+        } else if self.v.has(masked, "mode:history") || self.table_named(masked, "history") {
+            "history"
+        } else {
+            "config"
+        };
+        self.reasons.push(format!("mode `{mode}` from its words"));
+        mode.to_owned()
+    }
+
+    /// True when a synonym of the table that mode's tool reads appears.
+    fn table_named(&self, masked: &str, mode: &str) -> bool {
+        let Some(tool) = self.k.tools.iter().find(|t| t.mode == mode) else {
+            return false;
+        };
+        self.k
+            .catalog
+            .tables
+            .iter()
+            .filter(|t| t.name == tool.table)
+            .any(|t| {
+                text::find_any(
+                    masked,
+                    t.synonyms
+                        .iter()
+                        .map(|s| s.to_lowercase())
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str),
+                )
+                .is_some()
+            })
+    }
+
+    fn tool(&self, mode: &str) -> Option<String> {
+        let series = self
+            .plan
+            .metric
+            .as_ref()
+            .is_some_and(|m| !m.bucket.is_empty());
+        let wanted_shape = if mode == "metric" && series {
+            "series"
+        } else {
+            ""
+        };
+        self.k
+            .tools
+            .iter()
+            .find(|t| t.mode == mode && t.shape == wanted_shape)
+            .or_else(|| self.k.tools.iter().find(|t| t.mode == mode))
+            .map(|t| t.name.clone())
+    }
+
+    fn tool_table(&self, mode: &str) -> String {
+        self.k
+            .tools
+            .iter()
+            .find(|t| t.mode == mode && !t.table.is_empty())
+            .map(|t| t.table.clone())
+            .unwrap_or_default()
+    }
+
+    /// Filters on the filterable columns of `table`: source values and vocabulary synonyms
+    /// (`value:<table>.<column>=<value>`). One span binds one column (an exact-case match
+    /// wins, then the longer match); the first value of a column binds it. Returns the
+    /// filters and the qualifiers (see below), which only single out entities.
+    fn filters(
+        &mut self,
+        masked: &str,
+        table: &str,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        struct Candidate {
+            column: String,
+            value: String,
+            span: Span,
+            exact: bool,
+        }
+        let filterable: Vec<&str> = self
+            .k
+            .catalog
+            .tables
+            .iter()
+            .filter(|t| t.name == table)
+            .flat_map(|t| t.columns.iter().filter(|c| c.filterable))
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for value in self.k.values.iter().filter(|v| v.table == table) {
+            if !filterable.contains(&value.column.as_str()) {
+                continue;
+            }
+            for span in text::find_all(masked, &value.value.to_lowercase()) {
+                let exact = self.cased.as_ref().and_then(|c| c.get(span.0..span.1))
+                    == Some(value.value.as_str());
+                candidates.push(Candidate {
+                    column: value.column.clone(),
+                    value: value.value.clone(),
+                    span,
+                    exact,
+                });
+            }
+        }
+        let prefix = format!("value:{table}.");
+        for (key, terms) in self.v.with_prefix(&prefix) {
+            let Some((column, value)) = key.split_once('=') else {
+                continue;
+            };
+            for term in terms {
+                for span in text::find_all(masked, term) {
+                    candidates.push(Candidate {
+                        column: column.to_owned(),
+                        value: value.to_owned(),
+                        span,
+                        exact: false,
+                    });
+                }
+            }
+        }
+        // One span, one column: exact case first, then the longer match.
+        candidates.sort_by_key(|c| {
+            (
+                std::cmp::Reverse(c.exact),
+                std::cmp::Reverse(c.span.1 - c.span.0),
+            )
+        });
+        let mut taken: Vec<Candidate> = Vec::new();
+        for c in candidates {
+            if !taken.iter().any(|t| text::overlaps(t.span, c.span)) {
+                taken.push(c);
+            }
+        }
+        taken.sort_by_key(|c| c.span);
+        let adjacent = |a: Span, b: Span| {
+            let (first, second) = if a.0 < b.0 { (a, b) } else { (b, a) };
+            masked
+                .get(first.1..second.0)
+                .is_some_and(|gap| gap.trim().is_empty())
+        };
+        // "ERP 시스템" is the system ERP: a value that names the column of the value next to
+        // it (ci_type=System beside system=ERP) qualifies that value instead of filtering.
+        let mut filters: BTreeMap<String, String> = BTreeMap::new();
+        let mut qualifiers: BTreeMap<String, String> = BTreeMap::new();
+        for (i, c) in taken.iter().enumerate() {
+            let qualifies = taken.iter().enumerate().any(|(j, o)| {
+                j != i
+                    && o.column != c.column
+                    && o.column.eq_ignore_ascii_case(&c.value)
+                    && adjacent(o.span, c.span)
+            });
+            let target = if qualifies {
+                &mut qualifiers
+            } else {
+                &mut filters
+            };
+            target
+                .entry(c.column.clone())
+                .or_insert_with(|| c.value.clone());
+        }
+        (filters, qualifiers)
+    }
+
+    fn attributes(&self, masked: &str, table: &str) -> Vec<String> {
+        let mut found: Vec<(Span, String)> = Vec::new();
+        for column in self
+            .k
+            .catalog
+            .tables
+            .iter()
+            .filter(|t| t.name == table)
+            .flat_map(|t| t.columns.iter())
+        {
+            let terms: Vec<String> = column
+                .synonyms
+                .iter()
+                .chain(std::iter::once(&column.display_name))
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_lowercase())
+                .collect();
+            if let Some(span) = text::find_any(masked, terms.iter().map(String::as_str)) {
+                found.push((span, column.name.clone()));
+            }
+        }
+        found.sort();
+        found.into_iter().map(|(_, c)| c).collect()
+    }
+
+    fn intent_count(&self, masked: &str) -> bool {
+        self.v.has(masked, "intent:count")
+    }
+
+    fn config(&mut self, masked: &str) {
+        let table = self.tool_table("config");
+        let (filters, _) = self.filters(masked, &table);
+        if self.plan.ci_codes.is_empty() {
+            self.plan.filters = filters.into_iter().collect();
+            self.plan.intent = if self.intent_count(masked) {
+                "AGGREGATE"
+            } else {
+                "LIST"
+            }
+            .into();
+        } else {
+            self.plan.intent = "LOOKUP".into();
+            self.plan.attributes = self.attributes(masked, &table);
+        }
+        self.plan.view = "SUMMARY".into();
+    }
+
+    fn metric_name(&self, masked: &str) -> Option<(Span, String)> {
+        let metrics = self.k.catalog.metrics.as_ref()?;
+        metrics
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let terms: Vec<String> = m
+                    .synonyms
+                    .iter()
+                    .chain([&m.name, &m.display_name])
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_lowercase())
+                    .collect();
+                text::find_any(masked, terms.iter().map(String::as_str))
+                    .map(|span| (span, m.name.clone()))
+            })
+            .min_by_key(|(span, _)| (span.0, std::cmp::Reverse(span.1)))
+    }
+
+    fn metric(&mut self, masked: &str) {
+        let mut metric = MetricPlan::default();
+        match self.metric_name(masked) {
+            Some((_, name)) => metric.metric = name,
+            None => self.plan.missing_slots.push("metric".into()),
+        }
+        metric.aggregation = self
+            .v
+            .with_prefix("aggregation:")
+            .filter_map(|(agg, terms)| {
+                text::find_any(masked, terms.iter().map(String::as_str)).map(|s| (s, agg))
+            })
+            .min_by_key(|(s, _)| s.0)
+            .map(|(_, agg)| agg.to_owned())
+            .or_else(|| self.setting("default:aggregation").map(str::to_owned))
+            .unwrap_or_default();
+        let series = self.v.has(masked, "shape:series");
+        if series {
+            metric.bucket = self
+                .setting("default:series_bucket")
+                .unwrap_or_default()
+                .to_owned();
+        }
+        let rank_desc = self.v.has(masked, "rank:desc");
+        let rank_asc = self.v.has(masked, "rank:asc");
+        if rank_desc || rank_asc {
+            metric.ascending = rank_asc && !rank_desc;
+            metric.top_n = self.count_number(masked).unwrap_or_else(|| {
+                self.setting("default:top_n")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            });
+        }
+        metric.window = Some(
+            if metric.aggregation == "latest" && !self.has_window(masked) {
+                TimeWindow {
+                    from: None,
+                    to: Some(ts(self.as_of)),
+                    label: "latest".into(),
+                }
+            } else {
+                self.window(masked, "default:metric_window")
+            },
+        );
+        self.plan.intent = if metric.top_n > 0 {
+            "AGGREGATE"
+        } else {
+            "LOOKUP"
+        }
+        .into();
+        self.plan.view = "SUMMARY".into();
+        if self.plan.ci_codes.is_empty() {
+            let table = self.tool_table("config");
+            let (filters, _) = self.filters(masked, &table);
+            if filters.is_empty() && metric.top_n == 0 {
+                self.plan.missing_slots.push("entity".into());
+            }
+            self.plan.filters = filters.into_iter().collect();
+        }
+        self.plan.metric = Some(metric);
+    }
+
+    /// "3개", "top 3": a number next to a count word.
+    fn count_number(&self, masked: &str) -> Option<u32> {
+        let units: Vec<String> = self
+            .v
+            .terms("unit:count")
+            .iter()
+            .map(|u| regex::escape(u))
+            .collect();
+        if units.is_empty() {
+            return None;
+        }
+        let pattern = format!(r"(?:(\d+)\s*(?:{0})|(?:{0})\s*(\d+))", units.join("|"));
+        let re = Regex::new(&pattern).ok()?;
+        re.captures_iter(masked)
+            .find_map(|c| c.get(1).or_else(|| c.get(2)))
+            .and_then(|m| m.as_str().parse().ok())
+    }
+
+    fn has_window(&self, masked: &str) -> bool {
+        self.relative_window(masked).is_some()
+            || self.v.with_prefix("time:").any(|(_, terms)| {
+                text::find_any(masked, terms.iter().map(String::as_str)).is_some()
+            })
+    }
+
+    /// "최근 24시간", "last 3 days": a number and a unit from `unit:hours|days|weeks`.
+    fn relative_window(&self, masked: &str) -> Option<(i64, String)> {
+        let mut best: Option<(usize, i64, String)> = None;
+        for (unit, hours) in [("hours", 1i64), ("days", 24), ("weeks", 24 * 7)] {
+            // An ASCII unit ends at a word boundary ("3 d" is not "3 databases"); a Korean
+            // one may carry a particle ("3일간의").
+            let terms: Vec<String> = self
+                .v
+                .terms(&format!("unit:{unit}"))
+                .iter()
+                .map(|t| {
+                    if t.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+                        format!(r"{}\b", regex::escape(t))
+                    } else {
+                        regex::escape(t)
+                    }
+                })
+                .collect();
+            if terms.is_empty() {
+                continue;
+            }
+            let Ok(re) = Regex::new(&format!(r"(\d+)\s*(?:{})", terms.join("|"))) else {
+                continue;
+            };
+            for c in re.captures_iter(masked) {
+                let (Some(all), Some(n)) = (c.get(0), c.get(1)) else {
+                    continue;
+                };
+                let Ok(n) = n.as_str().parse::<i64>() else {
+                    continue;
+                };
+                if best.as_ref().is_none_or(|(at, _, _)| all.start() < *at) {
+                    best = Some((all.start(), n * hours, all.as_str().trim().to_owned()));
+                }
+            }
+        }
+        best.map(|(_, hours, label)| (hours, label))
+    }
+
+    fn window(&mut self, masked: &str, default_key: &str) -> TimeWindow {
+        let to = self.as_of;
+        if let Some((hours, label)) = self.relative_window(masked) {
+            return TimeWindow {
+                from: Some(ts(to - Duration::hours(hours))),
+                to: Some(ts(to)),
+                label: format!("last {label}"),
+            };
+        }
+        let midnight = to.replace_time(time::Time::MIDNIGHT);
+        for (name, terms) in self.v.with_prefix("time:") {
+            if text::find_any(masked, terms.iter().map(String::as_str)).is_none() {
+                continue;
+            }
+            let (from, end) = match name {
+                "yesterday" => (midnight - Duration::days(1), midnight),
+                "today" => (midnight, to),
+                "this_week" => (
+                    midnight - Duration::days(i64::from(to.weekday().number_days_from_monday())),
+                    to,
+                ),
+                "last_week" => (to - Duration::days(7), to),
+                _ => continue,
+            };
+            return TimeWindow {
+                from: Some(ts(from)),
+                to: Some(ts(end)),
+                label: name.replace('_', " "),
+            };
+        }
+        let default = self.setting(default_key).unwrap_or("24h").to_owned();
+        let hours = parse_hours(&default).unwrap_or(24);
+        self.reasons.push(format!("default window {default}"));
+        TimeWindow {
+            from: Some(ts(to - Duration::hours(hours))),
+            to: Some(ts(to)),
+            label: format!("last {default}"),
+        }
+    }
+
+    fn history(&mut self, masked: &str) {
+        let table = self.tool_table("history");
+        let (filters, _) = self.filters(masked, &table);
+        let mut history = HistoryPlan {
+            window: Some(self.window(masked, "default:history_window")),
+            unresolved_only: self.v.has(masked, "filter:unresolved"),
+            ..Default::default()
+        };
+        // The history tool names which of its columns hold the event type and severity.
+        let role = |key: &str| {
+            self.k
+                .tools
+                .iter()
+                .find(|t| t.mode == "history")
+                .and_then(|t| t.config.get(key))
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        };
+        let (type_column, severity_column) = (role("type_column"), role("severity_column"));
+        let mut rest = BTreeMap::new();
+        for (column, value) in filters {
+            if type_column.as_deref() == Some(column.as_str()) {
+                history.event_types.push(value);
+            } else if severity_column.as_deref() == Some(column.as_str()) {
+                history.severities.push(value);
+            } else {
+                rest.insert(column, value);
+            }
+        }
+        self.plan.filters = rest.into_iter().collect();
+        self.plan.intent = if self.intent_count(masked) {
+            "AGGREGATE"
+        } else {
+            "LIST"
+        }
+        .into();
+        self.plan.view = "SUMMARY".into();
+        self.plan.history = Some(history);
+    }
+
+    fn graph(&mut self, masked: &str) {
+        let view = graph_view(self.v, masked).unwrap_or("neighbors");
+        self.plan.view = view.to_uppercase();
+        self.plan.intent = if view == "path" { "PATH" } else { "EXPAND" }.into();
+        if self.plan.ci_codes.is_empty() {
+            self.single_out_entity(masked);
+        }
+        let mut graph = GraphPlan::default();
+        match view {
+            "path" => {
+                if self.plan.ci_codes.len() >= 2 {
+                    graph.target_ci_code = self.plan.ci_codes[1].clone();
+                    self.plan.ci_codes.truncate(1);
+                } else {
+                    self.plan.missing_slots.push("target_entity".into());
+                }
+                graph.direction = "both".into();
+            }
+            "dependents" | "dependencies" => {
+                graph.direction = if view == "dependents" {
+                    "incoming"
+                } else {
+                    "outgoing"
+                }
+                .into();
+                graph.depth = 1;
+                graph.relation_types = self.relation_types(masked);
+            }
+            "impact" => graph.direction = "incoming".into(),
+            "neighbors" => {
+                graph.direction = "both".into();
+                graph.depth = 1;
+            }
+            _ => {}
+        }
+        if self.plan.ci_codes.is_empty() {
+            self.plan.missing_slots.push("entity".into());
+        }
+        self.plan.graph = Some(graph);
+    }
+
+    /// A graph question naming no CI may name one by its attributes ("SCADA 시스템" is the
+    /// one System CI whose system is SCADA).
+    fn single_out_entity(&mut self, masked: &str) {
+        let table = self.tool_table("config");
+        let (mut filters, qualifiers) = self.filters(masked, &table);
+        for (column, value) in qualifiers {
+            filters.entry(column).or_insert(value);
+        }
+        if filters.is_empty() {
+            return;
+        }
+        let matching: Vec<&Entity> = self
+            .k
+            .entities
+            .iter()
+            .filter(|e| {
+                filters
+                    .iter()
+                    .all(|(c, v)| e.attributes.get(c).is_some_and(|a| a == v))
+            })
+            .collect();
+        if let [entity] = matching.as_slice() {
+            self.reasons
+                .push(format!("{} singled out by its attributes", entity.code));
+            self.plan.ci_codes.push(entity.code.clone());
+        }
+    }
+
+    fn relation_types(&self, masked: &str) -> Vec<String> {
+        let Some(graph) = self.k.catalog.graph.as_ref() else {
+            return Vec::new();
+        };
+        let mut found: Vec<(Span, String)> = graph
+            .relation_types
+            .iter()
+            .filter_map(|r| {
+                let terms: Vec<String> = r
+                    .synonyms
+                    .iter()
+                    .chain(std::iter::once(&r.name))
+                    .map(|s| s.to_lowercase())
+                    .collect();
+                text::find_any(masked, terms.iter().map(String::as_str))
+                    .map(|span| (span, r.name.clone()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, name)| name).take(1).collect()
+    }
+
+    fn document(&mut self, masked: &str) {
+        let stop: Vec<&str> = self
+            .v
+            .terms("stopword")
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let particles: Vec<&str> = self
+            .v
+            .terms("particle")
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut terms: Vec<String> = Vec::new();
+        for word in masked
+            .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+            .filter(|w| !w.is_empty())
+        {
+            let mut word = word.to_owned();
+            for particle in &particles {
+                if word.chars().count() > particle.chars().count() + 1
+                    && let Some(stem) = word.strip_suffix(particle)
+                {
+                    word = stem.to_owned();
+                    break;
+                }
+            }
+            if !stop.contains(&word.as_str()) && !terms.contains(&word) {
+                terms.push(word);
+            }
+        }
+        if terms.is_empty() {
+            self.plan.missing_slots.push("document_query".into());
+        }
+        self.plan.intent = "SEARCH".into();
+        self.plan.view = "SUMMARY".into();
+        self.plan.document = Some(DocumentPlan {
+            query: terms.join(" "),
+            top_k: self
+                .setting("default:document_top_k")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(3),
+        });
+    }
+}
+
+/// The graph view a question asks for, by precedence: a path names two ends, impact and
+/// composition are specific, a dependency phrase has a direction, neighbours are the rest.
+fn graph_view(v: &Vocabulary, masked: &str) -> Option<&'static str> {
+    [
+        "path",
+        "impact",
+        "composition",
+        "dependents",
+        "dependencies",
+        "neighbors",
+    ]
+    .into_iter()
+    .find(|view| v.has(masked, &format!("view:{view}")))
+}
+
+fn parse_hours(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = number.parse().ok()?;
+    match unit {
+        "h" => Some(n),
+        "d" => Some(n * 24),
+        "w" => Some(n * 24 * 7),
+        _ => None,
+    }
+}
+
+/// Seconds of a bucket written like "1h", "15m", "1d".
+pub fn bucket_seconds(text: &str) -> Option<u32> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u32 = number.parse().ok()?;
+    match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+}
+
+pub fn ts(t: OffsetDateTime) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: i32::try_from(t.nanosecond()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knowledge(entries: &[(&str, &[&str])]) -> Knowledge {
+        let mut k = Knowledge::default();
+        for (meaning, terms) in entries {
+            k.vocabulary.add(meaning, terms.iter().copied());
+        }
+        k
+    }
+
+    #[test]
+    fn relative_windows_read_number_and_unit() {
+        let k = knowledge(&[
+            ("unit:hours", &["시간", "hours", "hour", "h"]),
+            ("unit:days", &["일간", "일", "days", "day", "d"]),
+        ]);
+        let planner = Planner {
+            k: &k,
+            v: &k.vocabulary,
+            text: String::new(),
+            cased: None,
+            as_of: OffsetDateTime::UNIX_EPOCH,
+            plan: Plan::default(),
+            reasons: Vec::new(),
+        };
+        assert_eq!(
+            planner.relative_window("max of {ci} over the last 3 days?"),
+            Some((72, "3 days".into()))
+        );
+        assert_eq!(
+            planner.relative_window("지난 7일간의 알람"),
+            Some((168, "7일간".into()))
+        );
+        assert_eq!(planner.relative_window("top 3 databases"), None);
+    }
+}

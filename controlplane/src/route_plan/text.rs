@@ -1,0 +1,113 @@
+//! Finding vocabulary terms in a question: lower-cased substring search with word boundaries
+//! where a term starts or ends with an ASCII letter or digit (so "hi" is not found in
+//! "which", while Korean terms match with particles attached).
+
+/// Byte range of a match in the lower-cased question.
+pub type Span = (usize, usize);
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+/// Every non-overlapping match of `term` (already lower-case) in `hay`. An ASCII term may
+/// take an English plural ("servers", "databases") at its end.
+pub fn find_all(hay: &str, term: &str) -> Vec<Span> {
+    let (Some(&first), Some(&last)) = (term.as_bytes().first(), term.as_bytes().last()) else {
+        return Vec::new();
+    };
+    let bytes = hay.as_bytes();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = hay.get(from..).and_then(|rest| rest.find(term)) {
+        let start = from + pos;
+        let mut end = start + term.len();
+        let left_ok = !is_word_byte(first) || start == 0 || !is_word_byte(bytes[start - 1]);
+        let mut right_ok = true;
+        if is_word_byte(last) {
+            let rest = &bytes[end..];
+            let boundary_at = |i: usize| rest.get(i).is_none_or(|b| !is_word_byte(*b));
+            if rest.starts_with(b"es") && boundary_at(2) {
+                end += 2;
+            } else if rest.starts_with(b"s") && boundary_at(1) {
+                end += 1;
+            }
+            right_ok = bytes.get(end).is_none_or(|b| !is_word_byte(*b));
+        }
+        if left_ok && right_ok {
+            found.push((start, end));
+            from = end;
+        } else {
+            from = start + hay[start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    found
+}
+
+/// The first match of any of `terms`, preferring the longest term at the earliest position.
+pub fn find_any<'t>(hay: &str, terms: impl IntoIterator<Item = &'t str>) -> Option<Span> {
+    terms
+        .into_iter()
+        .filter_map(|t| find_all(hay, t).into_iter().next())
+        .min_by_key(|(start, end)| (*start, std::cmp::Reverse(*end)))
+}
+
+pub fn overlaps(a: Span, b: Span) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// Code-like identifiers ("ERP-DB-01") match whole: a neighbouring letter, digit, `-` or `_`
+/// means the code is part of a longer token. Korean particles after a code are fine.
+pub fn find_code(hay: &str, code: &str) -> Vec<Span> {
+    let bytes = hay.as_bytes();
+    let is_code_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = hay.get(from..).and_then(|rest| rest.find(code)) {
+        let start = from + pos;
+        let end = start + code.len();
+        let left_ok = start == 0 || !is_code_byte(bytes[start - 1]);
+        let right_ok = bytes.get(end).is_none_or(|b| !is_code_byte(*b));
+        if left_ok && right_ok {
+            found.push((start, end));
+        }
+        from = end.max(start + 1);
+        while !hay.is_char_boundary(from) {
+            from += 1;
+        }
+    }
+    found
+}
+
+/// Replaces the spans (sorted, non-overlapping) with `with`.
+pub fn replace_spans(text: &str, spans: &[Span], with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        out.push_str(&text[at..*start]);
+        out.push_str(with);
+        at = *end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_terms_need_word_boundaries_and_may_be_plural() {
+        assert_eq!(find_all("which servers?", "hi"), vec![]);
+        assert_eq!(find_all("which servers?", "server"), vec![(6, 13)]);
+        assert_eq!(find_all("all databases", "database"), vec![(4, 13)]);
+        assert_eq!(find_all("inactive", "active"), vec![]);
+        assert_eq!(find_all("비활성 상태 서버", "서버"), vec![(17, 23)]);
+    }
+
+    #[test]
+    fn codes_match_whole_with_particles_after() {
+        assert_eq!(find_code("erp-db-01의 ip", "erp-db-01"), vec![(0, 9)]);
+        assert_eq!(find_code("xerp-db-01", "erp-db-01"), vec![]);
+        assert_eq!(find_code("erp-db-012", "erp-db-01"), vec![]);
+    }
+}

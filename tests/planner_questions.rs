@@ -1,0 +1,185 @@
+//! ROUTE+PLAN on every question of `plant-ops.public.jsonl`: the planner, built only from the
+//! demo's published assets and the tenant's own rows, must choose each question's route and
+//! mode, and name the entity, metric and window the expected answer implies. The planner
+//! never sees the expectations; this test only measures it.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use ops_controlplane::demo;
+use ops_controlplane::registry::bundle;
+use ops_controlplane::route_plan::knowledge::{self, PlannerAssets, Rows};
+use ops_controlplane::route_plan::planner::{self, Knowledge, Routed};
+use ops_datasets::plant_ops;
+use ops_proto::v1::{BundleFile, asset_spec::Kind};
+use serde_json::Value as Json;
+
+fn parse(path: &str, content: &str) -> Kind {
+    let parsed = bundle::parse(&BundleFile {
+        path: path.into(),
+        content: content.as_bytes().to_vec(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    parsed
+        .content
+        .spec
+        .and_then(|s| s.kind)
+        .unwrap_or_else(|| panic!("{path} has no spec"))
+}
+
+/// Rows of a plant-ops CSV for one tenant (the data has no quoted commas in these tables).
+fn csv_rows(csv: &str, tenant: &str) -> Rows {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    lines
+        .map(|line| {
+            header
+                .iter()
+                .zip(line.split(','))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(h, v)| ((*h).to_owned(), v.to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        })
+        .filter(|row| row.get("tenant_id").map(String::as_str) == Some(tenant))
+        .collect()
+}
+
+fn knowledge(tenant: &str) -> Knowledge {
+    let Kind::Prompt(prompt) = parse("planner.yaml", demo::PLANT_OPS_PLANNER_YAML) else {
+        panic!("planner.yaml is not a prompt")
+    };
+    let Kind::SchemaCatalog(catalog) = parse("catalog.yaml", demo::PLANT_OPS_CATALOG_YAML) else {
+        panic!("catalog.yaml is not a catalog")
+    };
+    let Kind::Policy(policy) = parse("policy.yaml", demo::PLANT_OPS_POLICY_YAML) else {
+        panic!("policy.yaml is not a policy")
+    };
+    let resolver_json = demo::plant_ops_resolver_json().expect("resolver");
+    let Kind::Resolver(resolver) = parse("resolver.json", &resolver_json) else {
+        panic!("resolver.json is not a resolver")
+    };
+    let tools: Vec<serde_yaml::Value> =
+        serde_yaml::from_str(demo::PLANT_OPS_TOOLS_YAML).expect("tools.yaml");
+    let tools = tools
+        .iter()
+        .map(|t| {
+            let json: Json = serde_json::to_value(t).expect("tool as json");
+            knowledge::tool_choice(
+                json["name"].as_str().unwrap_or_default(),
+                &json["spec"]["config"],
+            )
+        })
+        .collect();
+    let mut rows = BTreeMap::new();
+    rows.insert(
+        "ci_master".to_owned(),
+        csv_rows(plant_ops::CI_MASTER_CSV, tenant),
+    );
+    rows.insert("events".to_owned(), csv_rows(plant_ops::EVENTS_CSV, tenant));
+    knowledge::build(
+        PlannerAssets {
+            prompt: Some(&prompt),
+            catalog: &catalog,
+            policy: Some(("plant_ops_policy", &policy)),
+            resolver: Some(&resolver),
+            tools,
+        },
+        &rows,
+    )
+    .expect("knowledge")
+}
+
+/// What the expected answer implies about the plan, checked where the question file says it.
+fn check(q: &Json, routed: &Routed) -> Result<(), String> {
+    let expected_route = q["route"].as_str().unwrap_or_default();
+    let plan = match (expected_route, routed) {
+        ("direct", Routed::Direct { .. }) | ("reject", Routed::Reject { .. }) => return Ok(()),
+        ("orch", Routed::Plan(plan)) => plan,
+        (route, other) => return Err(format!("expected route {route}, planned {other:?}")),
+    };
+    let mode = q["mode"].as_str().unwrap_or_default();
+    if plan.mode != mode {
+        return Err(format!("expected mode {mode}, planned {plan:?}"));
+    }
+    if !plan.missing_slots.is_empty() {
+        return Err(format!(
+            "missing slots {:?} in {plan:?}",
+            plan.missing_slots
+        ));
+    }
+    if plan.tools.is_empty() {
+        return Err(format!("no tool chosen: {plan:?}"));
+    }
+    let e = &q["expect"];
+    let codes = |key: &str| -> Vec<String> {
+        e[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    };
+    // A lookup-shaped question (one expected code, plan names CIs) must name that CI.
+    let expected_codes = codes("codes");
+    if matches!(mode, "metric" | "config")
+        && expected_codes.len() == 1
+        && !plan.ci_codes.is_empty()
+        && plan.ci_codes != expected_codes
+    {
+        return Err(format!(
+            "expected entity {expected_codes:?}, planned {:?}",
+            plan.ci_codes
+        ));
+    }
+    if let Some(path) = e["path"].as_array() {
+        let first = path.first().and_then(|p| p.as_str()).unwrap_or_default();
+        let last = path.last().and_then(|p| p.as_str()).unwrap_or_default();
+        let target = plan.graph.as_ref().map(|g| g.target_ci_code.as_str());
+        if plan.ci_codes.first().map(String::as_str) != Some(first) || target != Some(last) {
+            return Err(format!(
+                "expected a path {first} → {last}, planned {plan:?}"
+            ));
+        }
+    }
+    if e.get("series_points").is_some() && plan.metric.as_ref().is_none_or(|m| m.bucket.is_empty())
+    {
+        return Err(format!("expected a series, planned {plan:?}"));
+    }
+    if e.get("ranked_codes").is_some() && plan.metric.as_ref().is_none_or(|m| m.top_n == 0) {
+        return Err(format!("expected a ranking, planned {plan:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_planner_routes_every_public_question() {
+    let tenants: BTreeMap<&str, Knowledge> = demo::DEMO_TENANTS
+        .iter()
+        .map(|t| (*t, knowledge(t)))
+        .collect();
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for line in plant_ops::QUESTIONS_JSONL
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let q: Json = serde_json::from_str(line).expect("question line");
+        let tenant = q["tenant"].as_str().unwrap_or_default();
+        let as_of = time::OffsetDateTime::parse(
+            q["as_of"].as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("as_of");
+        let k = &tenants[tenant];
+        let planned = planner::plan(k, q["question"].as_str().unwrap_or_default(), as_of, None);
+        if std::env::var_os("OPS_PRINT_PLANS").is_some() {
+            println!("{} {:?} [{}]", q["id"], planned.routed, planned.reason);
+        }
+        match check(&q, &planned.routed) {
+            Ok(()) => passed += 1,
+            Err(why) => failures.push(format!("{} {}: {why}", q["id"], q["question"])),
+        }
+    }
+    println!("{passed} passed, {} failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
