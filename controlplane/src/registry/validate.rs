@@ -954,12 +954,19 @@ impl Checker<'_> {
                 "a description is required: tool selection reads it",
             );
         }
-        if tool_type == ToolType::DatabaseQuery && s.query_ref.trim().is_empty() {
+        // A DATABASE_QUERY tool runs a Query asset, or SQL the planner generates over a
+        // catalog table (`config.table` with `catalog_ref`).
+        let generated = s
+            .config
+            .as_ref()
+            .is_some_and(|c| c.fields.contains_key("table"))
+            && !s.catalog_ref.trim().is_empty();
+        if tool_type == ToolType::DatabaseQuery && s.query_ref.trim().is_empty() && !generated {
             self.err(
                 "query_ref",
                 "reference",
                 "reference.required",
-                "a DATABASE_QUERY tool needs query_ref",
+                "a DATABASE_QUERY tool needs query_ref, or config.table and catalog_ref for generated SQL",
             );
         }
         if matches!(

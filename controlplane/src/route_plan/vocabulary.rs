@@ -68,13 +68,9 @@ impl Vocabulary {
             .map(move |(k, v)| (&k[prefix.len()..], v.as_slice()))
     }
 
-    /// A setting written as a meaning `key=value` (e.g. `default:metric_window=24h`).
+    /// A setting: the one term of meaning `key` (e.g. `default:metric_window` → `24h`).
     pub fn setting(&self, key: &str) -> Option<&str> {
-        let prefix = format!("{key}=");
-        self.meanings
-            .keys()
-            .find_map(|k| k.strip_prefix(&prefix))
-            .map(str::trim)
+        self.terms(key).first().map(String::as_str)
     }
 }
 
@@ -90,8 +86,8 @@ mod tests {
                 terms: vec!["CPU".into(), "CPU 사용률".into()],
             },
             VocabularyEntry {
-                meaning: "default:metric_window=24h".into(),
-                terms: vec![],
+                meaning: "default:metric_window".into(),
+                terms: vec!["24h".into()],
             },
         ];
         let v = Vocabulary::from_entries(&entries);
