@@ -91,8 +91,6 @@ pub struct Planned {
     pub reason: String,
 }
 
-pub const MODES: [&str; 5] = ["config", "metric", "history", "graph", "document"];
-
 /// Plans `question` as of `as_of`. `forced_mode` (a mode-fixed request) skips mode detection
 /// but not the rest.
 pub fn plan(
@@ -884,20 +882,6 @@ fn parse_hours(text: &str) -> Option<i64> {
         "h" => Some(n),
         "d" => Some(n * 24),
         "w" => Some(n * 24 * 7),
-        _ => None,
-    }
-}
-
-/// Seconds of a bucket written like "1h", "15m", "1d".
-pub fn bucket_seconds(text: &str) -> Option<u32> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let n: u32 = number.parse().ok()?;
-    match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        "d" => n.checked_mul(86_400),
         _ => None,
     }
 }
