@@ -287,6 +287,31 @@ mod tests {
     }
 
     #[test]
+    fn a_longer_alias_runs_before_a_shorter_one_of_equal_priority() -> Result<(), String> {
+        let alias = |source: &str, target: &str| {
+            rule(
+                &format!("alias:{source}"),
+                ResolverRuleType::AliasMapping,
+                100,
+                ResolverRuleData {
+                    source_entity: source.into(),
+                    target_entity: format!("ci_code:{target}"),
+                    ..Default::default()
+                },
+            )
+        };
+        // Declared short first: declaration order alone would rewrite "1호기" inside the
+        // longer alias and turn the steam turbine into the gas turbine.
+        let spec = ResolverSpec {
+            rules: vec![alias("1호기", "GT-01"), alias("스팀터빈 1호기", "ST-01")],
+        };
+        let engine = ResolverEngine::compile(&spec)?;
+        assert_eq!(engine.resolve("스팀터빈 1호기 온도").output, "ST-01 온도");
+        assert_eq!(engine.resolve("1호기 온도").output, "GT-01 온도");
+        Ok(())
+    }
+
+    #[test]
     fn transformations_normalise_ci_codes() -> Result<(), String> {
         let engine = ResolverEngine::compile(&plant_like())?;
         assert_eq!(
