@@ -189,7 +189,7 @@ pub fn row_set_from_pb<'a>(columns: &[String], rows: &'a [ListValue]) -> wit::Ro
 
 /// Text `index` of packed texts ("" where the offsets do not cut the data at characters; the
 /// output checks refuse such blocks before they get here).
-pub fn packed_text(texts: &wit::PackedTexts, index: usize) -> &str {
+fn packed_text(texts: &wit::PackedTexts, index: usize) -> &str {
     let end = texts.ends.get(index).map_or(0, |e| *e as usize);
     let start = match index {
         0 => 0,

@@ -109,14 +109,7 @@ impl Loader<'_> {
     fn describe(&self, pre: &Pre, digest: &str) -> PluginResult<wit::PluginInfo> {
         let limits = CallLimits::resolve(self.config, None);
         let mut store = new_store(&self.engine.engine, limits);
-        let result = match pre {
-            Pre::Mapper(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|p| p.ops_plugin_mapper().call_describe(&mut store)),
-            Pre::Screen(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|p| p.ops_plugin_screen().call_describe(&mut store)),
-        };
+        let result = pre.describe(&mut store);
         result.map_err(|e| {
             let error = classify(digest.to_owned(), &e, &store, limits);
             PluginError::InvalidPlugin {

@@ -62,6 +62,20 @@ enum Pre {
     Screen(ScreenPluginPre<CallState>),
 }
 
+impl Pre {
+    /// Instantiates in `store` and calls the world's `describe`.
+    fn describe(&self, store: &mut Store<CallState>) -> wasmtime::Result<wit::PluginInfo> {
+        match self {
+            Pre::Mapper(pre) => pre
+                .instantiate(&mut *store)
+                .and_then(|p| p.ops_plugin_mapper().call_describe(&mut *store)),
+            Pre::Screen(pre) => pre
+                .instantiate(&mut *store)
+                .and_then(|p| p.ops_plugin_screen().call_describe(&mut *store)),
+        }
+    }
+}
+
 impl LoadedPlugin {
     /// "name@version" as the plugin describes itself.
     pub fn label(&self) -> String {
@@ -393,14 +407,7 @@ impl PluginHost {
         let limits = CallLimits::resolve(&self.inner.config, None);
         let mut store = new_store(&self.inner.engine.engine, limits);
         let started = Instant::now();
-        let result = match &plugin.pre {
-            Pre::Mapper(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|p| p.ops_plugin_mapper().call_describe(&mut store)),
-            Pre::Screen(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|p| p.ops_plugin_screen().call_describe(&mut store)),
-        };
+        let result = plugin.pre.describe(&mut store);
         let usage = Usage::of(&store, started);
         result.map_err(|e| classify(plugin.label(), &e, &store, limits))?;
         Ok(usage)
