@@ -17,7 +17,6 @@ use crate::validate::sql_guard::{self, GuardPolicy};
 /// Upper bounds that keep limits sane.
 const MAX_ROWS: u32 = 1_000_000;
 const MAX_TIMEOUT_MS: u32 = 600_000;
-const MAX_REGEX_BYTES: usize = 1 << 20;
 const INTENTS: &[&str] = &["config", "metric", "history", "graph", "document"];
 
 pub fn violation(field: &str, kind: &str, rule: &str, message: impl Into<String>) -> Violation {
@@ -255,10 +254,7 @@ impl Checker<'_> {
             );
             return;
         }
-        if let Err(e) = regex::RegexBuilder::new(pattern)
-            .size_limit(MAX_REGEX_BYTES)
-            .build()
-        {
+        if let Err(e) = crate::route_plan::resolver::compile_bounded(pattern) {
             self.err(
                 sub,
                 "regex",

@@ -4,11 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ops_proto::v1::{PolicySpec, PromptSpec, ResolverSpec, SchemaCatalogSpec, SemanticType};
-use regex::{Regex, RegexBuilder};
 
-use super::planner::{ColumnValue, Entity, Knowledge, RejectRule, ToolChoice};
-use super::resolver::ResolverEngine;
+use super::planner::{ColumnValue, Entity, Knowledge, Patterns, RejectRule, ToolChoice};
+use super::resolver::{ResolverEngine, compile_bounded};
 use super::vocabulary::Vocabulary;
+
+fn compile(pattern: &str) -> Result<regex::Regex, String> {
+    compile_bounded(pattern).map_err(|e| format!("pattern {pattern:?} does not compile: {e}"))
+}
 
 /// Rows of one table as column → text (null cells absent).
 pub type Rows = Vec<BTreeMap<String, String>>;
@@ -20,15 +23,6 @@ pub struct PlannerAssets<'a> {
     pub policy: Option<(&'a str, &'a PolicySpec)>,
     pub resolver: Option<&'a ResolverSpec>,
     pub tools: Vec<ToolChoice>,
-}
-
-const MAX_PATTERN_BYTES: usize = 1 << 20;
-
-fn compile(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .size_limit(MAX_PATTERN_BYTES)
-        .build()
-        .map_err(|e| format!("pattern {pattern:?} does not compile: {e}"))
 }
 
 /// `rows` maps each catalog table name to the tenant's rows of it (only the entity table is
@@ -74,6 +68,7 @@ pub fn build(
         .unwrap_or_default();
     let entities = entities(assets.catalog, &entity_table, rows.get(&entity_table));
     let values = values(assets.catalog, rows);
+    let patterns = Patterns::compile(&vocabulary)?;
     Ok(Knowledge {
         vocabulary,
         resolver,
@@ -85,6 +80,7 @@ pub fn build(
         policy_name,
         tools: assets.tools,
         code_pattern,
+        patterns,
     })
 }
 

@@ -14,7 +14,7 @@ use ops_proto::v1::{
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
 
-use super::resolver::ResolverEngine;
+use super::resolver::{ResolverEngine, compile_bounded};
 use super::text::{self, Span};
 use super::vocabulary::Vocabulary;
 
@@ -61,6 +61,59 @@ pub struct Knowledge {
     pub tools: Vec<ToolChoice>,
     /// Regex finding code-like tokens, to report an unknown CI instead of ignoring it.
     pub code_pattern: Option<Regex>,
+    /// Number-and-unit regexes derived from the vocabulary.
+    pub patterns: Patterns,
+}
+
+/// Regexes the planner derives from its vocabulary: compiled once per [`Knowledge`], not on
+/// every question.
+#[derive(Debug, Default)]
+pub struct Patterns {
+    /// "최근 24시간", "last 3 days": a number and a unit, with the unit's length in hours.
+    windows: Vec<(Regex, i64)>,
+    /// "3개", "top 3": a number next to a count word (`unit:count`).
+    count: Option<Regex>,
+}
+
+impl Patterns {
+    pub fn compile(v: &Vocabulary) -> Result<Self, String> {
+        let mut windows = Vec::new();
+        for (unit, hours) in [("hours", 1i64), ("days", 24), ("weeks", 24 * 7)] {
+            // An ASCII unit ends at a word boundary ("3 d" is not "3 databases"); a Korean
+            // one may carry a particle ("3일간의").
+            let terms: Vec<String> = v
+                .terms(&format!("unit:{unit}"))
+                .iter()
+                .map(|t| {
+                    if t.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+                        format!(r"{}\b", regex::escape(t))
+                    } else {
+                        regex::escape(t)
+                    }
+                })
+                .collect();
+            if !terms.is_empty() {
+                let re = compile_bounded(&format!(r"(\d+)\s*(?:{})", terms.join("|")))
+                    .map_err(|e| e.to_string())?;
+                windows.push((re, hours));
+            }
+        }
+        let units: Vec<String> = v
+            .terms("unit:count")
+            .iter()
+            .map(|u| regex::escape(u))
+            .collect();
+        let count = (!units.is_empty())
+            .then(|| {
+                compile_bounded(&format!(
+                    r"(?:(\d+)\s*(?:{0})|(?:{0})\s*(\d+))",
+                    units.join("|")
+                ))
+            })
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { windows, count })
+    }
 }
 
 /// A Tool asset as the planner chooses among them.
@@ -309,18 +362,7 @@ impl Planner<'_> {
             .tables
             .iter()
             .filter(|t| t.name == tool.table)
-            .any(|t| {
-                text::find_any(
-                    masked,
-                    t.synonyms
-                        .iter()
-                        .map(|s| s.to_lowercase())
-                        .collect::<Vec<_>>()
-                        .iter()
-                        .map(String::as_str),
-                )
-                .is_some()
-            })
+            .any(|t| text::find_synonym(masked, &t.synonyms).is_some())
     }
 
     fn tool(&self, mode: &str) -> Option<String> {
@@ -460,14 +502,11 @@ impl Planner<'_> {
             .filter(|t| t.name == table)
             .flat_map(|t| t.columns.iter())
         {
-            let terms: Vec<String> = column
+            let terms = column
                 .synonyms
                 .iter()
-                .chain(std::iter::once(&column.display_name))
-                .filter(|s| !s.is_empty())
-                .map(|s| s.to_lowercase())
-                .collect();
-            if let Some(span) = text::find_any(masked, terms.iter().map(String::as_str)) {
+                .chain(std::iter::once(&column.display_name));
+            if let Some(span) = text::find_synonym(masked, terms) {
                 found.push((span, column.name.clone()));
             }
         }
@@ -503,15 +542,8 @@ impl Planner<'_> {
             .metrics
             .iter()
             .filter_map(|m| {
-                let terms: Vec<String> = m
-                    .synonyms
-                    .iter()
-                    .chain([&m.name, &m.display_name])
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.to_lowercase())
-                    .collect();
-                text::find_any(masked, terms.iter().map(String::as_str))
-                    .map(|span| (span, m.name.clone()))
+                let terms = m.synonyms.iter().chain([&m.name, &m.display_name]);
+                text::find_synonym(masked, terms).map(|span| (span, m.name.clone()))
             })
             .min_by_key(|(span, _)| (span.0, std::cmp::Reverse(span.1)))
     }
@@ -580,18 +612,11 @@ impl Planner<'_> {
 
     /// "3개", "top 3": a number next to a count word.
     fn count_number(&self, masked: &str) -> Option<u32> {
-        let units: Vec<String> = self
-            .v
-            .terms("unit:count")
-            .iter()
-            .map(|u| regex::escape(u))
-            .collect();
-        if units.is_empty() {
-            return None;
-        }
-        let pattern = format!(r"(?:(\d+)\s*(?:{0})|(?:{0})\s*(\d+))", units.join("|"));
-        let re = Regex::new(&pattern).ok()?;
-        re.captures_iter(masked)
+        self.k
+            .patterns
+            .count
+            .as_ref()?
+            .captures_iter(masked)
             .find_map(|c| c.get(1).or_else(|| c.get(2)))
             .and_then(|m| m.as_str().parse().ok())
     }
@@ -603,30 +628,10 @@ impl Planner<'_> {
             })
     }
 
-    /// "최근 24시간", "last 3 days": a number and a unit from `unit:hours|days|weeks`.
+    /// "최근 24시간", "last 3 days": the earliest number-and-unit of `unit:hours|days|weeks`.
     fn relative_window(&self, masked: &str) -> Option<(i64, String)> {
         let mut best: Option<(usize, i64, String)> = None;
-        for (unit, hours) in [("hours", 1i64), ("days", 24), ("weeks", 24 * 7)] {
-            // An ASCII unit ends at a word boundary ("3 d" is not "3 databases"); a Korean
-            // one may carry a particle ("3일간의").
-            let terms: Vec<String> = self
-                .v
-                .terms(&format!("unit:{unit}"))
-                .iter()
-                .map(|t| {
-                    if t.ends_with(|c: char| c.is_ascii_alphanumeric()) {
-                        format!(r"{}\b", regex::escape(t))
-                    } else {
-                        regex::escape(t)
-                    }
-                })
-                .collect();
-            if terms.is_empty() {
-                continue;
-            }
-            let Ok(re) = Regex::new(&format!(r"(\d+)\s*(?:{})", terms.join("|"))) else {
-                continue;
-            };
+        for (re, hours) in &self.k.patterns.windows {
             for c in re.captures_iter(masked) {
                 let (Some(all), Some(n)) = (c.get(0), c.get(1)) else {
                     continue;
@@ -799,14 +804,8 @@ impl Planner<'_> {
             .relation_types
             .iter()
             .filter_map(|r| {
-                let terms: Vec<String> = r
-                    .synonyms
-                    .iter()
-                    .chain(std::iter::once(&r.name))
-                    .map(|s| s.to_lowercase())
-                    .collect();
-                text::find_any(masked, terms.iter().map(String::as_str))
-                    .map(|span| (span, r.name.clone()))
+                let terms = r.synonyms.iter().chain(std::iter::once(&r.name));
+                text::find_synonym(masked, terms).map(|span| (span, r.name.clone()))
             })
             .collect();
         found.sort();
@@ -902,6 +901,7 @@ mod tests {
         for (meaning, terms) in entries {
             k.vocabulary.add(meaning, terms.iter().copied());
         }
+        k.patterns = Patterns::compile(&k.vocabulary).unwrap_or_default();
         k
     }
 

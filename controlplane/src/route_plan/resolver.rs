@@ -8,6 +8,14 @@ use regex::{Captures, Regex, RegexBuilder};
 
 const MAX_REGEX_BYTES: usize = 1 << 20;
 
+/// Compiles an asset-supplied regex under a size bound, so no asset can make compilation
+/// (or matching) unbounded. Every regex that comes from an asset goes through here.
+pub fn compile_bounded(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .size_limit(MAX_REGEX_BYTES)
+        .build()
+}
+
 enum Action {
     Alias {
         source: String,
@@ -68,12 +76,8 @@ impl ResolverEngine {
         for (_, rule) in indexed {
             let data = rule.rule_data.clone().unwrap_or_default();
             let rule_type = ResolverRuleType::try_from(rule.rule_type).unwrap_or_default();
-            let compile = |p: &str| {
-                RegexBuilder::new(p)
-                    .size_limit(MAX_REGEX_BYTES)
-                    .build()
-                    .map_err(|e| format!("rule {:?}: {e}", rule.name))
-            };
+            let compile =
+                |p: &str| compile_bounded(p).map_err(|e| format!("rule {:?}: {e}", rule.name));
             let action = match rule_type {
                 ResolverRuleType::AliasMapping => Action::Alias {
                     source: data.source_entity,

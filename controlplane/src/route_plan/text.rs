@@ -51,6 +51,16 @@ pub fn find_any<'t>(hay: &str, terms: impl IntoIterator<Item = &'t str>) -> Opti
         .min_by_key(|(start, end)| (*start, std::cmp::Reverse(*end)))
 }
 
+/// [`find_any`] over catalog synonyms as written (any case; empty ones ignored).
+pub fn find_synonym<'t>(hay: &str, synonyms: impl IntoIterator<Item = &'t String>) -> Option<Span> {
+    let lower: Vec<String> = synonyms
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_lowercase())
+        .collect();
+    find_any(hay, lower.iter().map(String::as_str))
+}
+
 pub fn overlaps(a: Span, b: Span) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
