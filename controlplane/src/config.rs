@@ -216,6 +216,9 @@ pub struct RegistryConfig {
     pub max_content_bytes: usize,
     /// Largest number of files in one imported bundle.
     pub max_bundle_files: usize,
+    /// How long a replica answers from its cached view of a tenant's published assets before
+    /// checking the database for another replica's changes (its own are seen at once).
+    pub snapshot_recheck_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,6 +268,7 @@ impl Default for RegistryConfig {
         Self {
             max_content_bytes: 256 * 1024,
             max_bundle_files: 1000,
+            snapshot_recheck_ms: 1000,
         }
     }
 }

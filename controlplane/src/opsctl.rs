@@ -1,5 +1,6 @@
-//! `opsctl`: the command line for people working with OPS. `plugin` builds, runs and uploads
-//! WASM plugins (`pipeline` commands such as `ask` land with the pipeline).
+//! `opsctl`: the command line for people working with OPS. `ask` sends a question through the
+//! pipeline and prints the answer blocks and the stage timeline; `plugin` builds, runs and
+//! uploads WASM plugins.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,6 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Top {
+    /// Ask a question: prints the route, the answer blocks, the stage timeline and the trace id.
+    Ask(AskArgs),
     /// Build, run locally and upload Mapping/Screen plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -73,6 +76,24 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AskArgs {
+    pub question: String,
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Reference time (RFC 3339) for "yesterday", "last week"…; now when omitted.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// all, config, metric, history, graph or document.
+    #[arg(long, default_value = "all")]
+    pub mode: String,
+    /// Print the whole response as proto3 JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct UploadArgs {
     pub wasm: PathBuf,
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -94,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Top::Plugin(PluginCommand::Run(args)) => run_plugin(&args),
         Top::Plugin(PluginCommand::Upload(args)) => upload(&args).await,
+        Top::Ask(args) => ask(&args).await,
     }
 }
 
@@ -203,5 +225,49 @@ async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
     println!("{}", serde_json::to_string_pretty(&response)?);
+    Ok(())
+}
+
+async fn ask(args: &AskArgs) -> anyhow::Result<()> {
+    use ops_proto::v1::{AskMode, AskRequest, ops_service_client::OpsServiceClient};
+    let mode = AskMode::from_str_name(&format!("ASK_MODE_{}", args.mode.to_uppercase()))
+        .with_context(|| {
+            format!(
+                "--mode {:?}: expected all, config, metric, history, graph or document",
+                args.mode
+            )
+        })?;
+    let as_of = match &args.as_of {
+        None => None,
+        Some(text) => Some(crate::route_plan::planner::ts(
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("--as-of {text:?}: expected RFC 3339"))?,
+        )),
+    };
+    let mut client = OpsServiceClient::connect(args.server.clone())
+        .await
+        .with_context(|| format!("connect to {}", args.server))?
+        .max_decoding_message_size(64 << 20);
+    let mut request = tonic::Request::new(AskRequest {
+        question: args.question.clone(),
+        mode: mode as i32,
+        as_of,
+        ..Default::default()
+    });
+    if let Some(tenant) = &args.tenant {
+        request
+            .metadata_mut()
+            .insert(TENANT_HEADER, MetadataValue::try_from(tenant.as_str())?);
+    }
+    let response = client
+        .ask(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print!("{}", crate::pipeline::render::text(&response));
+    }
     Ok(())
 }

@@ -17,11 +17,14 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::Config;
 use crate::context::ContextInterceptor;
 use crate::execute::Executors;
+use crate::pipeline::Pipeline;
 use crate::plugins::{PluginError, PluginHost};
 use crate::registry::Registry;
 use crate::registry::grpc::RegistryGrpc;
-use crate::services::{PendingInspector, PendingOps, PendingRegression};
+use crate::services::PendingRegression;
+use crate::services::ops::{InspectorGrpc, OpsGrpc};
 use crate::storage::Db;
+use crate::trace::TraceWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -80,10 +83,8 @@ pub async fn serve(
     health
         .set_serving::<AssetRegistryServer<RegistryGrpc>>()
         .await;
-    health.set_serving::<OpsServiceServer<PendingOps>>().await;
-    health
-        .set_serving::<InspectorServer<PendingInspector>>()
-        .await;
+    health.set_serving::<OpsServiceServer<OpsGrpc>>().await;
+    health.set_serving::<InspectorServer<InspectorGrpc>>().await;
     health
         .set_serving::<RegressionServer<PendingRegression>>()
         .await;
@@ -97,6 +98,13 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let max = config.server.max_message_bytes;
+    // Traces are written by one task with group commit; it stops after the server has
+    // drained (every answered request has its trace committed by then).
+    let (traces, trace_writer) = TraceWriter::start(registry.db().clone());
+    let pipeline = executors.clone().map(|executors| {
+        Pipeline::new(registry.clone(), executors, plugins.clone(), traces.clone())
+    });
+    drop(traces);
     let registry_service =
         AssetRegistryServer::new(RegistryGrpc::new(registry.clone(), executors, plugins))
             .max_decoding_message_size(max)
@@ -114,26 +122,45 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
-        .add_service(OpsServiceServer::new(PendingOps).max_decoding_message_size(max))
-        .add_service(InspectorServer::new(PendingInspector))
+        .add_service(
+            OpsServiceServer::new(OpsGrpc::new(pipeline))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            InspectorServer::new(InspectorGrpc::new(registry.db().clone()))
+                .max_encoding_message_size(max),
+        )
         .add_service(RegressionServer::new(PendingRegression))
         .serve_with_incoming_shutdown(incoming, draining.clone().cancelled_owned());
     tracing::info!(addr = ?addr, "opsd serving");
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result?,
-        () = shutdown => {
-            tracing::info!("shutdown requested: draining in-flight calls");
-            health.set_not_serving::<AssetRegistryServer<RegistryGrpc>>().await;
-            draining.cancel();
-            let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(result) => result?,
-                Err(_) => tracing::warn!(grace_seconds = grace.as_secs(), "grace period elapsed; dropping calls still running"),
+    let served = async {
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("shutdown requested: draining in-flight calls");
+                health.set_not_serving::<AssetRegistryServer<RegistryGrpc>>().await;
+                health.set_not_serving::<OpsServiceServer<OpsGrpc>>().await;
+                draining.cancel();
+                let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(grace_seconds = grace.as_secs(), "grace period elapsed; dropping calls still running");
+                        Ok(())
+                    }
+                }
             }
         }
     }
+    .await;
+    // The server (and with it every trace handle) is gone: the writer drains and stops.
+    if let Err(error) = trace_writer.await {
+        tracing::error!(%error, "trace writer stopped abnormally");
+    }
     registry.db().close().await;
+    served?;
     tracing::info!("opsd stopped");
     Ok(())
 }

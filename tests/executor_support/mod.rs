@@ -227,6 +227,41 @@ impl PlantOps {
         }
     }
 
+    /// Deletes every other tenant's rows, leaving what `tenant` alone may see.
+    pub async fn keep_only_tenant(&self, tenant: &str) {
+        const TABLES: [&str; 7] = [
+            "ci_relation",
+            "metric_timeseries",
+            "events",
+            "documents",
+            "users",
+            "credentials",
+            "ci_master",
+        ];
+        for table in TABLES {
+            let sql = format!("DELETE FROM {table} WHERE tenant_id <> '{tenant}'");
+            if let Some(pg) = &self.pg {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pg.pool)
+                    .await
+                    .expect("delete");
+            } else if let Some(my) = &self.my {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&my.pool)
+                    .await
+                    .expect("delete");
+            } else {
+                let url = format!("sqlite://{}", self.source.path);
+                let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .expect("delete");
+                pool.close().await;
+            }
+        }
+    }
+
     pub async fn cleanup(self) {
         if let Some(pg) = self.pg {
             pg.cleanup().await.expect("drop postgres db");
@@ -239,4 +274,100 @@ impl PlantOps {
 
 pub fn arc<T>(t: T) -> Arc<T> {
     Arc::new(t)
+}
+
+/// The strings of a JSON array (the question file's expected codes, ids, needles).
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rounded to two decimals, as the question file states numbers.
+pub fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The SQL guard corpus (`controlplane/src/validate/sql_guard_corpus.yaml`) and the guard
+/// settings it is written for: tenant `acme` of acme and globex, users and credentials
+/// restricted, the plant-ops tables scoped on `tenant_id`, a row limit of 1000.
+pub struct GuardCorpus {
+    pub entries: Vec<CorpusEntry>,
+    pub policy: ops_controlplane::validate::sql_guard::GuardPolicy,
+    pub tenant_columns: std::collections::HashMap<String, String>,
+    /// Every scoped table, for a context that scopes none of them.
+    pub scoped_tables: Vec<String>,
+    pub known_tenants: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct CorpusEntry {
+    pub name: String,
+    pub dialect: String,
+    pub sql: String,
+    pub allowed: bool,
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, serde_yaml::Value>,
+}
+
+impl CorpusEntry {
+    pub fn dialect(&self) -> ops_controlplane::validate::sql_guard::Dialect {
+        use ops_controlplane::validate::sql_guard::Dialect;
+        match self.dialect.as_str() {
+            "postgres" => Dialect::Postgres,
+            "mysql" => Dialect::MySql,
+            _ => Dialect::Sqlite,
+        }
+    }
+}
+
+impl GuardCorpus {
+    pub fn load() -> Self {
+        let scoped_tables: Vec<String> = [
+            "ci_master",
+            "ci_relation",
+            "metric_timeseries",
+            "events",
+            "documents",
+        ]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+        Self {
+            entries: serde_yaml::from_str(include_str!(
+                "../../controlplane/src/validate/sql_guard_corpus.yaml"
+            ))
+            .expect("corpus"),
+            policy: ops_controlplane::validate::sql_guard::GuardPolicy {
+                restricted_tables: vec!["users".into(), "credentials".into()],
+                allowed_functions: Vec::new(),
+            },
+            tenant_columns: scoped_tables
+                .iter()
+                .map(|t| (t.clone(), "tenant_id".to_owned()))
+                .collect(),
+            scoped_tables,
+            known_tenants: vec!["acme".to_owned(), "globex".to_owned()],
+        }
+    }
+
+    /// The context the corpus is written for, in `dialect`.
+    pub fn context(
+        &self,
+        dialect: ops_controlplane::validate::sql_guard::Dialect,
+    ) -> ops_controlplane::validate::sql_prepare::GuardContext<'_> {
+        ops_controlplane::validate::sql_prepare::GuardContext {
+            dialect,
+            policy: &self.policy,
+            tenant: "acme",
+            tenant_columns: &self.tenant_columns,
+            global_tables: &[],
+            known_tenants: &self.known_tenants,
+            row_limit: Some(1000),
+        }
+    }
 }

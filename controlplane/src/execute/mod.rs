@@ -4,7 +4,9 @@
 pub mod balance;
 pub mod client;
 pub mod requests;
+pub mod source_health;
 pub mod supervisor;
+pub mod tasks;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -17,6 +17,8 @@ pub mod store;
 pub mod validate;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ops_proto::v1::{
     Asset, AssetContent, AssetRef, AssetStatus, AssetSummary, AssetType, AuditAction, AuditEvent,
@@ -51,6 +53,8 @@ pub fn timestamp(micros: i64) -> pbjson_types::Timestamp {
 pub struct Registry {
     db: Db,
     limits: RegistryConfig,
+    /// Bumped after every commit that changes what is published through this replica.
+    generation: Arc<AtomicU64>,
 }
 
 /// The stages an asset is bound to, as shown: empty bindings mean every allowed stage.
@@ -160,7 +164,26 @@ fn not_found(asset_type: AssetType, name: &str, tenant: &str) -> RegistryError {
 
 impl Registry {
     pub fn new(db: Db, limits: RegistryConfig) -> Self {
-        Self { db, limits }
+        Self {
+            db,
+            limits,
+            generation: Arc::default(),
+        }
+    }
+
+    /// Changes whenever this replica publishes, archives, rolls back or imports, so caches of
+    /// published assets can tell at once (other replicas' changes are seen in the database).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// How long a cached view of published assets may go unchecked.
+    pub fn snapshot_recheck(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.limits.snapshot_recheck_ms)
+    }
+
+    fn published_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn db(&self) -> &Db {
@@ -788,6 +811,7 @@ impl Registry {
         )
         .await?;
         tx.commit().await?;
+        self.published_changed();
         tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, asset = %format!("{slug}:{n}"), version = asset.latest_version, "asset published");
         let published = ContentRow {
             version: asset.latest_version,
@@ -917,6 +941,7 @@ impl Registry {
                     })?,
             };
         tx.commit().await?;
+        self.published_changed();
         Ok(to_asset(&asset, &shown))
     }
 
@@ -1008,6 +1033,7 @@ impl Registry {
         )
         .await?;
         tx.commit().await?;
+        self.published_changed();
         let row = ContentRow {
             version,
             base_version: version,
@@ -1140,6 +1166,7 @@ impl Registry {
             tx.rollback().await?;
         } else {
             tx.commit().await?;
+            self.published_changed();
         }
         Ok(results)
     }

@@ -4,6 +4,7 @@
 //! caller's tenant, clamps it to the Policy's row limit, numbers its binds and regenerates the
 //! text that alone executes; `sql_build` is how the planner writes SQL (as an AST).
 
+pub mod plan;
 pub mod sql_build;
 pub mod sql_guard;
 pub mod sql_prepare;

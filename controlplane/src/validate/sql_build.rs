@@ -75,6 +75,7 @@ pub struct Select {
     order_by: Vec<OrderByExpr>,
     limit: Option<u64>,
     count: bool,
+    distinct: bool,
     error: Option<BuildError>,
 }
 
@@ -90,6 +91,7 @@ impl Select {
             order_by: Vec::new(),
             limit: None,
             count: false,
+            distinct: false,
             error: None,
         };
         select.table = select.check(table_name(table));
@@ -272,6 +274,12 @@ impl Select {
         self
     }
 
+    /// `SELECT DISTINCT` (the values of a column rather than its rows).
+    pub fn distinct(mut self) -> Self {
+        self.distinct = true;
+        self
+    }
+
     /// Turns the query into `SELECT COUNT(*) AS n` over the same tables and filters; the
     /// select list, order and limit are dropped because they do not apply to one count row.
     pub fn count(mut self) -> Self {
@@ -304,7 +312,11 @@ impl Select {
             .filters
             .into_iter()
             .reduce(|a, b| binary(a, BinaryOperator::And, b));
-        let mut query = query(select(projection, from, selection));
+        let mut body = select(projection, from, selection);
+        if self.distinct && !self.count {
+            body.distinct = Some(ast::Distinct::Distinct);
+        }
+        let mut query = query(body);
         if !order_by.is_empty() {
             query.order_by = Some(OrderBy {
                 kind: OrderByKind::Expressions(order_by),

@@ -1,0 +1,476 @@
+//! EXECUTE of a validated task DAG: each task goes to its executor sidecar, a task that feeds
+//! another runs first, a failing source is retried on the Policy's fallback sources, and every
+//! call is recorded (elapsed time, attempts, error) whether it succeeded or not.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ops_proto::executor::{
+    ExecuteRequest, ExecuteResponse, GraphResult, ResultSet, execute_request, execute_response,
+};
+use ops_proto::executor_api::{CallContext, ExecutorApi, ExecutorError, ExecutorErrorKind};
+use ops_proto::v1::{NetworkBlock, NetworkEdge, NetworkNode, Reference, ToolCall, ToolResult};
+use pbjson_types::{ListValue, Struct};
+
+use super::Executors;
+use crate::pipeline::snapshot::{Snapshot, SourceBinding};
+use crate::pipeline::values;
+use crate::validate::plan::{SqlShape, Task, TaskRequest};
+
+/// One failed task.
+#[derive(Debug, Clone)]
+pub struct TaskFailure {
+    pub tool: String,
+    pub error: ExecutorError,
+}
+
+/// What EXECUTE produced.
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub results: Vec<ToolResult>,
+    pub calls: Vec<ToolCall>,
+    pub failures: Vec<TaskFailure>,
+    /// Labels of fallback sources that answered for a failed primary.
+    pub fallbacks_used: Vec<String>,
+}
+
+impl Executed {
+    pub fn is_empty(&self) -> bool {
+        self.results.iter().all(result_is_empty)
+    }
+}
+
+/// A result with no rows, no graph nodes beyond the start and no scalar answer.
+pub fn result_is_empty(r: &ToolResult) -> bool {
+    let graph_empty = r
+        .graph
+        .as_ref()
+        .is_none_or(|g| g.nodes.iter().all(|n| n.depth == 0) && g.path.is_empty());
+    // A count of zero is as empty as no rows.
+    let counted = r
+        .fields
+        .as_ref()
+        .and_then(|f| f.fields.get("count"))
+        .is_some_and(
+            |v| matches!(v.kind, Some(pbjson_types::value::Kind::NumberValue(n)) if n > 0.0),
+        );
+    r.rows.is_empty() && graph_empty && !counted
+}
+
+pub struct TaskRunner<'a> {
+    pub executors: &'a Executors,
+    pub health: &'a super::source_health::SourceHealth,
+    pub snapshot: &'a Snapshot,
+    pub trace_id: &'a str,
+    pub deadline: Instant,
+}
+
+impl TaskRunner<'_> {
+    pub async fn run(&self, tasks: &[Task]) -> Executed {
+        let mut executed = Executed::default();
+        // Outputs of hidden tasks, by index, for the tasks they feed.
+        let mut outputs: BTreeMap<usize, ResultSet> = BTreeMap::new();
+        for (index, task) in tasks.iter().enumerate() {
+            if let Some(dep) = task.depends_on
+                && !outputs.contains_key(&dep)
+            {
+                // The task it depends on failed; its failure is already recorded.
+                continue;
+            }
+            let request = match &task.request {
+                TaskRequest::Sql {
+                    prepared, params, ..
+                } => execute_request::Request::Sql(ops_proto::executor::SqlRequest {
+                    sql: prepared.sql.clone(),
+                    params: params.clone(),
+                    ..Default::default()
+                }),
+                TaskRequest::Metric {
+                    request,
+                    codes_from,
+                } => {
+                    let mut request = request.clone();
+                    if let Some((dep, column)) = codes_from
+                        && let Some(rows) = outputs.get(dep)
+                    {
+                        request.ci_codes = column_texts(rows, column);
+                    }
+                    execute_request::Request::Metric(request)
+                }
+                TaskRequest::Graph(request) => execute_request::Request::Graph(request.clone()),
+            };
+            let started = Instant::now();
+            let outcome = self.call(task, request).await;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match outcome {
+                Ok((response, source, attempts)) => {
+                    let primary = self.snapshot.source.as_ref().map(|s| s.applied.label());
+                    if primary.as_deref() != Some(source.as_str()) {
+                        executed.fallbacks_used.push(source.clone());
+                    }
+                    let mut result = to_tool_result(task, &response);
+                    // The guard clamps every statement to the Policy's row limit, so a result
+                    // that fills it has (or may have) more rows than it shows.
+                    if let (Some(limit), TaskRequest::Sql { .. }) =
+                        (self.snapshot.guard.row_limit, &task.request)
+                        && result.rows.len() as u64 >= limit
+                    {
+                        result.truncated = true;
+                    }
+                    executed.calls.push(ToolCall {
+                        tool: task.result_name.clone(),
+                        elapsed_ms,
+                        input_params: Some(task_input(task)),
+                        output_summary: summary(&result),
+                        error: String::new(),
+                        attempts,
+                        endpoint: source,
+                    });
+                    if task.hidden {
+                        if let Some(execute_response::Result::Rows(rows)) = response.result {
+                            outputs.insert(index, rows);
+                        }
+                    } else {
+                        executed.results.push(result);
+                    }
+                }
+                Err((error, attempts)) => {
+                    executed.calls.push(ToolCall {
+                        tool: task.result_name.clone(),
+                        elapsed_ms,
+                        input_params: Some(task_input(task)),
+                        output_summary: String::new(),
+                        error: error.to_string(),
+                        attempts,
+                        endpoint: String::new(),
+                    });
+                    executed.failures.push(TaskFailure {
+                        tool: task.tool.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        executed
+    }
+
+    /// Calls the executor on the primary source, then on each fallback while the failure is
+    /// one another source could fix. Returns the source that answered.
+    async fn call(
+        &self,
+        task: &Task,
+        request: execute_request::Request,
+    ) -> Result<(ExecuteResponse, String, u32), (ExecutorError, u32)> {
+        let client = match &request {
+            execute_request::Request::Sql(_) => &self.executors.sql,
+            execute_request::Request::Metric(_) => &self.executors.metrics,
+            execute_request::Request::Graph(_) => &self.executors.graph,
+        };
+        let Some(primary) = &self.snapshot.source else {
+            return Err((
+                ExecutorError::new(
+                    ExecutorErrorKind::FailedPrecondition,
+                    "the catalog's source is not published",
+                ),
+                0,
+            ));
+        };
+        // A generated statement is in the primary's dialect; only same-dialect fallbacks can
+        // run it.
+        let sources: Vec<&SourceBinding> = std::iter::once(primary)
+            .chain(
+                self.snapshot
+                    .fallbacks
+                    .iter()
+                    .filter(|f| f.dialect == primary.dialect),
+            )
+            .collect();
+        let sources = self.health.order(sources, |s| s.applied.label());
+        let mut attempts = 0;
+        let mut last = None;
+        for source in sources {
+            attempts += 1;
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err((
+                    ExecutorError::new(
+                        ExecutorErrorKind::DeadlineExceeded,
+                        "the policy's time budget ran out before this tool ran",
+                    ),
+                    attempts,
+                ));
+            }
+            let timeout = match task.timeout_ms {
+                0 => remaining,
+                ms => remaining.min(Duration::from_millis(u64::from(ms))),
+            };
+            let message = ExecuteRequest {
+                source: Some(source.config.clone()),
+                request: Some(request.clone()),
+                trace_id: self.trace_id.to_owned(),
+            };
+            let ctx = CallContext {
+                timeout: Some(timeout),
+                trace_id: self.trace_id.to_owned(),
+            };
+            match client.execute(ctx, message).await {
+                Ok(response) => {
+                    self.health.mark_up(&source.applied.label());
+                    return Ok((response, source.applied.label(), attempts));
+                }
+                Err(e) if source_failure(&e) => {
+                    self.health.mark_down(&source.applied.label());
+                    tracing::warn!(trace_id = self.trace_id, source = %source.applied.label(), error = %e, "source failed; trying the policy's next source");
+                    last = Some(e);
+                }
+                Err(e) => return Err((e, attempts)),
+            }
+        }
+        Err((
+            last.unwrap_or_else(|| ExecutorError::internal("no source was tried")),
+            attempts,
+        ))
+    }
+}
+
+/// Failures another source might not have.
+fn source_failure(e: &ExecutorError) -> bool {
+    matches!(
+        e.kind,
+        ExecutorErrorKind::Unavailable
+            | ExecutorErrorKind::DeadlineExceeded
+            | ExecutorErrorKind::ResourceExhausted
+    ) || (e.kind == ExecutorErrorKind::FailedPrecondition && e.message.contains("source"))
+}
+
+fn column_texts(rows: &ResultSet, column: &str) -> Vec<String> {
+    let Some(index) = rows.columns.iter().position(|c| c.name == column) else {
+        return Vec::new();
+    };
+    rows.rows
+        .iter()
+        .filter_map(|r| r.values.get(index).map(values::display))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn struct_of(fields: impl IntoIterator<Item = (String, pbjson_types::Value)>) -> Struct {
+    Struct {
+        fields: fields.into_iter().collect(),
+    }
+}
+
+fn task_input(task: &Task) -> Struct {
+    let mut fields = vec![
+        ("tool".to_owned(), values::json_text(task.tool.clone())),
+        ("kind".to_owned(), values::json_text(task.kind)),
+    ];
+    match &task.request {
+        TaskRequest::Sql {
+            prepared, params, ..
+        } => {
+            fields.push(("sql".into(), values::json_text(prepared.sql.clone())));
+            fields.push((
+                "params".into(),
+                pbjson_types::Value {
+                    kind: Some(pbjson_types::value::Kind::ListValue(ListValue {
+                        values: params.iter().map(values::to_json).collect(),
+                    })),
+                },
+            ));
+        }
+        TaskRequest::Metric { request, .. } => {
+            fields.push(("metric".into(), values::json_text(request.metric.clone())));
+            fields.push((
+                "ci_codes".into(),
+                values::json_text(request.ci_codes.join(",")),
+            ));
+        }
+        TaskRequest::Graph(request) => {
+            fields.push(("ci_code".into(), values::json_text(request.ci_code.clone())));
+            fields.push((
+                "operation".into(),
+                values::json_text(format!("{:?}", request.operation())),
+            ));
+        }
+    }
+    struct_of(fields)
+}
+
+fn summary(r: &ToolResult) -> String {
+    match &r.graph {
+        Some(g) => format!("{} nodes, {} edges", g.nodes.len(), g.edges.len()),
+        None => format!("{} rows", r.rows.len()),
+    }
+}
+
+/// The executor's answer as the tool result COMPOSE maps, with its evidence.
+fn to_tool_result(task: &Task, response: &ExecuteResponse) -> ToolResult {
+    let mut fields = task.fields.clone();
+    let mut result = ToolResult {
+        tool: task.result_name.clone(),
+        kind: task.kind.to_owned(),
+        ..Default::default()
+    };
+    let mut payload: Vec<(String, pbjson_types::Value)> = Vec::new();
+    if !response.executed_sql.is_empty() {
+        payload.push((
+            "sql".into(),
+            values::json_text(response.executed_sql.clone()),
+        ));
+    } else if let TaskRequest::Sql { prepared, .. } = &task.request {
+        payload.push(("sql".into(), values::json_text(prepared.sql.clone())));
+    }
+    match &response.result {
+        Some(execute_response::Result::Rows(rows)) => {
+            result.truncated = rows.truncated;
+            match &task.request {
+                TaskRequest::Sql {
+                    shape: SqlShape::Count { label },
+                    ..
+                } => {
+                    let n = rows
+                        .rows
+                        .first()
+                        .and_then(|r| r.values.first())
+                        .and_then(values::as_f64)
+                        .unwrap_or(0.0);
+                    fields.insert("count".into(), values::json_number(n));
+                    fields.insert("label".into(), values::json_text(label.clone()));
+                }
+                TaskRequest::Sql {
+                    shape:
+                        SqlShape::Attributes {
+                            code_column,
+                            attributes,
+                        },
+                    ..
+                } => {
+                    result.columns = vec![code_column.clone(), "attribute".into(), "value".into()];
+                    let code_index = rows.columns.iter().position(|c| c.name == *code_column);
+                    for row in &rows.rows {
+                        let code = code_index
+                            .and_then(|i| row.values.get(i))
+                            .map(values::display)
+                            .unwrap_or_default();
+                        for attribute in attributes {
+                            let value = rows
+                                .columns
+                                .iter()
+                                .position(|c| c.name == *attribute)
+                                .and_then(|i| row.values.get(i))
+                                .map(values::to_json)
+                                .unwrap_or_default();
+                            result.rows.push(ListValue {
+                                values: vec![
+                                    values::json_text(code.clone()),
+                                    values::json_text(attribute.clone()),
+                                    value,
+                                ],
+                            });
+                        }
+                    }
+                }
+                _ => {
+                    result.columns = rows.columns.iter().map(|c| c.name.clone()).collect();
+                    result.rows = rows
+                        .rows
+                        .iter()
+                        .map(|r| ListValue {
+                            values: r.values.iter().map(values::to_json).collect(),
+                        })
+                        .collect();
+                    if task.kind == "sql" {
+                        fields.insert("count".into(), values::json_number(rows.rows.len() as f64));
+                    }
+                }
+            }
+            payload.push(("rows".into(), values::json_number(rows.rows.len() as f64)));
+        }
+        Some(execute_response::Result::Graph(graph)) => {
+            result.truncated = graph.truncated;
+            result.graph = Some(network(graph));
+            payload.push((
+                "nodes".into(),
+                values::json_number(graph.nodes.len() as f64),
+            ));
+        }
+        None => {}
+    }
+    if task.kind == "document" {
+        result.references = document_references(&result);
+    }
+    result.references.push(Reference {
+        kind: task.kind.to_owned(),
+        title: format!("{} ({})", task.result_name, summary(&result)),
+        payload: Some(pbjson_types::Value {
+            kind: Some(pbjson_types::value::Kind::StructValue(struct_of(payload))),
+        }),
+    });
+    result.fields = Some(struct_of(fields));
+    result
+}
+
+/// One reference per document found, titled by the document.
+fn document_references(result: &ToolResult) -> Vec<Reference> {
+    let title_index = result.columns.iter().position(|c| c == "title");
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            let cells: BTreeMap<String, pbjson_types::Value> = result
+                .columns
+                .iter()
+                .cloned()
+                .zip(row.values.iter().cloned())
+                .collect();
+            let title = title_index
+                .and_then(|i| row.values.get(i))
+                .and_then(|v| match &v.kind {
+                    Some(pbjson_types::value::Kind::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            Reference {
+                kind: "document".into(),
+                title,
+                payload: Some(pbjson_types::Value {
+                    kind: Some(pbjson_types::value::Kind::StructValue(struct_of(cells))),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Nodes are named by code; edges from the executor name node ids.
+fn network(graph: &GraphResult) -> NetworkBlock {
+    let code_of: std::collections::HashMap<&str, &str> = graph
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.code.as_str()))
+        .collect();
+    let code = |id: &str| code_of.get(id).copied().unwrap_or(id).to_owned();
+    NetworkBlock {
+        nodes: graph
+            .nodes
+            .iter()
+            .map(|n| NetworkNode {
+                id: n.code.clone(),
+                label: n.label.clone(),
+                kind: n.kind.clone(),
+                attributes: None,
+                depth: n.depth,
+            })
+            .collect(),
+        edges: graph
+            .edges
+            .iter()
+            .map(|e| NetworkEdge {
+                source: code(&e.source),
+                target: code(&e.target),
+                relation: e.relation_type.clone(),
+            })
+            .collect(),
+        path: graph.path.clone(),
+    }
+}

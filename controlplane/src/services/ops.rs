@@ -1,0 +1,158 @@
+//! `ops.v1.OpsService` (Ask, AskStream) and `ops.v1.Inspector` (ListTraces, GetTrace) over
+//! the pipeline.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use ops_proto::v1::inspector_server::Inspector;
+use ops_proto::v1::ops_service_server::OpsService;
+use ops_proto::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::pending;
+use crate::context::CallerContext;
+use crate::pipeline::Pipeline;
+use crate::storage::Db;
+use crate::trace::read;
+
+/// Stage events buffered per stream before the pipeline waits for the client.
+const STREAM_BUFFER: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct OpsGrpc {
+    /// None when `executors.mode = "off"`: nothing could answer from data.
+    pipeline: Option<Pipeline>,
+}
+
+impl OpsGrpc {
+    pub fn new(pipeline: Option<Pipeline>) -> Self {
+        Self { pipeline }
+    }
+
+    fn pipeline(&self) -> Result<&Pipeline, Status> {
+        self.pipeline.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "questions need the executor sidecars, but executors.mode is \"off\": set it to \"spawn\" or \"connect\"",
+            )
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl OpsService for OpsGrpc {
+    async fn ask(&self, request: Request<AskRequest>) -> Result<Response<AskResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let response = self
+            .pipeline()?
+            .ask(&ctx, request.into_inner(), None)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    type AskStreamStream =
+        Pin<Box<dyn Stream<Item = Result<AskStreamResponse, Status>> + Send + 'static>>;
+
+    async fn ask_stream(
+        &self,
+        request: Request<AskStreamRequest>,
+    ) -> Result<Response<Self::AskStreamStream>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let ask = request.into_inner().ask.ok_or_else(|| {
+            Status::invalid_argument("ask: the request carries no AskRequest in `ask`")
+        })?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let pipeline = self.pipeline()?.clone();
+        // The run continues (and is traced) even if the client stops reading.
+        tokio::spawn(async move {
+            let last = match pipeline.ask(&ctx, ask, Some(tx.clone())).await {
+                Ok(response) => Ok(AskStreamResponse {
+                    event: Some(ask_stream_response::Event::Final(response)),
+                }),
+                Err(error) => Err(Status::from(error)),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn ui_action(
+        &self,
+        _r: Request<UiActionRequest>,
+    ) -> Result<Response<UiActionResponse>, Status> {
+        Err(pending(
+            "ops.v1.OpsService/UiAction",
+            "a later screen-actions issue",
+        ))
+    }
+
+    async fn stage_test(
+        &self,
+        _r: Request<StageTestRequest>,
+    ) -> Result<Response<StageTestResponse>, Status> {
+        Err(pending(
+            "ops.v1.OpsService/StageTest",
+            "a later regression issue",
+        ))
+    }
+
+    async fn feedback(
+        &self,
+        _r: Request<FeedbackRequest>,
+    ) -> Result<Response<FeedbackResponse>, Status> {
+        Err(pending(
+            "ops.v1.OpsService/Feedback",
+            "a later feedback issue",
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InspectorGrpc {
+    db: Db,
+}
+
+impl InspectorGrpc {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[tonic::async_trait]
+impl Inspector for InspectorGrpc {
+    async fn list_traces(
+        &self,
+        request: Request<ListTracesRequest>,
+    ) -> Result<Response<ListTracesResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let db = &self.db;
+        Ok(Response::new(
+            read::list(db, &ctx.tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_trace(
+        &self,
+        request: Request<GetTraceRequest>,
+    ) -> Result<Response<GetTraceResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let db = &self.db;
+        let trace = read::get(db, &ctx.tenant, &request.get_ref().trace_id).await?;
+        Ok(Response::new(GetTraceResponse { trace: Some(trace) }))
+    }
+
+    async fn diff_traces(
+        &self,
+        _r: Request<DiffTracesRequest>,
+    ) -> Result<Response<DiffTracesResponse>, Status> {
+        Err(pending(
+            "ops.v1.Inspector/DiffTraces",
+            "a later inspector issue",
+        ))
+    }
+
+    async fn rca(&self, _r: Request<RcaRequest>) -> Result<Response<RcaResponse>, Status> {
+        Err(pending("ops.v1.Inspector/Rca", "a later inspector issue"))
+    }
+}

@@ -1,0 +1,23 @@
+//! Execution traces: the durable record of every run (writer with group commit, the
+//! orchestration mirror tables, retention) and the reads the Inspector serves.
+
+pub mod orchestration;
+pub mod read;
+pub mod writer;
+
+use ops_proto::v1::TraceStatus;
+
+pub use orchestration::Retention;
+pub use writer::{TraceWriteError, TraceWriter};
+
+/// A protobuf enum value's name without its prefix, lower-case: `ROUTE_ORCH` → `orch`. This
+/// is how traces, their tables and the CLI spell enum values.
+pub fn enum_slug(str_name: &str, prefix: &str) -> String {
+    str_name.trim_start_matches(prefix).to_lowercase()
+}
+
+/// The status name stored beside a trace.
+pub(crate) fn writer_status(status: i32) -> String {
+    let status = TraceStatus::try_from(status).unwrap_or_default();
+    enum_slug(status.as_str_name(), "TRACE_STATUS_")
+}

@@ -1,0 +1,218 @@
+//! The orchestration tables mirror each trace (task, user query, execution plan with its task
+//! DAG, one subtask per stage, constraint violations) in the same transaction, and retention
+//! removes a tenant's old traces with their mirrors.
+
+use ops_proto::v1::{Severity, Stage, Trace};
+
+use crate::registry::refs::stage_slug;
+use crate::storage::Db;
+
+/// How long a tenant keeps traces (from its Policy); 0 means no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub days: u32,
+    pub max_traces: u64,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The VALIDATE stage's task list as `{"nodes": [...], "edges": [[from, to], ...]}`.
+fn task_dag(trace: &Trace) -> String {
+    let tasks = trace
+        .stages
+        .iter()
+        .rev()
+        .find(|s| s.stage == Stage::Validate as i32)
+        .and_then(|s| s.output.as_ref())
+        .and_then(|o| o.fields.get("tasks"))
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or(serde_json::Value::Array(Vec::new()));
+    let edges: Vec<[u64; 2]> = tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let from = t.get("depends_on")?.as_f64()? as u64;
+            Some([from, i as u64])
+        })
+        .collect();
+    serde_json::json!({"nodes": tasks, "edges": edges}).to_string()
+}
+
+pub async fn mirror(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    trace: &Trace,
+    started: i64,
+) -> Result<(), sqlx::Error> {
+    let finished = started + (trace.duration_ms * 1000.0) as i64;
+    let task_id = &trace.trace_id;
+    let status = super::writer_status(trace.status);
+    sqlx::query(
+        "INSERT INTO tasks (task_id, tenant_id, trace_id, kind, status, created_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(task_id)
+    .bind(&trace.tenant)
+    .bind(&trace.trace_id)
+    .bind("ask")
+    .bind(status)
+    .bind(started)
+    .bind(finished)
+    .execute(&mut **tx)
+    .await?;
+    let as_of = trace
+        .as_of
+        .as_ref()
+        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000));
+    sqlx::query(
+        "INSERT INTO user_queries (query_id, tenant_id, task_id, principal, question, mode, as_of, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(task_id)
+    .bind(&trace.tenant)
+    .bind(task_id)
+    .bind(&trace.principal)
+    .bind(&trace.question)
+    .bind(&trace.mode)
+    .bind(as_of)
+    .bind(started)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(raw) = &trace.plan_raw {
+        sqlx::query(
+            "INSERT INTO execution_plans (plan_id, tenant_id, task_id, plan_raw, plan_validated, task_dag, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(task_id)
+        .bind(&trace.tenant)
+        .bind(task_id)
+        .bind(json(raw))
+        .bind(trace.plan_validated.as_ref().map(json))
+        .bind(task_dag(trace))
+        .bind(started)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (index, stage) in trace.stages.iter().enumerate() {
+        let stage_name = Stage::try_from(stage.stage).map_or("unspecified", stage_slug);
+        let status = ops_proto::v1::StageStatus::try_from(stage.status)
+            .map(|s| super::enum_slug(s.as_str_name(), "STAGE_STATUS_"))
+            .unwrap_or_default();
+        let error = stage
+            .diagnostics
+            .as_ref()
+            .map(|d| d.errors.join("; "))
+            .filter(|e| !e.is_empty());
+        let retries = trace
+            .tool_calls
+            .iter()
+            .filter(|_| stage.stage == Stage::Execute as i32)
+            .map(|c| i64::from(c.attempts.saturating_sub(1)))
+            .sum::<i64>();
+        sqlx::query(
+            "INSERT INTO subtasks (subtask_id, tenant_id, task_id, stage, agent, status, duration_ms, retry_count, error, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(format!("{task_id}:{index}"))
+        .bind(&trace.tenant)
+        .bind(task_id)
+        .bind(stage_name)
+        .bind("opsd")
+        .bind(status)
+        .bind(stage.duration_ms)
+        .bind(retries)
+        .bind(error)
+        .bind(started)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (index, v) in trace.violations.iter().enumerate() {
+        let severity = Severity::try_from(v.severity)
+            .map(|s| super::enum_slug(s.as_str_name(), "SEVERITY_"))
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO constraint_violations (violation_id, tenant_id, trace_id, asset_type, asset_name, violation_type, rule, field, message, expected, actual, severity, blocking, created_at) \
+             VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(format!("{task_id}:{index}"))
+        .bind(&trace.tenant)
+        .bind(&trace.trace_id)
+        .bind(&v.r#type)
+        .bind(&v.rule)
+        .bind(&v.field)
+        .bind(&v.message)
+        .bind(&v.expected)
+        .bind(&v.actual)
+        .bind(severity)
+        .bind(v.blocking)
+        .bind(started)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the tenant's traces older than `days` and beyond the newest `max_traces`, with
+/// their mirror rows. Returns how many traces went.
+pub async fn apply_retention(
+    db: &Db,
+    tenant: &str,
+    retention: Retention,
+    now_micros: i64,
+) -> Result<u64, sqlx::Error> {
+    if retention.days == 0 && retention.max_traces == 0 {
+        return Ok(0);
+    }
+    let mut cutoff = if retention.days > 0 {
+        now_micros - i64::from(retention.days) * 86_400 * 1_000_000
+    } else {
+        i64::MIN
+    };
+    if retention.max_traces > 0 {
+        let nth: Option<i64> = sqlx::query_scalar(
+            "SELECT started_at FROM traces WHERE tenant_id = $1 ORDER BY started_at DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(tenant)
+        .bind(i64::try_from(retention.max_traces).unwrap_or(i64::MAX))
+        .fetch_optional(db.pool())
+        .await?;
+        if let Some(nth) = nth {
+            cutoff = cutoff.max(nth + 1);
+        }
+    }
+    let mut tx = db.begin_write().await?;
+    let old = "SELECT trace_id FROM traces WHERE tenant_id = $1 AND started_at < $2";
+    for table in [
+        "subtasks",
+        "user_queries",
+        "execution_plans",
+        "constraint_violations",
+        "trace_assets",
+    ] {
+        let column = match table {
+            "constraint_violations" | "trace_assets" => "trace_id",
+            _ => "task_id",
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE {column} IN ({old})"
+        )))
+        .bind(tenant)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM tasks WHERE trace_id IN ({old})"
+    )))
+    .bind(tenant)
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    let removed = sqlx::query("DELETE FROM traces WHERE tenant_id = $1 AND started_at < $2")
+        .bind(tenant)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(removed)
+}

@@ -1,0 +1,175 @@
+//! Reading traces back for the Inspector: one trace by id, or a filtered page of summaries,
+//! always within the caller's tenant.
+
+use ops_proto::v1::{
+    ListTracesRequest, ListTracesResponse, Route, Trace, TraceStatus, TraceSummary,
+};
+use prost::Message;
+use sqlx::Row;
+
+use crate::pipeline::error::PipelineError;
+use crate::registry::refs::{AssetReference, VersionSelector, type_slug};
+use crate::storage::Db;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+/// One trace of `tenant`; another tenant's id is "not found", never "forbidden".
+pub async fn get(db: &Db, tenant: &str, trace_id: &str) -> Result<Trace, PipelineError> {
+    if uuid::Uuid::parse_str(trace_id).is_err() {
+        return Err(PipelineError::InvalidArgument {
+            field: "trace_id".into(),
+            message: format!("{trace_id:?} is not a trace id: expected a UUID"),
+        });
+    }
+    let row = sqlx::query("SELECT trace FROM traces WHERE trace_id = $1 AND tenant_id = $2")
+        .bind(trace_id)
+        .bind(tenant)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| {
+            PipelineError::NotFound(format!(
+                "trace {trace_id} does not exist in tenant {tenant}"
+            ))
+        })?;
+    let bytes: Vec<u8> = row.try_get(0)?;
+    Trace::decode(bytes.as_slice())
+        .map_err(|e| PipelineError::Internal(format!("trace {trace_id} does not decode: {e}")))
+}
+
+fn micros(t: &pbjson_types::Timestamp) -> i64 {
+    t.seconds * 1_000_000 + i64::from(t.nanos / 1000)
+}
+
+/// Newest first; the page token is the offset of the next page.
+pub async fn list(
+    db: &Db,
+    tenant: &str,
+    req: &ListTracesRequest,
+) -> Result<ListTracesResponse, PipelineError> {
+    let page = match req.page_size {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    let offset: i64 = if req.page_token.is_empty() {
+        0
+    } else {
+        req.page_token
+            .parse()
+            .map_err(|_| PipelineError::InvalidArgument {
+                field: "page_token".into(),
+                message: "expected the next_page_token of a previous response".into(),
+            })?
+    };
+    let mut q = Filtered {
+        sql: String::from(
+            "SELECT t.trace_id, t.parent_trace_id, t.question, t.route, t.status, t.started_at, t.duration_ms, t.replans, t.answer FROM traces t WHERE t.tenant_id = $1",
+        ),
+        binds: vec![Bound::Text(tenant.to_owned())],
+    };
+    if let Ok(route) = Route::try_from(req.route)
+        && route != Route::Unspecified
+    {
+        let name = super::enum_slug(route.as_str_name(), "ROUTE_");
+        q.push(" AND t.route = ?", Bound::Text(name));
+    }
+    if let Ok(status) = TraceStatus::try_from(req.status)
+        && status != TraceStatus::Unspecified
+    {
+        let name = super::writer_status(status as i32);
+        q.push(" AND t.status = ?", Bound::Text(name));
+    }
+    if req.has_replans {
+        q.sql.push_str(" AND t.replans > 0");
+    }
+    if !req.asset.is_empty() {
+        let asset = AssetReference::parse(&req.asset).map_err(|message| {
+            PipelineError::InvalidArgument {
+                field: "asset".into(),
+                message,
+            }
+        })?;
+        q.push(
+            " AND EXISTS (SELECT 1 FROM trace_assets a WHERE a.trace_id = t.trace_id AND a.asset_type = ?",
+            Bound::Text(type_slug(asset.asset_type).to_owned()),
+        );
+        q.push(" AND a.name = ?", Bound::Text(asset.name.clone()));
+        if let VersionSelector::Exact(v) = asset.version {
+            q.push(" AND a.version = ?", Bound::Number(i64::from(v)));
+        }
+        q.sql.push(')');
+    }
+    if let Some(since) = &req.since {
+        q.push(" AND t.started_at >= ?", Bound::Number(micros(since)));
+    }
+    if let Some(until) = &req.until {
+        q.push(" AND t.started_at < ?", Bound::Number(micros(until)));
+    }
+    q.push(
+        " ORDER BY t.started_at DESC, t.trace_id LIMIT ?",
+        Bound::Number(i64::from(page) + 1),
+    );
+    q.push(" OFFSET ?", Bound::Number(offset));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(q.sql));
+    for bound in q.binds {
+        query = match bound {
+            Bound::Text(t) => query.bind(t),
+            Bound::Number(n) => query.bind(n),
+        };
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    let more = rows.len() > page as usize;
+    let traces = rows
+        .iter()
+        .take(page as usize)
+        .map(|r| -> Result<TraceSummary, sqlx::Error> {
+            let route: String = r.try_get(3)?;
+            let status: String = r.try_get(4)?;
+            let started: i64 = r.try_get(5)?;
+            Ok(TraceSummary {
+                trace_id: r.try_get(0)?,
+                parent_trace_id: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                question: r.try_get(2)?,
+                route: Route::from_str_name(&format!("ROUTE_{}", route.to_uppercase()))
+                    .unwrap_or_default() as i32,
+                status: TraceStatus::from_str_name(&format!(
+                    "TRACE_STATUS_{}",
+                    status.to_uppercase()
+                ))
+                .unwrap_or_default() as i32,
+                started_at: Some(crate::registry::timestamp(started)),
+                duration_ms: r.try_get(6)?,
+                replans: u32::try_from(r.try_get::<i64, _>(7)?).unwrap_or(0),
+                answer: r.try_get(8)?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ListTracesResponse {
+        traces,
+        next_page_token: if more {
+            (offset + i64::from(page)).to_string()
+        } else {
+            String::new()
+        },
+    })
+}
+
+enum Bound {
+    Text(String),
+    Number(i64),
+}
+
+/// A statement and its binds, numbered as clauses are appended.
+struct Filtered {
+    sql: String,
+    binds: Vec<Bound>,
+}
+
+impl Filtered {
+    /// Appends `clause`, its `?` becoming the next `$n`.
+    fn push(&mut self, clause: &str, bound: Bound) {
+        self.binds.push(bound);
+        self.sql
+            .push_str(&clause.replace('?', &format!("${}", self.binds.len())));
+    }
+}

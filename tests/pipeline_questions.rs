@@ -1,0 +1,331 @@
+//! Every question of `plant-ops.public.jsonl` through `OpsService.Ask` over gRPC, on the demo
+//! (plant-ops in SQLite, the three real sidecars supervised by opsd, the demo assets
+//! published): the route must match and the answer blocks must contain the expected codes,
+//! numbers (two decimals), counts, event ids, documents and path order. The expectations are
+//! read from the question file only to check answers; nothing here tells the pipeline what to
+//! do. Prints `N passed, M failed`.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod executor_support;
+mod pipeline_support;
+
+use std::collections::BTreeSet;
+
+use executor_support::{round2, strings};
+use ops_controlplane::config::ExecutorMode;
+use ops_datasets::plant_ops;
+use ops_proto::v1::inspector_client::InspectorClient;
+use ops_proto::v1::ops_service_client::OpsServiceClient;
+use ops_proto::v1::{
+    AskRequest, AskResponse, GetTraceRequest, ListTracesRequest, Route, Stage, block,
+};
+use pbjson_types::value::Kind;
+use pipeline_support::request;
+use serde_json::Value as Json;
+
+/// What the answer blocks show.
+#[derive(Debug, Default)]
+struct Observed {
+    /// CI codes in table cells (in row order) and network nodes beyond the start.
+    codes: Vec<String>,
+    numbers: Vec<f64>,
+    event_ids: Vec<String>,
+    doc_ids: Vec<String>,
+    path: Vec<String>,
+    series_points: Option<usize>,
+    text: String,
+}
+
+fn cell_text(v: &pbjson_types::Value) -> String {
+    match &v.kind {
+        Some(Kind::StringValue(s)) => s.clone(),
+        Some(Kind::NumberValue(n)) => n.to_string(),
+        Some(Kind::BoolValue(b)) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn observe(response: &AskResponse, known_codes: &BTreeSet<String>) -> Observed {
+    let mut o = Observed {
+        text: response.answer.clone(),
+        ..Default::default()
+    };
+    for b in &response.blocks {
+        o.text.push('\n');
+        o.text.push_str(&b.title);
+        match &b.content {
+            Some(block::Content::Text(t)) => {
+                o.text.push('\n');
+                o.text.push_str(&t.text);
+            }
+            Some(block::Content::Markdown(m)) => o.text.push_str(&m.markdown),
+            Some(block::Content::Number(n)) => o.numbers.push(n.value),
+            Some(block::Content::Table(t)) => {
+                let column = |name: &str| t.columns.iter().position(|c| c == name);
+                for row in &t.rows {
+                    for (i, cell) in row.values.iter().enumerate() {
+                        let text = cell_text(cell);
+                        o.text.push(' ');
+                        o.text.push_str(&text);
+                        if let Some(Kind::NumberValue(n)) = cell.kind {
+                            o.numbers.push(n);
+                        }
+                        if known_codes.contains(&text) && !o.codes.contains(&text) {
+                            o.codes.push(text.clone());
+                        }
+                        if Some(i) == column("event_id") {
+                            o.event_ids.push(text.clone());
+                        }
+                        if Some(i) == column("doc_id") {
+                            o.doc_ids.push(text.clone());
+                        }
+                    }
+                }
+            }
+            Some(block::Content::Series(s)) => {
+                let points: Vec<f64> = s
+                    .series
+                    .iter()
+                    .flat_map(|x| x.points.iter().map(|p| p.value))
+                    .collect();
+                o.series_points = Some(points.len());
+                if let Some(max) = points.iter().cloned().reduce(f64::max) {
+                    o.numbers.push(max);
+                }
+            }
+            Some(block::Content::Network(n)) => {
+                for node in n.nodes.iter().filter(|n| n.depth > 0) {
+                    if !o.codes.contains(&node.id) {
+                        o.codes.push(node.id.clone());
+                    }
+                }
+                o.path = n.path.clone();
+            }
+            Some(block::Content::References(_)) | None => {}
+        }
+    }
+    o
+}
+
+/// The question file's checks, as `tests/executor_questions.rs` applies them to raw data.
+fn check(q: &Json, response: &AskResponse, o: &Observed) -> Result<(), String> {
+    let route = match Route::try_from(response.route) {
+        Ok(Route::Direct) => "direct",
+        Ok(Route::Orch) => "orch",
+        Ok(Route::Reject) => "reject",
+        _ => "unspecified",
+    };
+    let expected_route = q["route"].as_str().unwrap_or_default();
+    if route != expected_route {
+        return Err(format!(
+            "route {route}, expected {expected_route}: {}",
+            response.answer
+        ));
+    }
+    let e = &q["expect"];
+    if let Some(expected) = e.get("codes") {
+        let mut expected = strings(expected);
+        expected.sort();
+        let mut got = o.codes.clone();
+        got.sort();
+        if e["codes_exact"].as_bool() == Some(true) {
+            if got != expected {
+                return Err(format!("codes {got:?}, expected {expected:?}"));
+            }
+        } else if let Some(code) = expected.iter().find(|c| !got.contains(c)) {
+            return Err(format!("{code} missing from {got:?}"));
+        }
+    }
+    if let Some(expected) = e.get("ranked_codes") {
+        let expected = strings(expected);
+        if o.codes != expected {
+            return Err(format!("ranking {:?}, expected {expected:?}", o.codes));
+        }
+    }
+    let got: Vec<f64> = o.numbers.iter().map(|v| round2(*v)).collect();
+    for n in e["numbers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_f64)
+    {
+        if !got.iter().any(|g| (g - n).abs() < 0.005) {
+            return Err(format!("{n} not among {got:?}"));
+        }
+    }
+    if let Some(n) = e.get("count").and_then(Json::as_f64)
+        && !got.iter().any(|g| (g - n).abs() < 0.005)
+    {
+        return Err(format!("count {n} not among {got:?}"));
+    }
+    if let Some(expected) = e.get("event_ids") {
+        let mut expected = strings(expected);
+        expected.sort();
+        let mut ids = o.event_ids.clone();
+        ids.sort();
+        if ids != expected {
+            return Err(format!("event ids {ids:?}, expected {expected:?}"));
+        }
+    }
+    if let Some(expected) = e.get("doc_ids") {
+        let expected = strings(expected);
+        if o.doc_ids.first() != expected.first() {
+            return Err(format!(
+                "best document {:?}, expected {:?}",
+                o.doc_ids,
+                expected.first()
+            ));
+        }
+    }
+    if let Some(expected) = e.get("path") {
+        let expected = strings(expected);
+        if o.path != expected {
+            return Err(format!("path {:?}, expected {expected:?}", o.path));
+        }
+    }
+    if let Some(expected) = e.get("series_points").and_then(Json::as_u64)
+        && o.series_points != Some(expected as usize)
+    {
+        return Err(format!(
+            "{:?} series points, expected {expected}",
+            o.series_points
+        ));
+    }
+    for needle in strings(&e["contains"]) {
+        if !o.text.contains(&needle) {
+            return Err(format!("{needle:?} not in the answer"));
+        }
+    }
+    for needle in strings(&e["absent"]) {
+        if o.text.contains(&needle) {
+            return Err(format!("{needle:?} must not appear in the answer"));
+        }
+    }
+    Ok(())
+}
+
+fn known_codes() -> BTreeSet<String> {
+    let mut lines = plant_ops::CI_MASTER_CSV.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let code = header.iter().position(|h| *h == "ci_code").unwrap();
+    lines
+        .filter_map(|l| l.split(',').nth(code).map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_public_question_is_answered_over_grpc_with_a_trace() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
+    let mut ops = OpsServiceClient::new(demo.channel.clone());
+    let mut inspector = InspectorClient::new(demo.channel.clone());
+    let codes = known_codes();
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    let mut traced_routes = BTreeSet::new();
+    for line in plant_ops::QUESTIONS_JSONL
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let q: Json = serde_json::from_str(line).unwrap();
+        let tenant = q["tenant"].as_str().unwrap();
+        let as_of = time::OffsetDateTime::parse(
+            q["as_of"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let response = ops
+            .ask(request(
+                tenant,
+                AskRequest {
+                    question: q["question"].as_str().unwrap().to_owned(),
+                    as_of: Some(ops_controlplane::route_plan::planner::ts(as_of)),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("{}: {s:?}", q["id"]))
+            .into_inner();
+        let observed = observe(&response, &codes);
+        if std::env::var_os("OPS_PRINT_ANSWERS").is_some() {
+            println!(
+                "{} {} => {}\n  {observed:?}",
+                q["id"], q["question"], response.answer
+            );
+        }
+        match check(&q, &response, &observed) {
+            Ok(()) => passed += 1,
+            Err(why) => failures.push(format!("{} {}: {why}", q["id"], q["question"])),
+        }
+        // Every answer has its committed trace, readable by its own tenant only.
+        let trace = inspector
+            .get_trace(request(
+                tenant,
+                GetTraceRequest {
+                    trace_id: response.trace_id.clone(),
+                },
+            ))
+            .await
+            .expect("trace")
+            .into_inner()
+            .trace
+            .expect("trace body");
+        assert_eq!(trace.question, q["question"].as_str().unwrap());
+        assert_eq!(trace.route, response.route);
+        assert_eq!(trace.stages[0].stage, Stage::RoutePlan as i32);
+        if response.route == Route::Orch as i32 && failures.is_empty() {
+            let stages: Vec<i32> = trace.stages.iter().map(|s| s.stage).collect();
+            for stage in [
+                Stage::Validate,
+                Stage::Execute,
+                Stage::Compose,
+                Stage::Present,
+            ] {
+                assert!(stages.contains(&(stage as i32)), "{}: {stages:?}", q["id"]);
+            }
+            assert!(
+                !trace.tool_calls.is_empty(),
+                "{}: tool calls traced",
+                q["id"]
+            );
+            assert!(!trace.applied_assets.is_empty());
+        }
+        traced_routes.insert(response.route);
+        let other = if tenant == "acme" { "globex" } else { "acme" };
+        let hidden = inspector
+            .get_trace(request(
+                other,
+                GetTraceRequest {
+                    trace_id: response.trace_id.clone(),
+                },
+            ))
+            .await
+            .expect_err("another tenant's trace");
+        assert_eq!(hidden.code(), tonic::Code::NotFound);
+    }
+    println!("{passed} passed, {} failed", failures.len());
+    assert_eq!(
+        traced_routes.len(),
+        3,
+        "direct, orch and reject are each traced"
+    );
+    let listed = inspector
+        .list_traces(request(
+            "acme",
+            ListTracesRequest {
+                route: Route::Reject as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(!listed.traces.is_empty());
+    assert!(
+        listed
+            .traces
+            .iter()
+            .all(|t| t.route == Route::Reject as i32)
+    );
+    demo.stop().await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

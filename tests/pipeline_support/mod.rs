@@ -1,0 +1,133 @@
+//! The demo as a test server: plant-ops in SQLite, the demo assets published, opsd serving on
+//! 127.0.0.1:0 with the three real sidecars (spawned by opsd, or started here and connected).
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+use ops_controlplane::config::{Config, ExecutorMode};
+use ops_controlplane::context::CallerContext;
+use ops_controlplane::execute::Executors;
+use ops_controlplane::registry::Registry;
+use ops_controlplane::server;
+use ops_proto::v1::BundleFile;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::executor_support::{GRAPH, METRICS, SQL, Sidecar};
+
+pub fn request<T>(tenant: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-ops-tenant", tenant.parse().unwrap());
+    request
+}
+
+pub struct Demo {
+    pub channel: Channel,
+    pub registry: Registry,
+    /// Sidecars this test started (connect mode), in the order sql, metrics, graph.
+    pub sidecars: Vec<Sidecar>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<()>,
+    cancel: CancellationToken,
+    pub executors: Executors,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start_demo(mode: ExecutorMode) -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().to_owned();
+    config.storage.url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
+    config.executors.mode = mode;
+    let mut sidecars = Vec::new();
+    if mode == ExecutorMode::Connect {
+        for program in [SQL, METRICS, GRAPH] {
+            sidecars.push(Sidecar::start(program).await);
+        }
+        config.executors.sql_endpoints = vec![sidecars[0].uri()];
+        config.executors.metrics_endpoints = vec![sidecars[1].uri()];
+        config.executors.graph_endpoints = vec![sidecars[2].uri()];
+        // A sidecar the test stops must fail fast.
+        config.executors.retry.max_attempts = 2;
+        config.executors.retry.initial_backoff_ms = 10;
+    }
+    config.plugins.cache_dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+    config.executors.bin_dir = Path::new(SQL).parent().map(Path::to_owned);
+    let registry = server::open_registry(&config).await.expect("registry");
+    let cancel = CancellationToken::new();
+    let executors = Executors::start(&config.executors, cancel.clone())
+        .await
+        .expect("sidecars");
+    ops_controlplane::demo::prepare(dir.path(), &registry)
+        .await
+        .expect("demo data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let plugins = server::plugin_host(&config).await.expect("plugin host");
+    let serving = {
+        let executors = executors.clone();
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            server::serve(
+                &config,
+                registry,
+                Some(executors),
+                plugins,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("serve");
+        })
+    };
+    let channel = Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    Demo {
+        channel,
+        registry,
+        sidecars,
+        stop,
+        serving,
+        cancel,
+        executors,
+        _dir: dir,
+    }
+}
+
+impl Demo {
+    /// Publishes asset documents (bundle files) for `tenant`, as an admin would.
+    pub async fn publish(&self, tenant: &str, files: Vec<(&str, String)>) {
+        let files = files
+            .into_iter()
+            .map(|(path, content)| BundleFile {
+                path: path.to_owned(),
+                content: content.into_bytes(),
+            })
+            .collect();
+        self.registry
+            .import(
+                &CallerContext::new(tenant, "test-admin"),
+                files,
+                true,
+                false,
+            )
+            .await
+            .expect("publish");
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+        self.cancel.cancel();
+        self.executors.stop().await;
+    }
+}
