@@ -75,7 +75,12 @@ fn apply_rule(
     };
     Ok(match rule.target_block.as_str() {
         "text" | "markdown" => {
-            if records.is_empty() {
+            // A result without rows (an aggregate over no points) has only its fields: a
+            // sentence about a row that is not there is left out, not shown half-filled.
+            let unfilled = result.rows.is_empty()
+                && template_fields(&rule.template)
+                    .any(|name| lookup(records.first(), name).is_none());
+            if records.is_empty() || unfilled {
                 return Ok(Vec::new());
             }
             let text = records
@@ -122,10 +127,19 @@ fn apply_rule(
 /// records it selects and renames columns. Without `row_mapping` the result's own columns are
 /// shown, renamed by `field_mapping` and `headers`.
 fn table(rule: &MappingRule, result: &ToolResult, records: &[Record<'_>]) -> Option<TableBlock> {
-    if records.is_empty() && result.rows.columns.is_empty() {
+    let cell = |record: &Record<'_>, field: &str| record.get(field).unwrap_or(Value::Null);
+    // A card over a result without rows reads the result's fields; when it finds none of
+    // them (an aggregate over no points) there is no card to show.
+    let empty_card = result.rows.is_empty()
+        && !rule.row_mapping.is_empty()
+        && records.first().is_none_or(|record| {
+            rule.row_mapping
+                .iter()
+                .all(|m| matches!(cell(record, &m.field), Value::Null))
+        });
+    if empty_card || (records.is_empty() && result.rows.columns.is_empty()) {
         return None;
     }
-    let cell = |record: &Record<'_>, field: &str| record.get(field).unwrap_or(Value::Null);
     let rows = if !rule.row_mapping.is_empty() && records.len() == 1 {
         let record = &records[0];
         let columns = if rule.headers.len() == 2 {
@@ -186,6 +200,17 @@ fn number(
     result: &ToolResult,
     records: &[Record<'_>],
 ) -> Result<Option<NumberBlock>, PluginError> {
+    let field = rule
+        .field_mapping
+        .get("value")
+        .map(String::as_str)
+        .unwrap_or("value");
+    // A column's value answers one row; over many rows (a ranking, a group) the table shows
+    // them and a number taken from the first would read as the answer for all. A result-level
+    // field (a count) is one number however many rows there are.
+    if records.len() > 1 && result.rows.column(field).is_some() {
+        return Ok(None);
+    }
     let Some(record) = records.first() else {
         return Ok(None);
     };
@@ -195,11 +220,6 @@ fn number(
             None => String::new(),
         }
     };
-    let field = rule
-        .field_mapping
-        .get("value")
-        .map(String::as_str)
-        .unwrap_or("value");
     let value = match record.get(field) {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value.as_f64().ok_or_else(|| {
@@ -416,6 +436,48 @@ mod tests {
         let blocks = map("", vec![events])?;
         assert!(matches!(&blocks[0].content, BlockContent::Table(t) if t.rows.len() == 1));
         assert!(matches!(&blocks[1].content, BlockContent::References(r) if r.len() == 1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_number_answers_one_row_or_a_result_level_field() -> Result<(), PluginError> {
+        let config = r#"{"mappings":[{"source_type":"m","target_block":"number",
+            "field_mapping":{"value":"v"}}]}"#;
+        let two = result(
+            "m",
+            &["v"],
+            vec![vec![Value::Float(1.0)], vec![Value::Float(2.0)]],
+        );
+        assert!(map(config, vec![two])?.is_empty());
+        let mut counted = result("m", &["id"], vec![vec![text("EV-1")], vec![text("EV-2")]]);
+        counted.fields.push(Field {
+            name: "v".into(),
+            value: Value::Integer(2),
+        });
+        let blocks = map(config, vec![counted])?;
+        assert!(matches!(&blocks[0].content, BlockContent::Number(n) if n.value == 2.0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_sentence_about_rows_that_are_not_there_is_left_out() -> Result<(), PluginError> {
+        let config = r#"{"mappings":[{"source_type":"m","target_block":"text",
+            "template":"{{ci_code}} {{metric}}: {{value}}"}]}"#;
+        let mut empty = result("m", &[], vec![]);
+        empty.fields.push(Field {
+            name: "metric".into(),
+            value: text("temperature"),
+        });
+        assert!(map(config, vec![empty.clone()])?.is_empty());
+        let card = r#"{"mappings":[{"source_type":"m","target_block":"table",
+            "row_mapping":[{"label":"CI code","field":"ci_code"}]}]}"#;
+        assert!(map(card, vec![empty.clone()])?.is_empty());
+        empty.rows = RowSet::from_rows(vec!["ci_code".into()], vec![vec![text("GT-01")]]);
+        let blocks = map(config, vec![empty])?;
+        assert!(
+            matches!(&blocks[0].content, BlockContent::Text(t) if t == "GT-01 temperature: {{value}}"),
+            "a template over real rows still shows what it could not fill: {blocks:?}"
+        );
         Ok(())
     }
 

@@ -201,6 +201,14 @@ pub fn block_kind(spelling: &str) -> Option<&'static str> {
     BLOCK_KINDS.iter().copied().find(|k| *k == kind)
 }
 
+/// The names a template's `{{name}}`s ask for, in order.
+pub fn template_fields(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split("{{")
+        .skip(1)
+        .filter_map(|part| part.split_once("}}").map(|(name, _)| name.trim()))
+}
+
 /// Replaces every `{{name}}` with `lookup(name)`; unknown names are left as written so a
 /// broken template shows in the answer instead of silently vanishing.
 pub fn render_template(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
@@ -242,6 +250,10 @@ mod tests {
         );
         assert_eq!(text, "GT-01 is operational ({{missing}})");
         assert_eq!(render_template("open {{ end", |_| None), "open {{ end");
+        assert_eq!(
+            template_fields("{{ci_code}} is {{ status }}, {{ end").collect::<Vec<_>>(),
+            ["ci_code", "status"]
+        );
     }
 
     #[test]

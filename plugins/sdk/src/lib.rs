@@ -102,11 +102,11 @@ pub mod screen {
     };
 }
 
-pub use helpers::{BLOCK_KINDS, Record, block_kind, render_template};
+pub use helpers::{BLOCK_KINDS, Record, block_kind, render_template, template_fields};
 
 /// `use ops_plugin_sdk::prelude::*;` brings in what a plugin usually needs.
 pub mod prelude {
-    pub use crate::helpers::{Record, block_kind, render_template};
+    pub use crate::helpers::{Record, block_kind, render_template, template_fields};
     pub use crate::mapper::{MapInput, Mapper};
     pub use crate::screen::{Action, Component, Layout, PresentInput, Screen, ScreenModel};
     pub use crate::types::{
