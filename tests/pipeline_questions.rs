@@ -3,7 +3,8 @@
 //! published): the route must match and the answer blocks must contain the expected codes,
 //! numbers (two decimals), counts, event ids, documents and path order. The expectations are
 //! read from the question file only to check answers; nothing here tells the pipeline what to
-//! do. Prints `N passed, M failed`.
+//! do. Prints `N passed, M failed`, then the same for our own variants
+//! (`questions/plant-ops.variants.jsonl`).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod executor_support;
@@ -213,19 +214,29 @@ fn known_codes() -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_public_question_is_answered_over_grpc_with_a_trace() {
-    let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
-    let mut ops = OpsServiceClient::new(demo.channel.clone());
-    let mut inspector = InspectorClient::new(demo.channel.clone());
+/// Questions of our own beyond the public file: paraphrases, other CIs, windows, languages and
+/// refusals, with expectations computed by hand from the data (SQL over the CSVs). Some failed
+/// when first asked and led to planner, policy and mapping fixes; they stay as regressions.
+const VARIANTS_JSONL: &str = include_str!("questions/plant-ops.variants.jsonl");
+
+/// What asking every question of one file gave.
+#[derive(Default)]
+struct FileRun {
+    passed: usize,
+    failures: Vec<String>,
+    routes: BTreeSet<i32>,
+}
+
+/// Asks every question of `jsonl` with its tenant and `as_of`, checks the answer, and reads its
+/// trace back (and not as the other tenant).
+async fn ask_file(
+    ops: &mut OpsServiceClient<tonic::transport::Channel>,
+    inspector: &mut InspectorClient<tonic::transport::Channel>,
+    jsonl: &str,
+) -> FileRun {
     let codes = known_codes();
-    let mut failures = Vec::new();
-    let mut passed = 0;
-    let mut traced_routes = BTreeSet::new();
-    for line in plant_ops::QUESTIONS_JSONL
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
+    let mut run = FileRun::default();
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
         let q: Json = serde_json::from_str(line).unwrap();
         let tenant = q["tenant"].as_str().unwrap();
         let as_of = time::OffsetDateTime::parse(
@@ -253,8 +264,10 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
             );
         }
         match check(&q, &response, &observed) {
-            Ok(()) => passed += 1,
-            Err(why) => failures.push(format!("{} {}: {why}", q["id"], q["question"])),
+            Ok(()) => run.passed += 1,
+            Err(why) => run
+                .failures
+                .push(format!("{} {}: {why}", q["id"], q["question"])),
         }
         // Every answer has its committed trace, readable by its own tenant only.
         let trace = inspector
@@ -272,7 +285,12 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
         assert_eq!(trace.question, q["question"].as_str().unwrap());
         assert_eq!(trace.route, response.route);
         assert_eq!(trace.stages[0].stage, Stage::RoutePlan as i32);
-        if response.route == Route::Orch as i32 && failures.is_empty() {
+        // A slot_missing answer ends after ROUTE+PLAN: nothing to validate or run.
+        let slot_missing = response
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.data_quality.iter().any(|q| q == "slot_missing"));
+        if response.route == Route::Orch as i32 && run.failures.is_empty() && !slot_missing {
             let stages: Vec<i32> = trace.stages.iter().map(|s| s.stage).collect();
             for stage in [
                 Stage::Validate,
@@ -289,7 +307,7 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
             );
             assert!(!trace.applied_assets.is_empty());
         }
-        traced_routes.insert(response.route);
+        run.routes.insert(response.route);
         let other = if tenant == "acme" { "globex" } else { "acme" };
         let hidden = inspector
             .get_trace(request(
@@ -302,9 +320,24 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
             .expect_err("another tenant's trace");
         assert_eq!(hidden.code(), tonic::Code::NotFound);
     }
-    println!("{passed} passed, {} failed", failures.len());
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_public_question_is_answered_over_grpc_with_a_trace() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
+    let mut ops = OpsServiceClient::new(demo.channel.clone());
+    let mut inspector = InspectorClient::new(demo.channel.clone());
+    let public = ask_file(&mut ops, &mut inspector, plant_ops::QUESTIONS_JSONL).await;
+    println!("{} passed, {} failed", public.passed, public.failures.len());
+    let variants = ask_file(&mut ops, &mut inspector, VARIANTS_JSONL).await;
+    println!(
+        "variants: {} passed, {} failed",
+        variants.passed,
+        variants.failures.len()
+    );
     assert_eq!(
-        traced_routes.len(),
+        public.routes.len(),
         3,
         "direct, orch and reject are each traced"
     );
@@ -327,5 +360,14 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
             .all(|t| t.route == Route::Reject as i32)
     );
     demo.stop().await;
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let failures: Vec<&String> = public.failures.iter().chain(&variants.failures).collect();
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -164,7 +164,15 @@ fn widen(window: &TimeWindow, factor: i64) -> Option<TimeWindow> {
             nanos: 0,
         }),
         to: Some(*to),
-        label: format!("{} (widened ×{factor})", window.label),
+        label: format!(
+            "{}, widened to {}",
+            window
+                .label
+                .split(", widened to ")
+                .next()
+                .unwrap_or_default(),
+            crate::route_plan::planner::span_label(span * factor / 3600)
+        ),
     })
 }
 
@@ -390,14 +398,14 @@ mod tests {
             history: Some(ops_proto::v1::HistoryPlan {
                 window: Some(TimeWindow {
                     from: Some(pbjson_types::Timestamp {
-                        seconds: 1000,
+                        seconds: 86_400,
                         nanos: 0,
                     }),
                     to: Some(pbjson_types::Timestamp {
-                        seconds: 2000,
+                        seconds: 172_800,
                         nanos: 0,
                     }),
-                    label: "last 1000s".into(),
+                    label: "last 24 hours".into(),
                 }),
                 ..Default::default()
             }),
@@ -406,6 +414,14 @@ mod tests {
         let after = widen_window(&plan)
             .and_then(|p| p.history)
             .and_then(|h| h.window);
-        assert_eq!(after.and_then(|w| w.from).map(|f| f.seconds), Some(0));
+        assert_eq!(
+            after.as_ref().and_then(|w| w.from).map(|f| f.seconds),
+            Some(0)
+        );
+        let twice = after
+            .and_then(|w| widen(&w, 2))
+            .map(|w| w.label)
+            .unwrap_or_default();
+        assert_eq!(twice, "last 24 hours, widened to 4 days");
     }
 }

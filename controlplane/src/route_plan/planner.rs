@@ -183,6 +183,8 @@ pub fn plan(
         as_of,
         plan: Plan::default(),
         reasons: Vec::new(),
+        named: Vec::new(),
+        group_filters: BTreeMap::new(),
     };
     planner.run(forced_mode);
     Planned {
@@ -233,6 +235,10 @@ struct Planner<'k> {
     as_of: OffsetDateTime,
     plan: Plan,
     reasons: Vec<String>,
+    /// CIs found by name rather than code: (the name, the code).
+    named: Vec<(String, String)>,
+    /// Filters a named CI stands for when it names a group (see `named_groups`).
+    group_filters: BTreeMap<String, String>,
 }
 
 impl Planner<'_> {
@@ -252,6 +258,9 @@ impl Planner<'_> {
             None => self.mode(&masked),
         };
         self.plan.mode = mode.clone();
+        if matches!(mode.as_str(), "config" | "metric") {
+            self.named_groups(&masked);
+        }
         match mode.as_str() {
             "metric" => self.metric(&masked),
             "history" => self.history(&masked),
@@ -296,6 +305,7 @@ impl Planner<'_> {
                 for span in text::find_all(&self.text, &name.to_lowercase()) {
                     if !found.iter().any(|(s, _)| text::overlaps(*s, span)) {
                         found.push((span, entity.code.clone()));
+                        self.named.push((name.to_owned(), entity.code.clone()));
                     }
                 }
             }
@@ -330,6 +340,62 @@ impl Planner<'_> {
             self.reasons.push(format!("entities {}", codes.join(", ")));
         }
         (codes, found.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// "servers in the HR System": a CI found by name that the question's own filters
+    /// exclude (a System is not a Server) names a group, not itself. Its attributes spelled in
+    /// its name (system=HR) become filters and it leaves the entities.
+    fn named_groups(&mut self, masked: &str) {
+        let all_named = self
+            .plan
+            .ci_codes
+            .iter()
+            .all(|c| self.named.iter().any(|(_, named)| named == c));
+        if self.named.is_empty() || !all_named {
+            return;
+        }
+        let table = self.tool_table("config");
+        let (filters, _) = self.filters(masked, &table);
+        if filters.is_empty() {
+            return;
+        }
+        let mut group = BTreeMap::new();
+        for (name, code) in &self.named {
+            let Some(entity) = self.k.entities.iter().find(|e| &e.code == code) else {
+                return;
+            };
+            let excluded = filters.iter().any(|(column, value)| {
+                entity
+                    .attributes
+                    .get(column)
+                    .is_some_and(|a| !a.eq_ignore_ascii_case(value))
+            });
+            if !excluded {
+                return;
+            }
+            let name = name.to_lowercase();
+            for (column, value) in &entity.attributes {
+                if !filters.contains_key(column)
+                    && !text::find_all(&name, &value.to_lowercase()).is_empty()
+                {
+                    group.insert(column.clone(), value.clone());
+                }
+            }
+        }
+        if group.is_empty() {
+            return;
+        }
+        self.reasons.push(format!(
+            "{} named as a group: {}",
+            self.plan.ci_codes.join(", "),
+            group
+                .iter()
+                .map(|(c, v)| format!("{c}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        self.plan.ci_codes.clear();
+        self.group_filters = group;
     }
 
     /// Graph views are the most specific phrases, then documents, metrics and history;
@@ -520,7 +586,8 @@ impl Planner<'_> {
 
     fn config(&mut self, masked: &str) {
         let table = self.tool_table("config");
-        let (filters, _) = self.filters(masked, &table);
+        let (mut filters, _) = self.filters(masked, &table);
+        filters.extend(self.group_filters.clone());
         if self.plan.ci_codes.is_empty() {
             self.plan.filters = filters.into_iter().collect();
             self.plan.intent = if self.intent_count(masked) {
@@ -601,7 +668,8 @@ impl Planner<'_> {
         self.plan.view = "SUMMARY".into();
         if self.plan.ci_codes.is_empty() {
             let table = self.tool_table("config");
-            let (filters, _) = self.filters(masked, &table);
+            let (mut filters, _) = self.filters(masked, &table);
+            filters.extend(self.group_filters.clone());
             if filters.is_empty() && metric.top_n == 0 {
                 self.plan.missing_slots.push("entity".into());
             }
@@ -628,9 +696,10 @@ impl Planner<'_> {
             })
     }
 
-    /// "최근 24시간", "last 3 days": the earliest number-and-unit of `unit:hours|days|weeks`.
-    fn relative_window(&self, masked: &str) -> Option<(i64, String)> {
-        let mut best: Option<(usize, i64, String)> = None;
+    /// "최근 24시간", "last 3 days": the hours of the earliest number-and-unit of
+    /// `unit:hours|days|weeks`.
+    fn relative_window(&self, masked: &str) -> Option<i64> {
+        let mut best: Option<(usize, i64)> = None;
         for (re, hours) in &self.k.patterns.windows {
             for c in re.captures_iter(masked) {
                 let (Some(all), Some(n)) = (c.get(0), c.get(1)) else {
@@ -639,21 +708,21 @@ impl Planner<'_> {
                 let Ok(n) = n.as_str().parse::<i64>() else {
                     continue;
                 };
-                if best.as_ref().is_none_or(|(at, _, _)| all.start() < *at) {
-                    best = Some((all.start(), n * hours, all.as_str().trim().to_owned()));
+                if best.is_none_or(|(at, _)| all.start() < at) {
+                    best = Some((all.start(), n * hours));
                 }
             }
         }
-        best.map(|(_, hours, label)| (hours, label))
+        best.map(|(_, hours)| hours)
     }
 
     fn window(&mut self, masked: &str, default_key: &str) -> TimeWindow {
         let to = self.as_of;
-        if let Some((hours, label)) = self.relative_window(masked) {
+        if let Some(hours) = self.relative_window(masked) {
             return TimeWindow {
                 from: Some(ts(to - Duration::hours(hours))),
                 to: Some(ts(to)),
-                label: format!("last {label}"),
+                label: format!("last {}", span_label(hours)),
             };
         }
         let midnight = to.replace_time(time::Time::MIDNIGHT);
@@ -683,7 +752,7 @@ impl Planner<'_> {
         TimeWindow {
             from: Some(ts(to - Duration::hours(hours))),
             to: Some(ts(to)),
-            label: format!("last {default}"),
+            label: format!("last {}", span_label(hours)),
         }
     }
 
@@ -843,6 +912,23 @@ impl Planner<'_> {
                 terms.push(word);
             }
         }
+        // A concept the question names in one language is searched in every spelling the
+        // glossary (`search:<concept>`) gives it: an English question finds a Korean title.
+        for (concept, spellings) in self.v.with_prefix("search:") {
+            if terms.is_empty()
+                || text::find_any(masked, spellings.iter().map(String::as_str)).is_none()
+            {
+                continue;
+            }
+            for word in spellings.iter().flat_map(|s| s.split_whitespace()) {
+                let word = word.to_lowercase();
+                if !terms.contains(&word) {
+                    terms.push(word);
+                }
+            }
+            self.reasons
+                .push(format!("search `{concept}` in every spelling"));
+        }
         if terms.is_empty() {
             self.plan.missing_slots.push("document_query".into());
         }
@@ -885,6 +971,15 @@ fn parse_hours(text: &str) -> Option<i64> {
     }
 }
 
+/// A window's length in words, whatever language the question used: "24 hours", "7 days".
+pub fn span_label(hours: i64) -> String {
+    match hours {
+        1 => "hour".to_owned(),
+        h if h >= 48 && h % 24 == 0 => format!("{} days", h / 24),
+        h => format!("{h} hours"),
+    }
+}
+
 pub fn ts(t: OffsetDateTime) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp {
         seconds: t.unix_timestamp(),
@@ -919,15 +1014,22 @@ mod tests {
             as_of: OffsetDateTime::UNIX_EPOCH,
             plan: Plan::default(),
             reasons: Vec::new(),
+            named: Vec::new(),
+            group_filters: BTreeMap::new(),
         };
         assert_eq!(
             planner.relative_window("max of {ci} over the last 3 days?"),
-            Some((72, "3 days".into()))
+            Some(72)
         );
-        assert_eq!(
-            planner.relative_window("지난 7일간의 알람"),
-            Some((168, "7일간".into()))
-        );
+        assert_eq!(planner.relative_window("지난 7일간의 알람"), Some(168));
         assert_eq!(planner.relative_window("top 3 databases"), None);
+    }
+
+    #[test]
+    fn window_labels_are_the_same_in_every_language() {
+        assert_eq!(span_label(1), "hour");
+        assert_eq!(span_label(24), "24 hours");
+        assert_eq!(span_label(36), "36 hours");
+        assert_eq!(span_label(168), "7 days");
     }
 }
