@@ -141,8 +141,19 @@ async fn every_trigger_is_decided_under_the_policy_and_traced() {
     );
     assert_eq!(t.status, TraceStatus::Partial as i32);
 
-    // empty_result: the window doubles twice, then max_replans (2) stops the loop.
+    // empty_result: a window the question gave is its answer, not widened.
     let (r, t) = c.ask("GT-01 이벤트 이력 지난 1시간").await;
+    assert_eq!(
+        events(&t),
+        [(ReplanTrigger::EmptyResult, "give_up".into())],
+        "{}",
+        r.answer
+    );
+    assert!(r.answer.contains("No data"), "{}", r.answer);
+
+    // empty_result: a defaulted window doubles twice (GT-05 is in maintenance and reports
+    // nothing), then max_replans (2) stops the loop.
+    let (r, t) = c.ask("GT-05 온도").await;
     assert_eq!(
         events(&t),
         [

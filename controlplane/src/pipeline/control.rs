@@ -164,6 +164,7 @@ fn widen(window: &TimeWindow, factor: i64) -> Option<TimeWindow> {
             nanos: 0,
         }),
         to: Some(*to),
+        defaulted: window.defaulted,
         label: format!(
             "{}, widened to {}",
             window
@@ -176,17 +177,18 @@ fn widen(window: &TimeWindow, factor: i64) -> Option<TimeWindow> {
     })
 }
 
-/// empty_result: a window twice as wide (history, metric); otherwise nothing to try.
+/// empty_result: a defaulted window twice as wide (history, metric); otherwise nothing to
+/// try. A window the question gave is kept: "none in the last 7 days" is its answer.
 pub fn widen_window(plan: &Plan) -> Option<Plan> {
     let mut after = plan.clone();
     if let Some(h) = after.history.as_mut()
-        && let Some(w) = h.window.as_ref()
+        && let Some(w) = h.window.as_ref().filter(|w| w.defaulted)
     {
         h.window = Some(widen(w, 2)?);
         return Some(after);
     }
     if let Some(m) = after.metric.as_mut()
-        && let Some(w) = m.window.as_ref()
+        && let Some(w) = m.window.as_ref().filter(|w| w.defaulted)
     {
         m.window = Some(widen(w, 2)?);
         return Some(after);
@@ -393,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn widening_doubles_the_window_back_from_its_end() {
+    fn widening_doubles_a_defaulted_window_back_from_its_end() {
         let plan = Plan {
             history: Some(ops_proto::v1::HistoryPlan {
                 window: Some(TimeWindow {
@@ -406,6 +408,7 @@ mod tests {
                         nanos: 0,
                     }),
                     label: "last 24 hours".into(),
+                    defaulted: true,
                 }),
                 ..Default::default()
             }),
@@ -423,5 +426,14 @@ mod tests {
             .map(|w| w.label)
             .unwrap_or_default();
         assert_eq!(twice, "last 24 hours, widened to 4 days");
+
+        let mut asked = plan;
+        if let Some(w) = asked.history.as_mut().and_then(|h| h.window.as_mut()) {
+            w.defaulted = false;
+        }
+        assert!(
+            widen_window(&asked).is_none(),
+            "a window the question gave is not widened"
+        );
     }
 }

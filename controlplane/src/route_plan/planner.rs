@@ -638,8 +638,12 @@ impl Planner<'_> {
                 .unwrap_or_default()
                 .to_owned();
         }
-        let rank_desc = self.v.has(masked, "rank:desc");
-        let rank_asc = self.v.has(masked, "rank:asc");
+        // "가장 온도가 높은": a superlative and a direction word apart also rank.
+        let superlative = self.v.has(masked, "rank:superlative");
+        let rank_desc =
+            self.v.has(masked, "rank:desc") || (superlative && self.v.has(masked, "rank:high"));
+        let rank_asc =
+            self.v.has(masked, "rank:asc") || (superlative && self.v.has(masked, "rank:low"));
         if rank_desc || rank_asc {
             metric.ascending = rank_asc && !rank_desc;
             metric.top_n = self.count_number(masked).unwrap_or_else(|| {
@@ -654,6 +658,7 @@ impl Planner<'_> {
                     from: None,
                     to: Some(ts(self.as_of)),
                     label: "latest".into(),
+                    defaulted: false,
                 }
             } else {
                 self.window(masked, "default:metric_window")
@@ -723,6 +728,7 @@ impl Planner<'_> {
                 from: Some(ts(to - Duration::hours(hours))),
                 to: Some(ts(to)),
                 label: format!("last {}", span_label(hours)),
+                defaulted: false,
             };
         }
         let midnight = to.replace_time(time::Time::MIDNIGHT);
@@ -744,6 +750,7 @@ impl Planner<'_> {
                 from: Some(ts(from)),
                 to: Some(ts(end)),
                 label: name.replace('_', " "),
+                defaulted: false,
             };
         }
         let default = self.setting(default_key).unwrap_or("24h").to_owned();
@@ -753,6 +760,7 @@ impl Planner<'_> {
             from: Some(ts(to - Duration::hours(hours))),
             to: Some(ts(to)),
             label: format!("last {}", span_label(hours)),
+            defaulted: true,
         }
     }
 
