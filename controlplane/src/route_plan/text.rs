@@ -15,6 +15,7 @@ pub fn find_all(hay: &str, term: &str) -> Vec<Span> {
     let (Some(&first), Some(&last)) = (term.as_bytes().first(), term.as_bytes().last()) else {
         return Vec::new();
     };
+    let lone_syllable = !first.is_ascii() && term.chars().count() == 1;
     let bytes = hay.as_bytes();
     let mut found = Vec::new();
     let mut from = 0;
@@ -22,6 +23,13 @@ pub fn find_all(hay: &str, term: &str) -> Vec<Span> {
         let start = from + pos;
         let mut end = start + term.len();
         let left_ok = !is_word_byte(first) || start == 0 || !is_word_byte(bytes[start - 1]);
+        // One syllable ("존" = zone) is too short to find inside a word ("의존"): it must start
+        // one (a number before it is fine: "3개").
+        let syllable_ok = !lone_syllable
+            || hay[..start]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_alphabetic());
         let mut right_ok = true;
         if is_word_byte(last) {
             let rest = &bytes[end..];
@@ -33,7 +41,7 @@ pub fn find_all(hay: &str, term: &str) -> Vec<Span> {
             }
             right_ok = bytes.get(end).is_none_or(|b| !is_word_byte(*b));
         }
-        if left_ok && right_ok {
+        if left_ok && right_ok && syllable_ok {
             found.push((start, end));
             from = end;
         } else {
@@ -112,6 +120,14 @@ mod tests {
         assert_eq!(find_all("all databases", "database"), vec![(4, 13)]);
         assert_eq!(find_all("inactive", "active"), vec![]);
         assert_eq!(find_all("비활성 상태 서버", "서버"), vec![(17, 23)]);
+    }
+
+    #[test]
+    fn one_syllable_terms_start_a_word() {
+        assert_eq!(find_all("무엇에 의존해?", "존"), vec![]);
+        assert_eq!(find_all("존 a", "존"), vec![(0, 3)]);
+        assert_eq!(find_all("서버 3개", "개"), vec![(8, 11)]);
+        assert_eq!(find_all("서버가 의존하는", "의존"), vec![(10, 16)]);
     }
 
     #[test]
