@@ -11,10 +11,10 @@ use ops_controlplane::demo;
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::{
-    AskMode, AskRequest, AskResponse, AskStreamRequest, GetTraceRequest, ListTracesRequest,
-    ReplanTrigger, Route, Stage, Trace, TraceStatus, ask_stream_response, block,
+    AskMode, AskRequest, AskResponse, AskStreamRequest, ListTracesRequest, ReplanTrigger, Route,
+    Stage, Trace, TraceStatus, ask_stream_response, block,
 };
-use pipeline_support::{Demo, request};
+use pipeline_support::{Demo, read_trace, request};
 use tonic::transport::Channel;
 
 struct Client {
@@ -34,19 +34,7 @@ impl Client {
             .await
             .unwrap_or_else(|s| panic!("{question}: {s:?}"))
             .into_inner();
-        let trace = self
-            .inspector
-            .get_trace(request(
-                "acme",
-                GetTraceRequest {
-                    trace_id: response.trace_id.clone(),
-                },
-            ))
-            .await
-            .expect("trace")
-            .into_inner()
-            .trace
-            .expect("trace body");
+        let trace = read_trace(&mut self.inspector, "acme", &response.trace_id).await;
         (response, trace)
     }
 }

@@ -21,7 +21,7 @@ use ops_proto::v1::{
     AskRequest, AskResponse, GetTraceRequest, ListTracesRequest, Route, Stage, block,
 };
 use pbjson_types::value::Kind;
-use pipeline_support::request;
+use pipeline_support::{read_trace, request};
 use serde_json::Value as Json;
 
 /// What the answer blocks show.
@@ -270,18 +270,7 @@ async fn ask_file(
                 .push(format!("{} {}: {why}", q["id"], q["question"])),
         }
         // Every answer has its committed trace, readable by its own tenant only.
-        let trace = inspector
-            .get_trace(request(
-                tenant,
-                GetTraceRequest {
-                    trace_id: response.trace_id.clone(),
-                },
-            ))
-            .await
-            .expect("trace")
-            .into_inner()
-            .trace
-            .expect("trace body");
+        let trace = read_trace(inspector, tenant, &response.trace_id).await;
         assert_eq!(trace.question, q["question"].as_str().unwrap());
         assert_eq!(trace.route, response.route);
         assert_eq!(trace.stages[0].stage, Stage::RoutePlan as i32);

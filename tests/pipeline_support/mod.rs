@@ -9,7 +9,8 @@ use ops_controlplane::context::CallerContext;
 use ops_controlplane::execute::Executors;
 use ops_controlplane::registry::Registry;
 use ops_controlplane::server;
-use ops_proto::v1::BundleFile;
+use ops_proto::v1::inspector_client::InspectorClient;
+use ops_proto::v1::{BundleFile, GetTraceRequest, Trace};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -21,6 +22,26 @@ pub fn request<T>(tenant: &str, message: T) -> tonic::Request<T> {
         .metadata_mut()
         .insert("x-ops-tenant", tenant.parse().unwrap());
     request
+}
+
+/// The committed trace `trace_id`, read back as `tenant` through the Inspector.
+pub async fn read_trace(
+    inspector: &mut InspectorClient<Channel>,
+    tenant: &str,
+    trace_id: &str,
+) -> Trace {
+    inspector
+        .get_trace(request(
+            tenant,
+            GetTraceRequest {
+                trace_id: trace_id.to_owned(),
+            },
+        ))
+        .await
+        .expect("trace")
+        .into_inner()
+        .trace
+        .expect("trace body")
 }
 
 pub struct Demo {
