@@ -59,7 +59,7 @@ async fn a_killed_sidecar_is_restarted_and_callers_never_hang() {
     );
     let cancel = CancellationToken::new();
     let spec = SidecarSpec {
-        program: PathBuf::from(SQL),
+        program: PathBuf::from(&*SQL),
         args: Vec::new(),
         startup_timeout: Duration::from_secs(20),
         initial_backoff: Duration::from_millis(100),
@@ -144,7 +144,7 @@ async fn a_killed_sidecar_is_restarted_and_callers_never_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_endpoints_and_one_down_every_request_succeeds() {
     let plant = PlantOps::sqlite().await;
-    let (first, second) = (Sidecar::start(SQL).await, Sidecar::start(SQL).await);
+    let (first, second) = (Sidecar::start(&SQL).await, Sidecar::start(&SQL).await);
     let client = client("sql", &[first.uri(), second.uri()], fast_retry());
     for _ in 0..20 {
         client
@@ -170,7 +170,7 @@ async fn with_two_endpoints_and_one_down_every_request_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_endpoint_down_callers_get_unavailable_quickly() {
     let plant = PlantOps::sqlite().await;
-    let mut sidecar = Sidecar::start(SQL).await;
+    let mut sidecar = Sidecar::start(&SQL).await;
     let uri = sidecar.uri();
     sidecar.child.kill().await.expect("kill");
     let client = client("sql", &[uri], fast_retry());
@@ -187,7 +187,7 @@ async fn with_every_endpoint_down_callers_get_unavailable_quickly() {
 #[tokio::test]
 async fn load_is_spread_over_endpoints() {
     let plant = PlantOps::sqlite().await;
-    let (first, second) = (Sidecar::start(SQL).await, Sidecar::start(SQL).await);
+    let (first, second) = (Sidecar::start(&SQL).await, Sidecar::start(&SQL).await);
     let pool = EndpointPool::new(
         "sql",
         ChannelSettings {

@@ -514,9 +514,9 @@ fn check(q: &Json, o: &Observed) {
 
 async fn run_all(plant: PlantOps) -> usize {
     let (sql, metrics, graph) = (
-        Sidecar::start(SQL).await,
-        Sidecar::start(METRICS).await,
-        Sidecar::start(GRAPH).await,
+        Sidecar::start(&SQL).await,
+        Sidecar::start(&METRICS).await,
+        Sidecar::start(&GRAPH).await,
     );
     let clients = Clients {
         sql: client("sql", &[sql.uri()], fast_retry()),

@@ -33,7 +33,7 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     config.executors.mode = ExecutorMode::Spawn;
     config.plugins.cache_dir =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
-    config.executors.bin_dir = Path::new(SQL).parent().map(Path::to_owned);
+    config.executors.bin_dir = Path::new(&*SQL).parent().map(Path::to_owned);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();
     let executors = Executors::start(&config.executors, cancel.clone())

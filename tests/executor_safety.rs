@@ -58,7 +58,7 @@ const WRITES: [&str; 7] = [
 ];
 
 async fn writes_are_refused(plant: PlantOps) {
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let mut client = raw(&sidecar).await;
     for sql in WRITES {
         let status = run(
@@ -120,7 +120,7 @@ async fn the_read_only_transaction_holds_where_the_parser_sees_a_plain_select() 
         .execute(&admin)
         .await
         .expect("sequence");
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let mut client = raw(&sidecar).await;
     let status = run(
         &mut client,
@@ -147,7 +147,7 @@ fn plant_url(plant: &PlantOps) -> String {
 #[tokio::test]
 async fn a_sleep_past_the_deadline_is_cancelled_and_the_pool_recovers() {
     let plant = PlantOps::postgres().await;
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let mut client = raw(&sidecar).await;
     let started = Instant::now();
     let status = run(
@@ -190,7 +190,7 @@ async fn a_sleep_past_the_deadline_is_cancelled_and_the_pool_recovers() {
 #[tokio::test]
 async fn a_runaway_sqlite_query_is_interrupted_at_the_deadline() {
     let plant = PlantOps::sqlite().await;
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let mut client = raw(&sidecar).await;
     let endless =
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c";
@@ -217,7 +217,7 @@ async fn a_runaway_sqlite_query_is_interrupted_at_the_deadline() {
 }
 
 async fn fifty_thousand_rows_are_cut_at_the_cap(plant: PlantOps, sql: &str) {
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let mut client = raw(&sidecar).await;
     let capped = rows(
         run(
@@ -278,7 +278,7 @@ async fn row_cap_on_sqlite() {
 #[tokio::test]
 async fn the_byte_cap_truncates() {
     let plant = PlantOps::sqlite().await;
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let mut client = raw(&sidecar).await;
     let mut request = sql_request(&plant.source, "SELECT content FROM documents", 0);
     if let Some(execute_request::Request::Sql(sql)) = request.request.as_mut() {
@@ -305,7 +305,7 @@ async fn credentials_never_appear_in_logs_errors_or_responses() {
     let pg = PlantOps::postgres().await;
     let my = PlantOps::mysql().await;
     let sidecar = Sidecar::start_with(
-        SQL,
+        &SQL,
         &[
             ("OPS_TEST_SOURCE_SECRET", SECRET),
             ("OPS_EXECUTOR__LOG__FILTER", "trace"),
@@ -383,7 +383,7 @@ async fn credentials_never_appear_in_logs_errors_or_responses() {
 #[tokio::test]
 async fn each_sidecar_serves_only_its_kind() {
     let plant = PlantOps::sqlite().await;
-    let sidecar = Sidecar::start(GRAPH).await;
+    let sidecar = Sidecar::start(&GRAPH).await;
     let mut client = raw(&sidecar).await;
     let status = run(
         &mut client,

@@ -16,11 +16,9 @@ use ops_proto::v1::AskRequest;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use sqlx::Row;
 
-/// The sidecar binaries live beside opsd. `cargo test --workspace` builds them (they are
-/// `ops-executors` targets); a run of this package alone must build them first — a nested
-/// cargo would wait forever on the lock this test run holds.
+/// The sidecar binaries live beside opsd (`ops_tests::bin_dir` builds them all).
 fn ensure_sidecars() {
-    let dir = Path::new(env!("CARGO_BIN_EXE_opsd")).parent().unwrap();
+    let dir = ops_tests::bin_dir();
     for binary in [
         "ops-sql-executor",
         "ops-metrics-executor",
@@ -60,7 +58,7 @@ async fn opsctl_asks_the_demo_and_sigterm_under_load_loses_no_answered_trace() {
     let mut demo = Demo::start(dir.path());
     let server = format!("http://{}", demo.addr);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_opsctl"))
+    let out = Command::new(ops_tests::bin("opsctl"))
         .args([
             "ask",
             "GT-01 CPU 사용률 평균 최근 1주일",

@@ -373,7 +373,7 @@ async fn reflection_v1_lists_the_services_too() {
 }
 
 fn opsd_cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_opsd"))
+    let out = Command::new(ops_tests::bin("opsd"))
         .args(args)
         .output()
         .expect("run opsd");

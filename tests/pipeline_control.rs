@@ -48,7 +48,7 @@ fn ask_request(question: &str, mode: AskMode) -> AskRequest {
     AskRequest {
         question: question.into(),
         mode: mode as i32,
-        as_of: Some(ops_controlplane::route_plan::planner::ts(as_of)),
+        as_of: Some(ops_proto::convert::timestamp(as_of)),
         ..Default::default()
     }
 }

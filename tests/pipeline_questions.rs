@@ -249,7 +249,7 @@ async fn ask_file(
                 tenant,
                 AskRequest {
                     question: q["question"].as_str().unwrap().to_owned(),
-                    as_of: Some(ops_controlplane::route_plan::planner::ts(as_of)),
+                    as_of: Some(ops_proto::convert::timestamp(as_of)),
                     ..Default::default()
                 },
             ))

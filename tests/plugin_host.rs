@@ -476,7 +476,7 @@ fn opsctl_plugin_run_prints_output_time_and_peak_memory() {
     let results = r#"{"results": [{"tool": "ci_tool", "kind": "sql", "columns": ["ci_code", "status"],
         "rows": [["GT-01", "active"], ["SAN-01", "standby"]]}]}"#;
     std::fs::write(&input, results).unwrap_or_else(|e| panic!("{e}"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
+    let out = std::process::Command::new(ops_tests::bin("opsctl"))
         .args(["plugin", "run"])
         .arg(&wasm)
         .arg("--input")
@@ -499,7 +499,7 @@ fn opsctl_plugin_run_prints_output_time_and_peak_memory() {
 
     let wasi = dir.path().join("wasi.wasm");
     std::fs::write(&wasi, fixtures::WASI_IMPORT).unwrap_or_else(|e| panic!("{e}"));
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_opsctl"))
+    let refused = std::process::Command::new(ops_tests::bin("opsctl"))
         .args(["plugin", "run"])
         .arg(&wasi)
         .arg("--input")

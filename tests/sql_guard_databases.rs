@@ -24,7 +24,7 @@ fn value(v: &serde_yaml::Value) -> Value {
         serde_yaml::Value::Number(n) => Kind::FloatValue(n.as_f64().unwrap()),
         serde_yaml::Value::String(s) => {
             match time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-                Ok(t) => Kind::TimestampValue(ops_controlplane::route_plan::planner::ts(t)),
+                Ok(t) => Kind::TimestampValue(ops_proto::convert::timestamp(t)),
                 Err(_) => Kind::TextValue(s.clone()),
             }
         }
@@ -34,7 +34,7 @@ fn value(v: &serde_yaml::Value) -> Value {
 }
 
 fn cell(v: &Value) -> String {
-    ops_controlplane::pipeline::values::display(v)
+    ops_proto::cells::display(v)
 }
 
 /// Sorted rows as text, so row order (unspecified without ORDER BY) does not matter.
@@ -48,7 +48,7 @@ async fn rows(
     let params = binds
         .iter()
         .map(|b| match b {
-            Bind::Tenant => ops_controlplane::pipeline::values::text("acme"),
+            Bind::Tenant => ops_proto::cells::text("acme"),
             Bind::Param(name) => value(&entry.params[name]),
         })
         .collect();
@@ -85,7 +85,7 @@ async fn run_engine(
     acme_only: PlantOps,
 ) -> (usize, usize) {
     acme_only.keep_only_tenant("acme").await;
-    let sidecar = Sidecar::start(SQL).await;
+    let sidecar = Sidecar::start(&SQL).await;
     let client = client("sql", &[sidecar.uri()], fast_retry());
     let corpus = GuardCorpus::load();
     let scoped = corpus.context(dialect);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use ops_proto::executor::ExecutorKind;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with this prefix override the file (`OPS__SERVER__LISTEN`).
@@ -139,11 +140,12 @@ pub struct ExecutorTlsConfig {
 }
 
 impl ExecutorsConfig {
-    pub fn endpoints(&self, kind: crate::execute::ExecutorKind) -> &[String] {
+    pub fn endpoints(&self, kind: ExecutorKind) -> &[String] {
         match kind {
-            crate::execute::ExecutorKind::Sql => &self.sql_endpoints,
-            crate::execute::ExecutorKind::Metrics => &self.metrics_endpoints,
-            crate::execute::ExecutorKind::Graph => &self.graph_endpoints,
+            ExecutorKind::Sql => &self.sql_endpoints,
+            ExecutorKind::Metrics => &self.metrics_endpoints,
+            ExecutorKind::Graph => &self.graph_endpoints,
+            ExecutorKind::Unspecified => &[],
         }
     }
 }
@@ -353,7 +355,7 @@ impl Config {
             ));
         }
         if self.executors.mode == ExecutorMode::Connect
-            && crate::execute::ExecutorKind::ALL
+            && ExecutorKind::ALL
                 .iter()
                 .any(|k| self.executors.endpoints(*k).is_empty())
         {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod execute;
+pub mod model;
 pub mod opsctl;
 pub mod pipeline;
 pub mod plugins;

@@ -30,9 +30,63 @@ pub struct Cli {
 pub enum Top {
     /// Ask a question: prints the route, the answer blocks, the stage timeline and the trace id.
     Ask(AskArgs),
+    /// Replay a recorded run from one stage (test mode): the stages before it are frozen.
+    Replay(ReplayArgs),
+    /// Compare two runs stage by stage (Inspector.DiffTraces).
+    Diff(DiffArgs),
+    /// Run one stage alone on a baseline trace's recorded input (OpsService.StageTest).
+    StageTest(StageTestArgs),
     /// Build, run locally and upload Mapping/Screen plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trace to replay.
+    pub trace: String,
+    /// route_plan, validate, execute, compose or present.
+    #[arg(long = "from")]
+    pub from: String,
+    /// `type:name@version` or `type:name@draft`; repeatable.
+    #[arg(long = "override")]
+    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub target: ServerArgs,
+    /// Print the whole response as proto3 JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub baseline: String,
+    pub candidate: String,
+    #[command(flatten)]
+    pub target: ServerArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StageTestArgs {
+    /// The baseline trace whose recorded input of the stage is used.
+    pub trace: String,
+    /// route_plan, validate, execute, compose or present.
+    #[arg(long)]
+    pub stage: String,
+    #[arg(long = "override")]
+    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub target: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +158,9 @@ pub struct UploadArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Top::Replay(args) => replay(&args).await,
+        Top::Diff(args) => diff(&args).await,
+        Top::StageTest(args) => stage_test(&args).await,
         Top::Plugin(PluginCommand::Build(args)) => build(&args),
         Top::Plugin(PluginCommand::Componentize { module, output }) => {
             let component = componentize(
@@ -239,7 +296,7 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
         })?;
     let as_of = match &args.as_of {
         None => None,
-        Some(text) => Some(crate::route_plan::planner::ts(
+        Some(text) => Some(ops_proto::convert::timestamp(
             time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
                 .with_context(|| format!("--as-of {text:?}: expected RFC 3339"))?,
         )),
@@ -269,5 +326,112 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", crate::pipeline::render::text(&response));
     }
+    Ok(())
+}
+
+fn stage_named(name: &str) -> anyhow::Result<ops_proto::v1::Stage> {
+    ops_proto::v1::Stage::from_str_name(&format!("STAGE_{}", name.to_uppercase()))
+        .filter(|s| crate::model::stages::position(*s).is_some())
+        .with_context(|| {
+            format!("{name:?}: expected route_plan, validate, execute, compose or present")
+        })
+}
+
+fn with_tenant<T>(message: T, tenant: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    if let Some(tenant) = tenant {
+        request
+            .metadata_mut()
+            .insert(TENANT_HEADER, MetadataValue::try_from(tenant)?);
+    }
+    Ok(request)
+}
+
+fn status(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+async fn ops_client(
+    server: &str,
+) -> anyhow::Result<ops_proto::v1::ops_service_client::OpsServiceClient<tonic::transport::Channel>>
+{
+    Ok(
+        ops_proto::v1::ops_service_client::OpsServiceClient::connect(server.to_owned())
+            .await
+            .with_context(|| format!("connect to {server}"))?
+            .max_decoding_message_size(64 << 20),
+    )
+}
+
+async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    use ops_proto::v1::{AskRequest, Replay};
+    let from = stage_named(&args.from)?;
+    let mut client = ops_client(&args.target.server).await?;
+    let request = with_tenant(
+        AskRequest {
+            test_mode: true,
+            asset_overrides: args.overrides.clone(),
+            replay: Some(Replay {
+                trace_id: args.trace.clone(),
+                from_stage: from as i32,
+            }),
+            ..Default::default()
+        },
+        args.target.tenant.as_deref(),
+    )?;
+    let response = client.ask(request).await.map_err(status)?.into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print!("{}", crate::pipeline::render::text(&response));
+    }
+    Ok(())
+}
+
+async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
+    use ops_proto::v1::{DiffTracesRequest, inspector_client::InspectorClient};
+    let mut client = InspectorClient::connect(args.target.server.clone())
+        .await
+        .with_context(|| format!("connect to {}", args.target.server))?
+        .max_decoding_message_size(64 << 20);
+    let request = with_tenant(
+        DiffTracesRequest {
+            baseline_trace_id: args.baseline.clone(),
+            candidate_trace_id: args.candidate.clone(),
+        },
+        args.target.tenant.as_deref(),
+    )?;
+    let response = client
+        .diff_traces(request)
+        .await
+        .map_err(status)?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print!("{}", crate::pipeline::render::diff(&response));
+    }
+    Ok(())
+}
+
+async fn stage_test(args: &StageTestArgs) -> anyhow::Result<()> {
+    use ops_proto::v1::StageTestRequest;
+    let stage = stage_named(&args.stage)?;
+    let mut client = ops_client(&args.target.server).await?;
+    let request = with_tenant(
+        StageTestRequest {
+            stage: stage as i32,
+            baseline_trace_id: args.trace.clone(),
+            asset_overrides: args.overrides.clone(),
+            ..Default::default()
+        },
+        args.target.tenant.as_deref(),
+    )?;
+    let response = client
+        .stage_test(request)
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(())
 }

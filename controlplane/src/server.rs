@@ -20,9 +20,9 @@ use crate::execute::Executors;
 use crate::pipeline::Pipeline;
 use crate::plugins::{PluginError, PluginHost};
 use crate::registry::Registry;
-use crate::registry::grpc::RegistryGrpc;
 use crate::services::PendingRegression;
 use crate::services::ops::{InspectorGrpc, OpsGrpc};
+use crate::services::registry::RegistryGrpc;
 use crate::storage::Db;
 use crate::trace::TraceWriter;
 

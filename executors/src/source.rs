@@ -51,18 +51,24 @@ pub fn resolve_secret(reference: &str) -> Result<Option<Secret>, ExecutorError> 
         return Ok(None);
     }
     if let Some(name) = reference.strip_prefix("env:") {
-        return std::env::var(name).map(|v| Some(Secret(v))).map_err(|_| {
-            ExecutorError::new(
-                ExecutorErrorKind::FailedPrecondition,
-                format!("source.password_ref names environment variable {name}, which is not set"),
-            )
-        });
+        return std::env::var(name)
+            .map(|v| Some(Secret(v)))
+            .map_err(|_| ExecutorError {
+                field: Some("source.password_ref".into()),
+                ..ExecutorError::new(
+                    ExecutorErrorKind::FailedPrecondition,
+                    format!(
+                        "source.password_ref names environment variable {name}, which is not set"
+                    ),
+                )
+            });
     }
     if let Some(path) = reference.strip_prefix("file:") {
         return std::fs::read_to_string(path)
             .map(|v| Some(Secret(v.trim_end_matches(['\r', '\n']).to_owned())))
-            .map_err(|e| {
-                ExecutorError::new(
+            .map_err(|e| ExecutorError {
+                field: Some("source.password_ref".into()),
+                ..ExecutorError::new(
                     ExecutorErrorKind::FailedPrecondition,
                     format!(
                         "source.password_ref names file {path}, which cannot be read: {}",

@@ -67,6 +67,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .join("plugins");
 
     for target in ["wasm32-unknown-unknown", "wasm32-wasip2"] {
+        ensure_target(target)?;
         let packages: Vec<&str> = PLUGINS
             .iter()
             .filter(|(_, _, t)| *t == target)
@@ -92,6 +93,43 @@ fn main() -> Result<(), Box<dyn Error>> {
         fs::write(out_dir.join(format!("{stem}.wasm")), component)?;
     }
     Ok(())
+}
+
+/// The wasm targets `rust-toolchain.toml` lists. rustup installs a pinned toolchain's targets
+/// only through `rustup toolchain install`; a toolchain that was already there (or was fetched
+/// on first use by the proxy) lacks them, and the nested build would fail with "can't find crate
+/// for `std`". So a missing target is added here, and when that is impossible the error names
+/// the command that fixes it.
+fn ensure_target(target: &str) -> Result<(), Box<dyn Error>> {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()?;
+    let installed = libdir.status.success()
+        && Path::new(String::from_utf8_lossy(&libdir.stdout).trim()).is_dir();
+    if installed {
+        return Ok(());
+    }
+    println!(
+        "cargo:warning=installing the {target} target that rust-toolchain.toml lists (rustup target add {target})"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", target])
+        .output();
+    match added {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "the {target} target is not installed and `rustup target add {target}` failed:\n{}\n\
+             run `rustup toolchain install` in the workspace (it installs the targets rust-toolchain.toml lists), then build again",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into()),
+        Err(e) => Err(format!(
+            "the {target} target is not installed and rustup could not be run ({e}): \
+             install the target for this toolchain (`rustup toolchain install` in the workspace), then build again"
+        )
+        .into()),
+    }
 }
 
 fn cargo_build(

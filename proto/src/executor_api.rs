@@ -9,8 +9,9 @@ use tonic::metadata::MetadataMap;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::executor::{
-    DescribeRequest, DescribeResponse, ExecuteRequest, ExecuteResponse, ScanSchemaRequest,
-    ScanSchemaResponse, TestConnectionRequest, TestConnectionResponse, executor_server,
+    DescribeRequest, DescribeResponse, ExecuteRequest, ExecuteResponse, ExecutorKind,
+    ScanSchemaRequest, ScanSchemaResponse, TestConnectionRequest, TestConnectionResponse,
+    executor_server,
 };
 
 /// The line a sidecar prints on stdout once it accepts connections, followed by its address;
@@ -19,6 +20,34 @@ pub const LISTENING_PREFIX: &str = "listening on ";
 
 /// Metadata header carrying the trace id of the run a call belongs to.
 pub const TRACE_ID_HEADER: &str = "x-ops-trace-id";
+
+impl ExecutorKind {
+    /// The three kinds a control plane runs.
+    pub const ALL: [ExecutorKind; 3] = [
+        ExecutorKind::Sql,
+        ExecutorKind::Metrics,
+        ExecutorKind::Graph,
+    ];
+
+    /// Short name, as in configuration keys (`sql_endpoints`) and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Sql => "sql",
+            ExecutorKind::Metrics => "metrics",
+            ExecutorKind::Graph => "graph",
+            ExecutorKind::Unspecified => "unspecified",
+        }
+    }
+
+    /// The sidecar binary that serves this kind.
+    pub fn binary(self) -> &'static str {
+        match self {
+            ExecutorKind::Sql | ExecutorKind::Unspecified => "ops-sql-executor",
+            ExecutorKind::Metrics => "ops-metrics-executor",
+            ExecutorKind::Graph => "ops-graph-executor",
+        }
+    }
+}
 
 /// Per-call context that travels with every executor call.
 #[derive(Debug, Clone, Default)]
@@ -76,13 +105,28 @@ impl ExecutorError {
         Self::new(ExecutorErrorKind::Internal, message)
     }
 
-    /// Whether the same request may succeed if sent again (elsewhere or later). Executor calls are
-    /// read-only, so retrying them is safe.
+    /// Whether the same read may succeed if sent again: later, to another endpoint, or to
+    /// another source. The one rule for the client's retries, EXECUTE's failover and the
+    /// control loop's `tool_error_retryable`. Executor calls are read-only, so retrying is safe;
+    /// a deadline that ran out may not run out on a less loaded peer, and callers stop when
+    /// their own budget is spent.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ExecutorErrorKind::Unavailable | ExecutorErrorKind::ResourceExhausted
+            ExecutorErrorKind::Unavailable
+                | ExecutorErrorKind::ResourceExhausted
+                | ExecutorErrorKind::DeadlineExceeded
         )
+    }
+
+    /// A failure of the source's own settings (a credential reference that does not resolve):
+    /// another source may not share it, so failover tries the next one.
+    pub fn is_source_setting(&self) -> bool {
+        self.kind == ExecutorErrorKind::FailedPrecondition
+            && self
+                .field
+                .as_deref()
+                .is_some_and(|f| f.starts_with("source."))
     }
 
     pub fn code(&self) -> tonic::Code {

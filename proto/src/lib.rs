@@ -29,4 +29,6 @@ pub mod ops {
 pub use ops::executor::v1 as executor;
 pub use ops::v1;
 
+pub mod cells;
+pub mod convert;
 pub mod executor_api;

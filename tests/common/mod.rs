@@ -238,7 +238,7 @@ pub fn spawn_opsd(
     env: &[(&str, &str)],
 ) -> (std::process::Child, String, Vec<String>) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsd"))
+    let mut child = std::process::Command::new(ops_tests::bin("opsd"))
         .args([command, "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("OPS__LOG__FILTER", "warn")

@@ -5,20 +5,24 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ops_controlplane::execute::balance::{ChannelSettings, EndpointPool};
-use ops_controlplane::execute::{ClientOptions, ExecutorClient, RetryPolicy, requests};
+use ops_controlplane::execute::{ClientOptions, ExecutorClient, RetryPolicy};
+use ops_controlplane::model::requests;
 use ops_controlplane::registry::bundle;
 use ops_proto::executor::{Engine, GraphColumns, MetricColumns, SourceConfig};
 use ops_proto::v1::{BundleFile, SchemaCatalogSpec, asset_spec};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub const SQL: &str = env!("CARGO_BIN_EXE_ops-sql-executor");
-pub const METRICS: &str = env!("CARGO_BIN_EXE_ops-metrics-executor");
-pub const GRAPH: &str = env!("CARGO_BIN_EXE_ops-graph-executor");
+pub static SQL: LazyLock<String> =
+    LazyLock::new(|| ops_tests::bin("ops-sql-executor").display().to_string());
+pub static METRICS: LazyLock<String> =
+    LazyLock::new(|| ops_tests::bin("ops-metrics-executor").display().to_string());
+pub static GRAPH: LazyLock<String> =
+    LazyLock::new(|| ops_tests::bin("ops-graph-executor").display().to_string());
 
 /// A sidecar child process; killed on drop.
 pub struct Sidecar {
@@ -292,7 +296,7 @@ pub fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// The SQL guard corpus (`controlplane/src/validate/sql_guard_corpus.yaml`) and the guard
+/// The SQL guard corpus (`sqlguard/src/sql_guard_corpus.yaml`) and the guard
 /// settings it is written for: tenant `acme` of acme and globex, users and credentials
 /// restricted, the plant-ops tables scoped on `tenant_id`, a row limit of 1000.
 pub struct GuardCorpus {
@@ -338,10 +342,8 @@ impl GuardCorpus {
         .map(|t| (*t).to_owned())
         .collect();
         Self {
-            entries: serde_yaml::from_str(include_str!(
-                "../../controlplane/src/validate/sql_guard_corpus.yaml"
-            ))
-            .expect("corpus"),
+            entries: serde_yaml::from_str(include_str!("../../sqlguard/src/sql_guard_corpus.yaml"))
+                .expect("corpus"),
             policy: ops_controlplane::validate::sql_guard::GuardPolicy {
                 restricted_tables: vec!["users".into(), "credentials".into()],
                 allowed_functions: Vec::new(),

@@ -64,7 +64,7 @@ pub async fn start_demo(mode: ExecutorMode) -> Demo {
     config.executors.mode = mode;
     let mut sidecars = Vec::new();
     if mode == ExecutorMode::Connect {
-        for program in [SQL, METRICS, GRAPH] {
+        for program in [&*SQL, &*METRICS, &*GRAPH] {
             sidecars.push(Sidecar::start(program).await);
         }
         config.executors.sql_endpoints = vec![sidecars[0].uri()];
@@ -76,7 +76,7 @@ pub async fn start_demo(mode: ExecutorMode) -> Demo {
     }
     config.plugins.cache_dir =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
-    config.executors.bin_dir = Path::new(SQL).parent().map(Path::to_owned);
+    config.executors.bin_dir = Path::new(&*SQL).parent().map(Path::to_owned);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();
     let executors = Executors::start(&config.executors, cancel.clone())

@@ -3,7 +3,7 @@
 
 pub mod balance;
 pub mod client;
-pub mod requests;
+pub mod failover;
 pub mod source_health;
 pub mod supervisor;
 pub mod tasks;
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ops_proto::executor::ExecutorKind;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
@@ -19,38 +20,6 @@ use crate::config::{ExecutorMode, ExecutorsConfig};
 use balance::{ChannelSettings, EndpointPool};
 pub use client::{ClientOptions, ExecutorClient, RetryPolicy};
 use supervisor::{Sidecar, SidecarSpec};
-
-/// The three executor kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutorKind {
-    Sql,
-    Metrics,
-    Graph,
-}
-
-impl ExecutorKind {
-    pub const ALL: [ExecutorKind; 3] = [
-        ExecutorKind::Sql,
-        ExecutorKind::Metrics,
-        ExecutorKind::Graph,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ExecutorKind::Sql => "sql",
-            ExecutorKind::Metrics => "metrics",
-            ExecutorKind::Graph => "graph",
-        }
-    }
-
-    pub fn binary(self) -> &'static str {
-        match self {
-            ExecutorKind::Sql => "ops-sql-executor",
-            ExecutorKind::Metrics => "ops-metrics-executor",
-            ExecutorKind::Graph => "ops-graph-executor",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -81,7 +50,7 @@ pub struct Executors {
 impl Executors {
     pub fn client(&self, kind: ExecutorKind) -> &ExecutorClient {
         match kind {
-            ExecutorKind::Sql => &self.sql,
+            ExecutorKind::Sql | ExecutorKind::Unspecified => &self.sql,
             ExecutorKind::Metrics => &self.metrics,
             ExecutorKind::Graph => &self.graph,
         }
@@ -218,4 +187,25 @@ fn tls_config(config: &ExecutorsConfig) -> Result<Option<ClientTlsConfig>, Dispa
         tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
     }
     Ok(Some(tls))
+}
+
+/// The EXECUTE stage: the task DAG → tool results, tool calls and failures, each task on its
+/// sidecar through the one failover path, within `deadline`.
+pub async fn run(
+    executors: &Executors,
+    health: &source_health::SourceHealth,
+    snapshot: &crate::model::snapshot::Snapshot,
+    trace_id: &str,
+    deadline: std::time::Instant,
+    input: &crate::model::stages::ExecuteInput,
+) -> crate::model::stages::ExecuteOutput {
+    tasks::TaskRunner {
+        executors,
+        health,
+        snapshot,
+        trace_id,
+        deadline,
+    }
+    .run(&input.tasks)
+    .await
 }

@@ -3,41 +3,24 @@
 //! call is recorded (elapsed time, attempts, error) whether it succeeded or not.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ops_proto::executor::{
-    ExecuteRequest, ExecuteResponse, GraphResult, ResultSet, execute_request, execute_response,
+    ExecuteResponse, GraphResult, ResultSet, execute_request, execute_response,
 };
-use ops_proto::executor_api::{CallContext, ExecutorApi, ExecutorError, ExecutorErrorKind};
+use ops_proto::executor_api::{ExecutorError, ExecutorErrorKind};
 use ops_proto::v1::{NetworkBlock, NetworkEdge, NetworkNode, Reference, ToolCall, ToolResult};
 use pbjson_types::{ListValue, Struct};
 
-use super::Executors;
-use crate::pipeline::snapshot::{Snapshot, SourceBinding};
-use crate::pipeline::values;
-use crate::validate::plan::{SqlShape, Task, TaskRequest};
+use super::{Executors, failover};
+use crate::model::snapshot::Snapshot;
+use crate::model::stages::{ExecuteOutput, ToolFailure};
+use crate::model::task::{SqlShape, Task, TaskRequest};
+use ops_proto::cells as values;
 
-/// One failed task.
-#[derive(Debug, Clone)]
-pub struct TaskFailure {
-    pub tool: String,
-    pub error: ExecutorError,
-}
-
-/// What EXECUTE produced.
-#[derive(Debug, Default)]
-pub struct Executed {
-    pub results: Vec<ToolResult>,
-    pub calls: Vec<ToolCall>,
-    pub failures: Vec<TaskFailure>,
-    /// Labels of fallback sources that answered for a failed primary.
-    pub fallbacks_used: Vec<String>,
-}
-
-impl Executed {
-    pub fn is_empty(&self) -> bool {
-        self.results.iter().all(result_is_empty)
-    }
+/// Every result came back empty.
+pub fn all_empty(output: &ExecuteOutput) -> bool {
+    output.results.iter().all(result_is_empty)
 }
 
 /// A result with no rows, no graph nodes beyond the start and no scalar answer.
@@ -66,8 +49,8 @@ pub struct TaskRunner<'a> {
 }
 
 impl TaskRunner<'_> {
-    pub async fn run(&self, tasks: &[Task]) -> Executed {
-        let mut executed = Executed::default();
+    pub async fn run(&self, tasks: &[Task]) -> ExecuteOutput {
+        let mut executed = ExecuteOutput::default();
         // Outputs of hidden tasks, by index, for the tasks they feed.
         let mut outputs: BTreeMap<usize, ResultSet> = BTreeMap::new();
         for (index, task) in tasks.iter().enumerate() {
@@ -78,26 +61,26 @@ impl TaskRunner<'_> {
                 continue;
             }
             let request = match &task.request {
-                TaskRequest::Sql {
-                    prepared, params, ..
-                } => execute_request::Request::Sql(ops_proto::executor::SqlRequest {
-                    sql: prepared.sql.clone(),
-                    params: params.clone(),
-                    ..Default::default()
-                }),
+                TaskRequest::Sql { sql, params, .. } => {
+                    execute_request::Request::Sql(ops_proto::executor::SqlRequest {
+                        sql: sql.clone(),
+                        params: params.clone(),
+                        ..Default::default()
+                    })
+                }
                 TaskRequest::Metric {
                     request,
                     codes_from,
                 } => {
                     let mut request = request.clone();
-                    if let Some((dep, column)) = codes_from
-                        && let Some(rows) = outputs.get(dep)
+                    if let Some(from) = codes_from
+                        && let Some(rows) = outputs.get(&from.task)
                     {
-                        request.ci_codes = column_texts(rows, column);
+                        request.ci_codes = column_texts(rows, &from.column);
                     }
                     execute_request::Request::Metric(request)
                 }
-                TaskRequest::Graph(request) => execute_request::Request::Graph(request.clone()),
+                TaskRequest::Graph { request } => execute_request::Request::Graph(request.clone()),
             };
             let started = Instant::now();
             let outcome = self.call(task, request).await;
@@ -144,9 +127,10 @@ impl TaskRunner<'_> {
                         attempts,
                         endpoint: String::new(),
                     });
-                    executed.failures.push(TaskFailure {
+                    executed.failures.push(ToolFailure {
                         tool: task.tool.clone(),
-                        error,
+                        error: error.to_string(),
+                        retryable: error.is_retryable(),
                     });
                 }
             }
@@ -155,7 +139,8 @@ impl TaskRunner<'_> {
     }
 
     /// Calls the executor on the primary source, then on each fallback while the failure is
-    /// one another source could fix. Returns the source that answered.
+    /// one another source could fix. Returns the response, the source that answered and the
+    /// number of sources tried.
     async fn call(
         &self,
         task: &Task,
@@ -175,72 +160,22 @@ impl TaskRunner<'_> {
                 0,
             ));
         };
-        // A generated statement is in the primary's dialect; only same-dialect fallbacks can
-        // run it.
-        let sources: Vec<&SourceBinding> = std::iter::once(primary)
-            .chain(
-                self.snapshot
-                    .fallbacks
-                    .iter()
-                    .filter(|f| f.dialect == primary.dialect),
-            )
-            .collect();
-        let sources = self.health.order(sources, |s| s.applied.label());
-        let mut attempts = 0;
-        let mut last = None;
-        for source in sources {
-            attempts += 1;
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err((
-                    ExecutorError::new(
-                        ExecutorErrorKind::DeadlineExceeded,
-                        "the policy's time budget ran out before this tool ran",
-                    ),
-                    attempts,
-                ));
-            }
-            let timeout = match task.timeout_ms {
-                0 => remaining,
-                ms => remaining.min(Duration::from_millis(u64::from(ms))),
-            };
-            let message = ExecuteRequest {
-                source: Some(source.config.clone()),
-                request: Some(request.clone()),
-                trace_id: self.trace_id.to_owned(),
-            };
-            let ctx = CallContext {
-                timeout: Some(timeout),
-                trace_id: self.trace_id.to_owned(),
-            };
-            match client.execute(ctx, message).await {
-                Ok(response) => {
-                    self.health.mark_up(&source.applied.label());
-                    return Ok((response, source.applied.label(), attempts));
-                }
-                Err(e) if source_failure(&e) => {
-                    self.health.mark_down(&source.applied.label());
-                    tracing::warn!(trace_id = self.trace_id, source = %source.applied.label(), error = %e, "source failed; trying the policy's next source");
-                    last = Some(e);
-                }
-                Err(e) => return Err((e, attempts)),
-            }
-        }
-        Err((
-            last.unwrap_or_else(|| ExecutorError::internal("no source was tried")),
-            attempts,
-        ))
+        let sources = failover::chain(primary, &self.snapshot.fallbacks, self.health);
+        let budget = failover::Budget {
+            deadline: Some(self.deadline),
+            timeout_ms: task.timeout_ms,
+        };
+        failover::execute(
+            client,
+            self.health,
+            &sources,
+            &request,
+            self.trace_id,
+            budget,
+        )
+        .await
+        .map(|a| (a.response, a.source, a.attempts))
     }
-}
-
-/// Failures another source might not have.
-fn source_failure(e: &ExecutorError) -> bool {
-    matches!(
-        e.kind,
-        ExecutorErrorKind::Unavailable
-            | ExecutorErrorKind::DeadlineExceeded
-            | ExecutorErrorKind::ResourceExhausted
-    ) || (e.kind == ExecutorErrorKind::FailedPrecondition && e.message.contains("source"))
 }
 
 fn column_texts(rows: &ResultSet, column: &str) -> Vec<String> {
@@ -263,13 +198,11 @@ fn struct_of(fields: impl IntoIterator<Item = (String, pbjson_types::Value)>) ->
 fn task_input(task: &Task) -> Struct {
     let mut fields = vec![
         ("tool".to_owned(), values::json_text(task.tool.clone())),
-        ("kind".to_owned(), values::json_text(task.kind)),
+        ("kind".to_owned(), values::json_text(task.kind.clone())),
     ];
     match &task.request {
-        TaskRequest::Sql {
-            prepared, params, ..
-        } => {
-            fields.push(("sql".into(), values::json_text(prepared.sql.clone())));
+        TaskRequest::Sql { sql, params, .. } => {
+            fields.push(("sql".into(), values::json_text(sql.clone())));
             fields.push((
                 "params".into(),
                 pbjson_types::Value {
@@ -286,7 +219,7 @@ fn task_input(task: &Task) -> Struct {
                 values::json_text(request.ci_codes.join(",")),
             ));
         }
-        TaskRequest::Graph(request) => {
+        TaskRequest::Graph { request } => {
             fields.push(("ci_code".into(), values::json_text(request.ci_code.clone())));
             fields.push((
                 "operation".into(),
@@ -309,7 +242,7 @@ fn to_tool_result(task: &Task, response: &ExecuteResponse) -> ToolResult {
     let mut fields = task.fields.clone();
     let mut result = ToolResult {
         tool: task.result_name.clone(),
-        kind: task.kind.to_owned(),
+        kind: task.kind.clone(),
         ..Default::default()
     };
     let mut payload: Vec<(String, pbjson_types::Value)> = Vec::new();
@@ -318,8 +251,8 @@ fn to_tool_result(task: &Task, response: &ExecuteResponse) -> ToolResult {
             "sql".into(),
             values::json_text(response.executed_sql.clone()),
         ));
-    } else if let TaskRequest::Sql { prepared, .. } = &task.request {
-        payload.push(("sql".into(), values::json_text(prepared.sql.clone())));
+    } else if let Some(sql) = task.sql() {
+        payload.push(("sql".into(), values::json_text(sql)));
     }
     match &response.result {
         Some(execute_response::Result::Rows(rows)) => {
@@ -401,7 +334,7 @@ fn to_tool_result(task: &Task, response: &ExecuteResponse) -> ToolResult {
         result.references = document_references(&result);
     }
     result.references.push(Reference {
-        kind: task.kind.to_owned(),
+        kind: task.kind.clone(),
         title: format!("{} ({})", task.result_name, summary(&result)),
         payload: Some(pbjson_types::Value {
             kind: Some(pbjson_types::value::Kind::StructValue(struct_of(payload))),

@@ -4,7 +4,7 @@
 use ops_proto::v1::{Block, Plan, block};
 use time::OffsetDateTime;
 
-use super::snapshot::Snapshot;
+use crate::model::snapshot::Snapshot;
 
 pub(super) fn direct_answer(snapshot: &Snapshot, intent: &str, as_of: OffsetDateTime) -> String {
     let template = snapshot

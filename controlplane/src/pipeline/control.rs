@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use ops_proto::v1::{Plan, ReplanEvent, ReplanPolicy, ReplanTrigger, Severity, Stage, TimeWindow};
 use time::OffsetDateTime;
 
-use super::snapshot::Snapshot;
-use super::to_struct;
-use crate::execute::tasks::Executed;
-use crate::route_plan::planner::ts;
+use crate::model::snapshot::Snapshot;
+
+use crate::model::stages::ExecuteOutput;
+use ops_proto::convert::{timestamp, to_struct};
 
 /// Last replan per (tenant, trigger), for the cooling period across requests.
 #[derive(Clone, Default, Debug)]
@@ -124,7 +124,7 @@ impl<'a> Loop<'a> {
             patch_before: Some(to_struct(before)),
             patch_after: None,
             decision: String::new(),
-            at: Some(ts(OffsetDateTime::now_utc())),
+            at: Some(timestamp(OffsetDateTime::now_utc())),
         };
         match (refusal, patch) {
             (None, Some(after)) => {
@@ -254,7 +254,7 @@ pub fn resolve_missing_entity(snapshot: &Snapshot, plan: &Plan) -> Option<Plan> 
 }
 
 /// low_evidence: the best document matched only one term in its body.
-pub fn low_evidence(snapshot: &Snapshot, executed: &Executed) -> Option<String> {
+pub fn low_evidence(snapshot: &Snapshot, executed: &ExecuteOutput) -> Option<String> {
     for r in executed.results.iter().filter(|r| r.kind == "document") {
         let score_index = r.columns.iter().position(|c| c == "score")?;
         let best = r

@@ -3,9 +3,6 @@
 //! A question the pipeline can answer — even with "this is missing" or "this is refused" — is
 //! never an error: it is an answer with a trace. These are the failures of the service itself.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The request is malformed; `field` names the request field.
@@ -26,27 +23,8 @@ pub enum PipelineError {
     Storage(#[from] sqlx::Error),
     #[error(transparent)]
     Registry(#[from] crate::registry::error::RegistryError),
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-impl From<PipelineError> for Status {
-    fn from(error: PipelineError) -> Self {
-        match error {
-            PipelineError::InvalidArgument { field, message } => Status::with_error_details(
-                Code::InvalidArgument,
-                format!("{field}: {message}"),
-                ErrorDetails::with_bad_request_violation(field, message),
-            ),
-            PipelineError::FailedPrecondition(m) => Status::failed_precondition(m),
-            PipelineError::ResourceExhausted(m) => Status::resource_exhausted(m),
-            PipelineError::Unavailable(m) => Status::unavailable(m),
-            PipelineError::NotFound(m) => Status::not_found(m),
-            PipelineError::Registry(e) => e.into(),
-            e @ (PipelineError::Storage(_) | PipelineError::Internal(_)) => {
-                tracing::error!(error = %e, "pipeline failure");
-                Status::internal(e.to_string())
-            }
-        }
-    }
 }

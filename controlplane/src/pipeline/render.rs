@@ -1,11 +1,11 @@
-//! An answer as terminal text: route and answer line, each block, the stage timeline and the
-//! trace id (what `opsctl ask` prints).
+//! Terminal text: an answer (route and answer line, each block, the stage timeline and the
+//! trace id: what `opsctl ask` prints) and a trace diff (`opsctl diff`).
 
 use std::fmt::Write;
 
-use ops_proto::v1::{AskResponse, Route, Stage, StageStatus, block};
+use ops_proto::v1::{AskResponse, DiffTracesResponse, Route, Stage, StageStatus, block};
 
-use crate::registry::refs::stage_slug;
+use crate::model::refs::stage_slug;
 use crate::trace::enum_slug;
 
 fn cell(v: &pbjson_types::Value) -> String {
@@ -127,5 +127,57 @@ pub fn text(r: &AskResponse) -> String {
         }
     }
     let _ = writeln!(out, "trace: {}", r.trace_id);
+    out
+}
+
+/// A trace diff as terminal text: the first divergence, then each stage's changes and timings.
+pub fn diff(d: &DiffTracesResponse) -> String {
+    let mut out = String::new();
+    let first = Stage::try_from(d.first_divergence).unwrap_or_default();
+    if first == Stage::Unspecified {
+        let _ = writeln!(out, "The runs do not differ (timings aside).");
+    } else {
+        let _ = writeln!(
+            out,
+            "First divergence: {}",
+            stage_slug(first).to_uppercase()
+        );
+    }
+    if d.answer_changed {
+        let _ = writeln!(
+            out,
+            "Answer changed:\n- {}\n+ {}",
+            d.baseline_answer, d.candidate_answer
+        );
+    }
+    for a in &d.asset_versions_changed {
+        let _ = writeln!(out, "Asset version: {a}");
+    }
+    for (side, assets) in [
+        ("baseline", &d.assets_only_in_baseline),
+        ("candidate", &d.assets_only_in_candidate),
+    ] {
+        for a in assets {
+            let _ = writeln!(out, "Only in the {side}: {}", crate::model::asset_label(a));
+        }
+    }
+    for s in &d.stages {
+        let stage = Stage::try_from(s.stage).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n── {} ── {:.1} ms → {:.1} ms",
+            stage_slug(stage).to_uppercase(),
+            s.baseline_ms,
+            s.candidate_ms
+        );
+        if s.changes.is_empty() {
+            let _ = writeln!(out, "  (no change)");
+        }
+        for c in &s.changes {
+            for (i, line) in c.lines().enumerate() {
+                let _ = writeln!(out, "{}{line}", if i == 0 { "  " } else { "    " });
+            }
+        }
+    }
     out
 }

@@ -12,112 +12,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ops_proto::executor::{self as ex, execute_request, execute_response};
-use ops_proto::executor_api::{CallContext, ExecutorApi};
 use ops_proto::v1::{
-    AssetContent, AssetRef, AssetType, MappingSpec, PolicySpec, PromptPurpose, PromptSpec,
-    QuerySpec, ResolverSpec, SchemaCatalogSpec, ScreenSpec, SemanticType, SourceKind, SourceSpec,
-    ToolSpec, asset_spec::Kind,
+    AssetContent, AssetRef, AssetType, PromptPurpose, SchemaCatalogSpec, SemanticType, SourceKind,
+    asset_spec::Kind,
 };
-use sqlx::Row;
 use tokio::sync::Mutex;
 
 use super::error::PipelineError;
 use crate::execute::source_health::SourceHealth;
-use crate::execute::{Executors, requests};
+use crate::execute::{Executors, failover};
+use crate::model::refs::{AssetReference, VersionSelector};
+use crate::model::requests;
+use crate::model::snapshot::{Applied, GuardSettings, Snapshot, SourceBinding};
+use crate::model::source_dialect;
 use crate::registry::Registry;
-use crate::registry::refs::{AssetReference, VersionSelector, type_slug};
 use crate::registry::store;
 use crate::route_plan::knowledge::{self, PlannerAssets, Rows};
-use crate::route_plan::planner::{Knowledge, ToolChoice};
+use crate::route_plan::planner::ToolChoice;
 use crate::validate::sql_build::Select;
-use crate::validate::sql_guard::{Dialect, GuardPolicy};
-use crate::validate::sql_prepare::{self, Bind, GuardContext};
-
-/// A published asset as one stage applies it.
-#[derive(Debug, Clone)]
-pub struct Applied<T> {
-    pub reference: AssetRef,
-    pub spec: T,
-}
-
-impl<T> Applied<T> {
-    pub fn label(&self) -> String {
-        let t = AssetType::try_from(self.reference.r#type).unwrap_or(AssetType::Unspecified);
-        format!(
-            "{}:{}@{}",
-            type_slug(t),
-            self.reference.name,
-            self.reference.version
-        )
-    }
-}
-
-/// The data source every generated statement runs on.
-#[derive(Debug, Clone)]
-pub struct SourceBinding {
-    pub applied: Applied<SourceSpec>,
-    pub config: ex::SourceConfig,
-    pub dialect: Dialect,
-}
-
-/// What the SQL guard needs about a tenant, owned so it can be borrowed per statement.
-#[derive(Debug, Clone, Default)]
-pub struct GuardSettings {
-    pub policy: GuardPolicy,
-    pub tenant_columns: HashMap<String, String>,
-    pub global_tables: Vec<String>,
-    pub known_tenants: Vec<String>,
-    pub row_limit: Option<u64>,
-}
-
-impl GuardSettings {
-    pub fn context<'a>(&'a self, dialect: Dialect, tenant: &'a str) -> GuardContext<'a> {
-        GuardContext {
-            dialect,
-            policy: &self.policy,
-            tenant,
-            tenant_columns: &self.tenant_columns,
-            global_tables: &self.global_tables,
-            known_tenants: &self.known_tenants,
-            row_limit: self.row_limit,
-        }
-    }
-}
-
-/// Everything the stages read for one tenant.
-pub struct Snapshot {
-    pub tenant: String,
-    pub knowledge: Knowledge,
-    pub catalog: Applied<SchemaCatalogSpec>,
-    pub source: Option<SourceBinding>,
-    /// Fallback sources the Policy lists, in order.
-    pub fallbacks: Vec<SourceBinding>,
-    pub policy: Option<Applied<PolicySpec>>,
-    pub planner_prompt: Option<Applied<PromptSpec>>,
-    pub direct_prompt: Option<Applied<PromptSpec>>,
-    pub resolver: Option<Applied<ResolverSpec>>,
-    pub tools: BTreeMap<String, Applied<ToolSpec>>,
-    /// Query assets, by name, for tools that run a written query (`query_ref`).
-    pub queries: BTreeMap<String, Applied<QuerySpec>>,
-    pub mapping: Option<Applied<MappingSpec>>,
-    pub screen: Option<Applied<ScreenSpec>>,
-    pub guard: GuardSettings,
-}
-
-impl Snapshot {
-    /// Asset versions ROUTE+PLAN applies.
-    pub fn plan_assets(&self) -> Vec<AssetRef> {
-        let mut refs = vec![self.catalog.reference.clone()];
-        refs.extend(self.planner_prompt.iter().map(|a| a.reference.clone()));
-        refs.extend(self.resolver.iter().map(|a| a.reference.clone()));
-        refs.extend(self.policy.iter().map(|a| a.reference.clone()));
-        refs
-    }
-
-    pub fn policy_spec(&self) -> Option<&PolicySpec> {
-        self.policy.as_ref().map(|p| &p.spec)
-    }
-}
+use crate::validate::sql_guard::GuardPolicy;
+use crate::validate::sql_prepare::{self, Bind};
 
 /// Change marker of a tenant's assets.
 type Fingerprint = (i64, i64, i64);
@@ -136,6 +50,42 @@ type Entries = HashMap<String, Entry>;
 #[derive(Clone, Default)]
 pub struct SnapshotCache {
     entries: Arc<Mutex<Entries>>,
+    rows: RowsCache,
+}
+
+/// Versions of a tenant's row reads kept (the published assets' and a few overrides').
+const ROWS_KEPT: usize = 4;
+
+/// The tenant rows the planner learns from, by the assets that decide what is read (source,
+/// fallbacks, catalog, policy, tools). A test run that overrides only a Mapping, a Screen or a
+/// Prompt reuses them and reads no source: a replay of COMPOSE works with the sources down.
+#[derive(Clone, Default)]
+struct RowsCache {
+    entries: Arc<std::sync::Mutex<HashMap<String, KeyedRows>>>,
+}
+
+/// Rows per catalog table.
+type TenantRows = Arc<BTreeMap<String, Rows>>;
+/// One tenant's row reads, newest first, by the assets that decided them.
+type KeyedRows = Vec<(String, TenantRows)>;
+
+impl RowsCache {
+    fn get(&self, tenant: &str, key: &str) -> Option<TenantRows> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(tenant)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, rows)| rows.clone())
+    }
+
+    fn put(&self, tenant: &str, key: String, rows: TenantRows) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = entries.entry(tenant.to_owned()).or_default();
+        kept.retain(|(k, _)| *k != key);
+        kept.insert(0, (key, rows));
+        kept.truncate(ROWS_KEPT);
+    }
 }
 
 impl std::fmt::Debug for SnapshotCache {
@@ -159,7 +109,7 @@ impl SnapshotCache {
     ) -> Result<Arc<Snapshot>, PipelineError> {
         if !overrides.is_empty() {
             return Ok(Arc::new(
-                load(registry, executors, health, tenant, overrides).await?,
+                load(registry, executors, health, &self.rows, tenant, overrides).await?,
             ));
         }
         let generation = registry.generation();
@@ -179,7 +129,7 @@ impl SnapshotCache {
             entry.checked = Instant::now();
             return Ok(entry.snapshot.clone());
         }
-        let snapshot = Arc::new(load(registry, executors, health, tenant, &[]).await?);
+        let snapshot = Arc::new(load(registry, executors, health, &self.rows, tenant, &[]).await?);
         entries.insert(
             tenant.to_owned(),
             Entry {
@@ -195,14 +145,8 @@ impl SnapshotCache {
 }
 
 async fn fingerprint(registry: &Registry, tenant: &str) -> Result<Fingerprint, PipelineError> {
-    let row = sqlx::query(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(revision), 0) AS BIGINT), COALESCE(MAX(updated_at), 0) \
-         FROM assets WHERE tenant_id = $1",
-    )
-    .bind(tenant)
-    .fetch_one(registry.db().pool())
-    .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    let mut conn = registry.db().pool().acquire().await?;
+    Ok(store::tenant_fingerprint(&mut conn, tenant).await?)
 }
 
 /// Latest published (or overridden) content of every asset of one type.
@@ -272,6 +216,7 @@ async fn load(
     registry: &Registry,
     executors: &Executors,
     health: &SourceHealth,
+    rows_cache: &RowsCache,
     tenant: &str,
     overrides: &[AssetReference],
 ) -> Result<Snapshot, PipelineError> {
@@ -337,12 +282,7 @@ async fn load(
     let source_named = |reference: &str| -> Option<SourceBinding> {
         let name = AssetReference::parse(reference).ok()?.name;
         let applied = sources.iter().find(|s| s.reference.name == name)?.clone();
-        let dialect = match SourceKind::try_from(applied.spec.kind) {
-            Ok(SourceKind::Postgres) => Dialect::Postgres,
-            Ok(SourceKind::Mysql) => Dialect::MySql,
-            Ok(SourceKind::Sqlite) => Dialect::Sqlite,
-            _ => return None,
-        };
+        let dialect = source_dialect(SourceKind::try_from(applied.spec.kind).ok()?)?;
         let config = requests::source_config(&applied.label(), &applied.spec);
         Some(SourceBinding {
             applied,
@@ -406,25 +346,36 @@ async fn load(
             knowledge::tool_choice(&t.reference.name, &config)
         })
         .collect();
-    let rows = match &source {
-        Some(source) => {
+    let rows_key = [
+        source.iter().map(|s| s.applied.label()).collect::<Vec<_>>(),
+        fallbacks.iter().map(|s| s.applied.label()).collect(),
+        vec![catalog.label()],
+        policy.iter().map(Applied::label).collect(),
+        tools.iter().map(Applied::label).collect(),
+    ]
+    .concat()
+    .join(" ");
+    let rows = match (&source, rows_cache.get(tenant, &rows_key)) {
+        (_, Some(rows)) => rows,
+        (Some(source), None) => {
             // Read from the primary, or from the Policy's fallbacks when it is down.
-            let sources: Vec<&SourceBinding> = std::iter::once(source)
-                .chain(fallbacks.iter().filter(|f| f.dialect == source.dialect))
-                .collect();
-            let sources = health.order(sources, |s| s.applied.label());
-            tenant_rows(
-                executors,
-                health,
-                &sources,
-                &guard,
-                tenant,
-                &catalog.spec,
-                &tool_choices,
-            )
-            .await?
+            let sources = failover::chain(source, &fallbacks, health);
+            let rows = Arc::new(
+                tenant_rows(
+                    executors,
+                    health,
+                    &sources,
+                    &guard,
+                    tenant,
+                    &catalog.spec,
+                    &tool_choices,
+                )
+                .await?,
+            );
+            rows_cache.put(tenant, rows_key, rows.clone());
+            rows
         }
-        None => BTreeMap::new(),
+        (None, None) => Arc::new(BTreeMap::new()),
     };
     let knowledge = knowledge::build(
         PlannerAssets {
@@ -468,12 +419,8 @@ async fn load(
 }
 
 async fn known_tenants(registry: &Registry) -> Result<Vec<String>, PipelineError> {
-    let rows = sqlx::query("SELECT DISTINCT tenant_id FROM assets")
-        .fetch_all(registry.db().pool())
-        .await?;
-    rows.iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(PipelineError::from))
-        .collect()
+    let mut conn = registry.db().pool().acquire().await?;
+    Ok(store::known_tenants(&mut conn).await?)
 }
 
 /// The rows the planner learns entities and values from: the entity table's code, name and
@@ -573,42 +520,30 @@ async fn run_text_rows(
         .binds
         .iter()
         .map(|b| match b {
-            Bind::Tenant => Ok(super::values::text(tenant)),
+            Bind::Tenant => Ok(ops_proto::cells::text(tenant)),
             Bind::Param(p) => Err(PipelineError::Internal(format!(
                 "knowledge query has an unbound parameter :{p}"
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut failures = Vec::new();
-    let mut answered = None;
-    for source in sources {
-        let request = ex::ExecuteRequest {
-            source: Some(source.config.clone()),
-            request: Some(execute_request::Request::Sql(ex::SqlRequest {
-                sql: prepared.sql.clone(),
-                params: params.clone(),
-                ..Default::default()
-            })),
-            trace_id: format!("snapshot:{tenant}"),
-        };
-        match executors.sql.execute(CallContext::default(), request).await {
-            Ok(response) => {
-                health.mark_up(&source.applied.label());
-                answered = Some(response);
-                break;
-            }
-            Err(e) => {
-                health.mark_down(&source.applied.label());
-                failures.push(format!("{}: {e}", source.applied.label()));
-            }
-        }
-    }
-    let response = answered.ok_or_else(|| {
-        PipelineError::Unavailable(format!(
-            "reading tenant {tenant}'s entities failed on every source ({})",
-            failures.join("; ")
-        ))
-    })?;
+    let request = execute_request::Request::Sql(ex::SqlRequest {
+        sql: prepared.sql.clone(),
+        params,
+        ..Default::default()
+    });
+    let budget = failover::Budget {
+        deadline: None,
+        timeout_ms: 0,
+    };
+    let trace_id = format!("snapshot:{tenant}");
+    let response = failover::execute(&executors.sql, health, sources, &request, &trace_id, budget)
+        .await
+        .map_err(|(e, attempts)| {
+            PipelineError::Unavailable(format!(
+                "reading tenant {tenant}'s entities failed ({attempts} source(s) tried): {e}"
+            ))
+        })?
+        .response;
     let Some(execute_response::Result::Rows(set)) = response.result else {
         return Ok(Vec::new());
     };
@@ -620,7 +555,7 @@ async fn run_text_rows(
                 .iter()
                 .zip(&row.values)
                 .filter_map(|(c, v)| {
-                    let text = super::values::display(v);
+                    let text = ops_proto::cells::display(v);
                     (!text.is_empty()).then(|| (c.name.clone(), text))
                 })
                 .collect()

@@ -1,7 +1,6 @@
 //! The plugin host's errors: a closed set, each with one gRPC code.
 
 use tonic::Code;
-use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
@@ -86,34 +85,6 @@ impl PluginError {
         match self {
             Self::Trapped { backtrace, .. } if !backtrace.is_empty() => Some(backtrace),
             _ => None,
-        }
-    }
-}
-
-impl From<PluginError> for tonic::Status {
-    fn from(error: PluginError) -> Self {
-        let code = error.code();
-        let message = error.to_string();
-        match &error {
-            PluginError::InvalidPlugin {
-                field,
-                message: why,
-            } => {
-                let mut details = ErrorDetails::new();
-                details.add_bad_request_violation(*field, why.clone());
-                tonic::Status::with_error_details(code, message, details)
-            }
-            PluginError::Trapped { .. } if error.backtrace().is_some() => {
-                let frames = error
-                    .backtrace()
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_owned);
-                let mut details = ErrorDetails::new();
-                details.set_debug_info(frames.collect::<Vec<_>>(), message.clone());
-                tonic::Status::with_error_details(code, message, details)
-            }
-            _ => tonic::Status::new(code, message),
         }
     }
 }

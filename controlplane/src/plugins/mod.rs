@@ -14,6 +14,7 @@ pub mod limits;
 mod load;
 mod output;
 mod runner;
+pub mod stage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

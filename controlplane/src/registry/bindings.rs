@@ -5,7 +5,7 @@
 
 use ops_proto::v1::{AssetType, Stage};
 
-use super::refs::{stage_slug, type_slug};
+use crate::model::refs::{stage_slug, type_slug};
 
 pub fn allowed_stages(asset_type: AssetType) -> &'static [Stage] {
     match asset_type {

@@ -13,7 +13,7 @@
 use ops_proto::v1::{AssetContent, AssetSpec, AssetType, BundleFile, BundleFormat, asset_spec};
 use serde::{Deserialize, Serialize};
 
-use super::refs::{TYPE_SLUGS, parse_stage_slug, parse_type_slug, stage_slug, type_slug};
+use crate::model::refs::{TYPE_SLUGS, parse_stage_slug, parse_type_slug, stage_slug, type_slug};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,8 +1,6 @@
-//! The registry's closed set of errors and their one mapping to `tonic::Status`.
+//! The registry's closed set of errors (mapped to gRPC codes in `services::status`).
 
 use ops_proto::v1::Violation;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -52,7 +50,7 @@ impl RegistryError {
     }
 }
 
-fn summarize(violations: &[Violation]) -> String {
+pub(crate) fn summarize(violations: &[Violation]) -> String {
     let blocking: Vec<&Violation> = violations.iter().filter(|v| v.blocking).collect();
     let shown: Vec<String> = blocking
         .iter()
@@ -67,59 +65,5 @@ fn summarize(violations: &[Violation]) -> String {
         "invalid argument".to_owned()
     } else {
         text
-    }
-}
-
-impl From<RegistryError> for Status {
-    fn from(error: RegistryError) -> Self {
-        match error {
-            RegistryError::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations.iter().filter(|v| v.blocking) {
-                    details.add_bad_request_violation(
-                        v.field.clone(),
-                        format!("{} (rule {})", v.message, v.rule),
-                    );
-                }
-                Status::with_error_details(Code::InvalidArgument, summarize(&violations), details)
-            }
-            RegistryError::NotFound(message) => Status::not_found(message),
-            RegistryError::AlreadyExists(message) => Status::already_exists(message),
-            RegistryError::FailedPrecondition {
-                message,
-                violations,
-            } => {
-                if violations.is_empty() {
-                    return Status::failed_precondition(message);
-                }
-                let mut details = ErrorDetails::new();
-                for v in violations.iter().filter(|v| v.blocking) {
-                    details.add_precondition_failure_violation(
-                        v.rule.clone(),
-                        v.field.clone(),
-                        v.message.clone(),
-                    );
-                }
-                let message = format!("{message}: {}", summarize(&violations));
-                Status::with_error_details(Code::FailedPrecondition, message, details)
-            }
-            RegistryError::Unimplemented(message) => Status::unimplemented(message),
-            RegistryError::Unavailable(message) => Status::unavailable(message),
-            RegistryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
-            RegistryError::Storage(error) => {
-                // Storage details stay in the server log; callers get a stable message.
-                tracing::error!(error = %error, "registry storage error");
-                if matches!(error, sqlx::Error::PoolTimedOut) {
-                    Status::unavailable("registry storage is busy; retry shortly")
-                } else {
-                    Status::internal("registry storage error; see the opsd log")
-                }
-            }
-            RegistryError::Internal(message) => {
-                tracing::error!(error = %message, "registry internal error");
-                Status::internal(format!("internal error: {message}"))
-            }
-            RegistryError::Plugin(error) => error.into(),
-        }
     }
 }

@@ -9,10 +9,10 @@ pub mod bindings;
 pub mod bundle;
 pub mod diff;
 pub mod error;
-pub mod grpc;
+
 pub mod plugins;
 pub mod probe;
-pub mod refs;
+
 pub mod store;
 pub mod validate;
 
@@ -30,11 +30,11 @@ use sqlx::AnyConnection;
 
 use crate::config::RegistryConfig;
 use crate::context::CallerContext;
+use crate::model::refs::{self, AssetReference, VersionSelector, type_slug, validate_name};
 use crate::route_plan::resolver::ResolverEngine;
 use crate::storage::{Db, unix_micros};
 use crate::validate::sql_guard::GuardPolicy;
 pub use error::{RegistryError, RegistryResult};
-use refs::{AssetReference, VersionSelector, type_slug, validate_name};
 use store::{AssetChange, AssetRow, ContentRow, ListFilter, ListStatus};
 use validate::{ValidationContext, references, validate_content};
 
@@ -240,7 +240,7 @@ impl Registry {
             && let Some(asset_spec::Kind::Source(SourceSpec { kind, .. })) =
                 source.content.spec.and_then(|s| s.kind)
         {
-            query_dialect = validate::source_dialect(
+            query_dialect = crate::model::source_dialect(
                 ops_proto::v1::SourceKind::try_from(kind).unwrap_or_default(),
             );
         }

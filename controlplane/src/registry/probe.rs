@@ -10,7 +10,8 @@ use ops_proto::v1::*;
 
 use super::{Registry, RegistryError, RegistryResult};
 use crate::context::CallerContext;
-use crate::execute::{Executors, requests};
+use crate::execute::Executors;
+use crate::model::requests;
 
 /// Column names that hold secrets: marked SECRET, and their tables start disabled so the
 /// planner never sees them unless an admin decides otherwise.

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::error::{RegistryError, RegistryResult};
-use super::refs::{parse_type_slug, type_slug};
+use crate::model::refs::{parse_type_slug, type_slug};
 
 pub const STATUS_ACTIVE: &str = "active";
 pub const STATUS_ARCHIVED: &str = "archived";
@@ -538,5 +538,31 @@ pub async fn list_audit(
                 detail: row.try_get("detail")?,
             })
         })
+        .collect()
+}
+
+/// Change marker of a tenant's assets: count, summed revisions and last update. One indexed
+/// query, so a replica can confirm a cached view of the tenant cheaply.
+pub async fn tenant_fingerprint(
+    conn: &mut AnyConnection,
+    tenant: &str,
+) -> RegistryResult<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(revision), 0) AS BIGINT), COALESCE(MAX(updated_at), 0) \
+         FROM assets WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+}
+
+/// Every tenant that has assets (the SQL guard refuses a literal naming another tenant).
+pub async fn known_tenants(conn: &mut AnyConnection) -> RegistryResult<Vec<String>> {
+    let rows = sqlx::query("SELECT DISTINCT tenant_id FROM assets")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(RegistryError::from))
         .collect()
 }

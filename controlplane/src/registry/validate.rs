@@ -11,7 +11,7 @@ use ops_proto::v1::{
 };
 
 use super::bindings;
-use super::refs::type_slug;
+use crate::model::refs::type_slug;
 use crate::validate::sql_guard::{self, GuardPolicy};
 
 /// Upper bounds that keep limits sane.
@@ -52,7 +52,7 @@ pub struct SpecReference {
 #[derive(Debug, Clone, Default)]
 pub struct ValidationContext {
     /// Dialect of the Source a Query references, when it resolved.
-    pub query_dialect: Option<SqlDialect>,
+    pub query_dialect: Option<sql_guard::Dialect>,
     /// Restricted tables and extra functions from the tenant's published policies.
     pub guard_policy: GuardPolicy,
 }
@@ -557,11 +557,10 @@ impl Checker<'_> {
             u64::from(s.max_execution_time_ms),
             u64::from(MAX_TIMEOUT_MS),
         );
-        let dialect = match SqlDialect::try_from(s.dialect).unwrap_or_default() {
-            SqlDialect::Unspecified => ctx.query_dialect.unwrap_or(SqlDialect::Unspecified),
-            d => d,
+        let guard_dialect = match SqlDialect::try_from(s.dialect).unwrap_or_default() {
+            SqlDialect::Unspecified => ctx.query_dialect.unwrap_or(sql_guard::Dialect::Generic),
+            d => guard_dialect(d),
         };
-        let guard_dialect = guard_dialect(dialect);
         let report = sql_guard::check(&s.sql, guard_dialect, &ctx.guard_policy);
         for gv in report.violations {
             let field = join(self.field, "sql");
@@ -999,15 +998,6 @@ pub fn guard_dialect(d: SqlDialect) -> sql_guard::Dialect {
         SqlDialect::Mysql => sql_guard::Dialect::MySql,
         SqlDialect::Sqlite => sql_guard::Dialect::Sqlite,
         SqlDialect::Unspecified => sql_guard::Dialect::Generic,
-    }
-}
-
-pub fn source_dialect(kind: SourceKind) -> Option<SqlDialect> {
-    match kind {
-        SourceKind::Postgres => Some(SqlDialect::Postgres),
-        SourceKind::Mysql => Some(SqlDialect::Mysql),
-        SourceKind::Sqlite => Some(SqlDialect::Sqlite),
-        SourceKind::Unspecified => None,
     }
 }
 

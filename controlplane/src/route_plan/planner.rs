@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use ops_proto::convert::timestamp;
 use ops_proto::v1::{
     DocumentPlan, GraphPlan, HistoryPlan, MetricPlan, Plan, Resolution, SchemaCatalogSpec,
     TimeWindow,
@@ -656,7 +657,7 @@ impl Planner<'_> {
             if metric.aggregation == "latest" && !self.has_window(masked) {
                 TimeWindow {
                     from: None,
-                    to: Some(ts(self.as_of)),
+                    to: Some(timestamp(self.as_of)),
                     label: "latest".into(),
                     defaulted: false,
                 }
@@ -725,8 +726,8 @@ impl Planner<'_> {
         let to = self.as_of;
         if let Some(hours) = self.relative_window(masked) {
             return TimeWindow {
-                from: Some(ts(to - Duration::hours(hours))),
-                to: Some(ts(to)),
+                from: Some(timestamp(to - Duration::hours(hours))),
+                to: Some(timestamp(to)),
                 label: format!("last {}", span_label(hours)),
                 defaulted: false,
             };
@@ -747,8 +748,8 @@ impl Planner<'_> {
                 _ => continue,
             };
             return TimeWindow {
-                from: Some(ts(from)),
-                to: Some(ts(end)),
+                from: Some(timestamp(from)),
+                to: Some(timestamp(end)),
                 label: name.replace('_', " "),
                 defaulted: false,
             };
@@ -757,8 +758,8 @@ impl Planner<'_> {
         let hours = parse_hours(&default).unwrap_or(24);
         self.reasons.push(format!("default window {default}"));
         TimeWindow {
-            from: Some(ts(to - Duration::hours(hours))),
-            to: Some(ts(to)),
+            from: Some(timestamp(to - Duration::hours(hours))),
+            to: Some(timestamp(to)),
             label: format!("last {}", span_label(hours)),
             defaulted: true,
         }
@@ -985,13 +986,6 @@ pub fn span_label(hours: i64) -> String {
         1 => "hour".to_owned(),
         h if h >= 48 && h % 24 == 0 => format!("{} days", h / 24),
         h => format!("{h} hours"),
-    }
-}
-
-pub fn ts(t: OffsetDateTime) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: i32::try_from(t.nanosecond()).unwrap_or_default(),
     }
 }
 

@@ -2,6 +2,8 @@
 //! answers `UNIMPLEMENTED` naming the issue that brings it — never a fake result.
 
 pub mod ops;
+pub mod registry;
+mod status;
 
 use ops_proto::v1::regression_server::Regression;
 use ops_proto::v1::*;

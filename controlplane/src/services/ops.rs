@@ -15,7 +15,7 @@ use super::pending;
 use crate::context::CallerContext;
 use crate::pipeline::Pipeline;
 use crate::storage::Db;
-use crate::trace::read;
+use crate::trace::{TraceError, diff, read};
 
 /// Stage events buffered per stream before the pipeline waits for the client.
 const STREAM_BUFFER: usize = 8;
@@ -66,7 +66,18 @@ impl OpsService for OpsGrpc {
         let pipeline = self.pipeline()?.clone();
         // The run continues (and is traced) even if the client stops reading.
         tokio::spawn(async move {
-            let last = match pipeline.ask(&ctx, ask, Some(tx.clone())).await {
+            let (stage_tx, mut stage_rx) = mpsc::channel(STREAM_BUFFER);
+            let forward = async {
+                while let Some(event) = stage_rx.recv().await {
+                    let _ = tx
+                        .send(Ok(AskStreamResponse {
+                            event: Some(ask_stream_response::Event::Stage(event)),
+                        }))
+                        .await;
+                }
+            };
+            let (result, ()) = tokio::join!(pipeline.ask(&ctx, ask, Some(stage_tx)), forward);
+            let last = match result {
                 Ok(response) => Ok(AskStreamResponse {
                     event: Some(ask_stream_response::Event::Final(response)),
                 }),
@@ -89,12 +100,14 @@ impl OpsService for OpsGrpc {
 
     async fn stage_test(
         &self,
-        _r: Request<StageTestRequest>,
+        request: Request<StageTestRequest>,
     ) -> Result<Response<StageTestResponse>, Status> {
-        Err(pending(
-            "ops.v1.OpsService/StageTest",
-            "a later regression issue",
-        ))
+        let ctx = CallerContext::from_request(&request)?;
+        let response = self
+            .pipeline()?
+            .stage_test(&ctx, request.into_inner())
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn feedback(
@@ -144,15 +157,32 @@ impl Inspector for InspectorGrpc {
 
     async fn diff_traces(
         &self,
-        _r: Request<DiffTracesRequest>,
+        request: Request<DiffTracesRequest>,
     ) -> Result<Response<DiffTracesResponse>, Status> {
-        Err(pending(
-            "ops.v1.Inspector/DiffTraces",
-            "a later inspector issue",
-        ))
+        let ctx = CallerContext::from_request(&request)?;
+        let req = request.get_ref();
+        let baseline = read::get(&self.db, &ctx.tenant, &req.baseline_trace_id)
+            .await
+            .map_err(|e| field(e, "baseline_trace_id"))?;
+        let candidate = read::get(&self.db, &ctx.tenant, &req.candidate_trace_id)
+            .await
+            .map_err(|e| field(e, "candidate_trace_id"))?;
+        Ok(Response::new(diff::traces(&baseline, &candidate)))
     }
 
     async fn rca(&self, _r: Request<RcaRequest>) -> Result<Response<RcaResponse>, Status> {
         Err(pending("ops.v1.Inspector/Rca", "a later inspector issue"))
+    }
+}
+
+/// A trace read's bad-input error, named by the request field that carried the id.
+fn field(error: TraceError, name: &str) -> Status {
+    match error {
+        TraceError::InvalidArgument { message, .. } => TraceError::InvalidArgument {
+            field: name.to_owned(),
+            message,
+        }
+        .into(),
+        other => other.into(),
     }
 }

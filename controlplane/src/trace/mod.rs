@@ -1,6 +1,7 @@
 //! Execution traces: the durable record of every run (writer with group commit, the
 //! orchestration mirror tables, retention) and the reads the Inspector serves.
 
+pub mod diff;
 pub mod orchestration;
 pub mod read;
 pub mod writer;
@@ -8,6 +9,7 @@ pub mod writer;
 use ops_proto::v1::TraceStatus;
 
 pub use orchestration::Retention;
+pub use read::TraceError;
 pub use writer::{TraceWriteError, TraceWriter};
 
 /// A protobuf enum value's name without its prefix, lower-case: `ROUTE_ORCH` → `orch`. This

@@ -4,7 +4,7 @@
 
 use ops_proto::v1::{Severity, Stage, Trace};
 
-use crate::registry::refs::stage_slug;
+use crate::model::refs::stage_slug;
 use crate::storage::Db;
 
 /// How long a tenant keeps traces (from its Policy); 0 means no limit.

@@ -7,17 +7,30 @@ use ops_proto::v1::{
 use prost::Message;
 use sqlx::Row;
 
-use crate::pipeline::error::PipelineError;
-use crate::registry::refs::{AssetReference, VersionSelector, type_slug};
+use crate::model::refs::{AssetReference, VersionSelector, type_slug};
 use crate::storage::Db;
+
+/// Failures of trace reads.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The request is malformed; `field` names the request field.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
 /// One trace of `tenant`; another tenant's id is "not found", never "forbidden".
-pub async fn get(db: &Db, tenant: &str, trace_id: &str) -> Result<Trace, PipelineError> {
+pub async fn get(db: &Db, tenant: &str, trace_id: &str) -> Result<Trace, TraceError> {
     if uuid::Uuid::parse_str(trace_id).is_err() {
-        return Err(PipelineError::InvalidArgument {
+        return Err(TraceError::InvalidArgument {
             field: "trace_id".into(),
             message: format!("{trace_id:?} is not a trace id: expected a UUID"),
         });
@@ -28,13 +41,13 @@ pub async fn get(db: &Db, tenant: &str, trace_id: &str) -> Result<Trace, Pipelin
         .fetch_optional(db.pool())
         .await?
         .ok_or_else(|| {
-            PipelineError::NotFound(format!(
+            TraceError::NotFound(format!(
                 "trace {trace_id} does not exist in tenant {tenant}"
             ))
         })?;
     let bytes: Vec<u8> = row.try_get(0)?;
     Trace::decode(bytes.as_slice())
-        .map_err(|e| PipelineError::Internal(format!("trace {trace_id} does not decode: {e}")))
+        .map_err(|e| TraceError::Internal(format!("trace {trace_id} does not decode: {e}")))
 }
 
 fn micros(t: &pbjson_types::Timestamp) -> i64 {
@@ -46,7 +59,7 @@ pub async fn list(
     db: &Db,
     tenant: &str,
     req: &ListTracesRequest,
-) -> Result<ListTracesResponse, PipelineError> {
+) -> Result<ListTracesResponse, TraceError> {
     let page = match req.page_size {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
@@ -56,7 +69,7 @@ pub async fn list(
     } else {
         req.page_token
             .parse()
-            .map_err(|_| PipelineError::InvalidArgument {
+            .map_err(|_| TraceError::InvalidArgument {
                 field: "page_token".into(),
                 message: "expected the next_page_token of a previous response".into(),
             })?
@@ -83,12 +96,11 @@ pub async fn list(
         q.sql.push_str(" AND t.replans > 0");
     }
     if !req.asset.is_empty() {
-        let asset = AssetReference::parse(&req.asset).map_err(|message| {
-            PipelineError::InvalidArgument {
+        let asset =
+            AssetReference::parse(&req.asset).map_err(|message| TraceError::InvalidArgument {
                 field: "asset".into(),
                 message,
-            }
-        })?;
+            })?;
         q.push(
             " AND EXISTS (SELECT 1 FROM trace_assets a WHERE a.trace_id = t.trace_id AND a.asset_type = ?",
             Bound::Text(type_slug(asset.asset_type).to_owned()),

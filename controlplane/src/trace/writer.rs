@@ -145,7 +145,7 @@ async fn write_trace(
              ON CONFLICT (trace_id, asset_type, name) DO NOTHING",
         )
         .bind(&trace.trace_id)
-        .bind(crate::registry::refs::type_slug(t))
+        .bind(crate::model::refs::type_slug(t))
         .bind(&asset.name)
         .bind(i64::from(asset.version))
         .execute(&mut **tx)

@@ -14,59 +14,11 @@ use time::OffsetDateTime;
 use super::sql_build::{Order, Select};
 use super::sql_guard::GuardReport;
 use super::sql_prepare::{self, Bind, PreparedSql};
-use crate::execute::requests;
-use crate::pipeline::snapshot::{Applied, Snapshot};
-use crate::pipeline::values;
+use crate::model::requests;
+use crate::model::snapshot::{Applied, Snapshot};
+pub use crate::model::task::{CodesFrom, SqlShape, Task, TaskRequest};
 use crate::route_plan::planner::ToolChoice;
-
-/// How the rows of a SQL task become a tool result.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlShape {
-    /// The rows as they are.
-    Rows,
-    /// One `COUNT(*) AS n` row, reported as the field `count`.
-    Count { label: String },
-    /// Rows pivoted into (code, attribute, value) for the plan's attributes.
-    Attributes {
-        code_column: String,
-        attributes: Vec<String>,
-    },
-}
-
-/// What one task asks an executor.
-#[derive(Debug, Clone)]
-pub enum TaskRequest {
-    Sql {
-        prepared: PreparedSql,
-        params: Vec<ExValue>,
-        shape: SqlShape,
-    },
-    /// `codes_from`: the task whose `code_column` fills `ci_codes` (a ranking over filtered CIs).
-    Metric {
-        request: MetricRequest,
-        codes_from: Option<(usize, String)>,
-    },
-    Graph(GraphRequest),
-}
-
-/// One node of the task DAG.
-#[derive(Debug, Clone)]
-pub struct Task {
-    /// Name of the tool result it produces (the Mapping selects on it).
-    pub result_name: String,
-    /// The Tool asset it runs.
-    pub tool: String,
-    pub kind: &'static str,
-    pub request: TaskRequest,
-    /// Result fields set before execution (window label, metric name, unit …).
-    pub fields: BTreeMap<String, pbjson_types::Value>,
-    /// Timeout from the Tool asset (ms; 0 = the executor default).
-    pub timeout_ms: u32,
-    /// A task whose output feeds this one; it must run first and is not shown on its own.
-    pub depends_on: Option<usize>,
-    /// Only feeds another task (not an answer of its own).
-    pub hidden: bool,
-}
+use ops_proto::cells as values;
 
 /// The plan compiled, or the violations that block it.
 #[derive(Debug, Default)]
@@ -193,11 +145,11 @@ pub fn compile(snapshot: &Snapshot, plan: &Plan, tenant: &str) -> Compiled {
                 compiled.tasks.extend(tasks.into_iter().map(|mut t| {
                     t.depends_on = t.depends_on.map(|d| d + offset);
                     if let TaskRequest::Metric {
-                        codes_from: Some((d, _)),
+                        codes_from: Some(from),
                         ..
                     } = &mut t.request
                     {
-                        *d += offset;
+                        from.task += offset;
                     }
                     t
                 }));
@@ -312,7 +264,7 @@ fn task(
     Task {
         result_name,
         tool: tool.reference.name.clone(),
-        kind,
+        kind: kind.to_owned(),
         request,
         fields: BTreeMap::new(),
         timeout_ms: tool.spec.timeout_ms,
@@ -347,7 +299,7 @@ fn sql_result_task(
         name,
         "sql",
         TaskRequest::Sql {
-            prepared,
+            sql: prepared.sql,
             params,
             shape,
         },
@@ -478,7 +430,7 @@ fn query_tasks(
     tenant: &str,
 ) -> Tasks {
     let reference =
-        crate::registry::refs::AssetReference::parse(&tool.spec.query_ref).map_err(|e| {
+        crate::model::refs::AssetReference::parse(&tool.spec.query_ref).map_err(|e| {
             vec![violation(
                 "plan.query_ref",
                 "tool.query_ref",
@@ -566,8 +518,12 @@ fn window_fields(task: &mut Task, window: Option<&ops_proto::v1::TimeWindow>) {
     }
 }
 
+/// Whole seconds: binds compare with data stored at second precision.
 fn timestamp_of(t: &pbjson_types::Timestamp) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp(t.seconds).ok()
+    ops_proto::convert::time_of(&pbjson_types::Timestamp {
+        seconds: t.seconds,
+        nanos: 0,
+    })
 }
 
 /// Events of the plan's CIs (or all) in its window, by type, severity and resolution.
@@ -756,7 +712,10 @@ fn metric_tasks(
             );
             list.hidden = true;
             tasks.push(list);
-            codes_from = Some((0, code_column));
+            codes_from = Some(CodesFrom {
+                task: 0,
+                column: code_column,
+            });
         }
     }
     let definition = snapshot
@@ -774,7 +733,7 @@ fn metric_tasks(
             codes_from: codes_from.clone(),
         },
     );
-    t.depends_on = codes_from.map(|(d, _)| d);
+    t.depends_on = codes_from.map(|from| from.task);
     t.fields.insert(
         "metric_name".into(),
         values::json_text(
@@ -844,7 +803,7 @@ fn graph_tasks(
         tool,
         tool.reference.name.clone(),
         "graph",
-        TaskRequest::Graph(request),
+        TaskRequest::Graph { request },
     );
     t.fields.insert(
         "view".into(),
@@ -912,7 +871,7 @@ fn document_tasks(
         tool.reference.name.clone(),
         "document",
         TaskRequest::Sql {
-            prepared,
+            sql: prepared.sql,
             params: binds,
             shape: SqlShape::Rows,
         },

@@ -2,21 +2,14 @@
 //! executor needs, a SchemaCatalog's mappings become metric and graph column mappings. This is
 //! where configuration, not code, decides table names and relation directions.
 
-use ops_proto::executor::{
-    self as ex, Direction, Engine, GraphColumns, MetricColumns, RelationRule,
-};
+use ops_proto::executor::{self as ex, Direction, GraphColumns, MetricColumns, RelationRule};
 use ops_proto::v1::{DependencyDirection, SchemaCatalogSpec, SourceKind, SourceSpec};
 
 /// Connection settings for a Source asset; `source_id` keys the executor's pool
 /// (use `source:NAME@VERSION` so a new version gets a new pool).
 pub fn source_config(source_id: &str, spec: &SourceSpec) -> ex::SourceConfig {
     let connection = spec.connection.clone().unwrap_or_default();
-    let engine = match SourceKind::try_from(spec.kind) {
-        Ok(SourceKind::Postgres) => Engine::Postgres,
-        Ok(SourceKind::Mysql) => Engine::Mysql,
-        Ok(SourceKind::Sqlite) => Engine::Sqlite,
-        _ => Engine::Unspecified,
-    };
+    let engine = super::source_engine(SourceKind::try_from(spec.kind).unwrap_or_default());
     ex::SourceConfig {
         source_id: source_id.to_owned(),
         engine: engine as i32,

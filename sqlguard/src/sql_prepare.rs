@@ -1,6 +1,6 @@
 //! Turns one guarded SELECT into the statement that executes.
 //!
-//! After [`check`](super::sql_guard::check) accepts the query, [`prepare`] works on the same
+//! After [`check`](crate::sql_guard::check) accepts the query, [`prepare`] works on the same
 //! AST: every reference to a tenant-scoped table becomes a derived table filtered on the
 //! caller's tenant as a bind parameter, the row limit is applied, `:name` parameters become the
 //! dialect's positional binds, and the SQL is regenerated from the AST, re-parsed, compared with
@@ -14,10 +14,10 @@ use sqlparser::ast::{
     TableWithJoins, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
-use super::sql_build::{
+use crate::sql_build::{
     is_identifier, limit_clause, placeholder_expr, query, select, table_alias, wildcard,
 };
-use super::sql_guard::{
+use crate::sql_guard::{
     self, CteScopes, Dialect, GuardPolicy, GuardReport, GuardViolation, name_parts,
     normalize_policy_name, push_violation, rules,
 };
@@ -74,7 +74,7 @@ pub fn prepare(sql: &str, ctx: &GuardContext) -> Result<PreparedSql, GuardReport
     finish(query, report, ctx)
 }
 
-/// [`prepare`] for an AST built by the planner (see [`super::sql_build`]). The AST is rendered
+/// [`prepare`] for an AST built by the planner (see [`crate::sql_build`]). The AST is rendered
 /// and must parse back into itself, so what is checked is exactly what was built.
 pub fn prepare_query(query: Query, ctx: &GuardContext) -> Result<PreparedSql, GuardReport> {
     let text = query.to_string();
@@ -650,8 +650,8 @@ fn regenerate_violation(ctx: &GuardContext, sql: &str) -> GuardViolation {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sql_build::{Order, Select};
     use super::*;
+    use crate::sql_build::{Order, Select};
     use sqlparser::ast::Visit;
 
     const PG: Dialect = Dialect::Postgres;

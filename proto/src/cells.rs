@@ -1,9 +1,9 @@
-//! Executor cells ↔ text and JSON values.
+//! Executor cells ↔ text and JSON values, shared by the stages, the planner's knowledge
+//! loader and the tests.
 
-use ops_proto::executor::{Value, value::Kind};
+use crate::executor::{Value, value::Kind};
 use pbjson_types::value::Kind as PbKind;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 pub fn text(v: &str) -> Value {
     Value {
@@ -13,16 +13,8 @@ pub fn text(v: &str) -> Value {
 
 pub fn timestamp(t: OffsetDateTime) -> Value {
     Value {
-        kind: Some(Kind::TimestampValue(crate::route_plan::planner::ts(t))),
+        kind: Some(Kind::TimestampValue(crate::convert::timestamp(t))),
     }
-}
-
-fn rfc3339(t: &pbjson_types::Timestamp) -> String {
-    OffsetDateTime::from_unix_timestamp(t.seconds)
-        .ok()
-        .map(|d| d + time::Duration::nanoseconds(i64::from(t.nanos)))
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// A cell as display text; null is "".
@@ -36,7 +28,7 @@ pub fn display(v: &Value) -> String {
             Kind::DecimalValue(s) | Kind::TextValue(s) | Kind::UuidValue(s) | Kind::JsonValue(s),
         ) => s.clone(),
         Some(Kind::BytesValue(b)) => format!("<{} bytes>", b.len()),
-        Some(Kind::TimestampValue(t)) => rfc3339(t),
+        Some(Kind::TimestampValue(t)) => crate::convert::rfc3339(t),
     }
 }
 

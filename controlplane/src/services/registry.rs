@@ -5,10 +5,10 @@ use ops_proto::v1::asset_registry_server::AssetRegistry;
 use ops_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{Registry, RegistryError};
 use crate::context::CallerContext;
 use crate::execute::Executors;
 use crate::plugins::PluginHost;
+use crate::registry::{Registry, RegistryError};
 
 #[derive(Clone)]
 pub struct RegistryGrpc {

@@ -7,7 +7,7 @@
 //! it; then repeated `GetAsset` of one asset, then the same get from 16 concurrent clients.
 //! Warm-up iterations are run first and discarded.
 //!
-//! Run: `cargo bench -p ops-controlplane --bench registry`. PostgreSQL is taken from
+//! Run: `cargo bench -p ops-tests --bench registry`. PostgreSQL is taken from
 //! `OPS_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`); when it is
 //! unreachable only SQLite is reported. Sizes can be changed with `OPS_BENCH_ITERATIONS`,
 //! `OPS_BENCH_GETS` and `OPS_BENCH_CONCURRENT_GETS`.
@@ -15,9 +15,9 @@
 // A benchmark binary, not library code: a failed setup step or RPC should abort the run loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../common/mod.rs"]
 mod common;
-#[path = "../../tests/suites/registry.rs"]
+#[path = "../suites/registry.rs"]
 mod registry_suite;
 
 use std::time::{Duration, Instant};

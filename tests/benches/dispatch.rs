@@ -1,9 +1,9 @@
 //! Executor dispatch benchmark (one run, medians): a point lookup through the control plane's
 //! executor client and a real sidecar process vs the same SQL through sqlx in-process; a 7-day
-//! metric average; the impact closure. `cargo bench -p ops-executors --bench dispatch`.
+//! metric average; the impact closure. `cargo bench -p ops-tests --bench dispatch`.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-#[path = "../../tests/executor_support/mod.rs"]
+#[path = "../executor_support/mod.rs"]
 mod executor_support;
 
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ fn main() {
         let ts = ops_executors::values::to_timestamp;
         for engine in ["sqlite", "postgres"] {
             let plant = if engine == "sqlite" { PlantOps::sqlite().await } else { PlantOps::postgres().await };
-            let (sql, metrics, graph) = (Sidecar::start(SQL).await, Sidecar::start(METRICS).await, Sidecar::start(GRAPH).await);
+            let (sql, metrics, graph) = (Sidecar::start(&SQL).await, Sidecar::start(&METRICS).await, Sidecar::start(&GRAPH).await);
             let sql_client = client("sql", &[sql.uri()], fast_retry());
             let metrics_client = client("metrics", &[metrics.uri()], fast_retry());
             let graph_client = client("graph", &[graph.uri()], fast_retry());

@@ -2,7 +2,7 @@
 //!
 //! The planner never concatenates SQL text: it names tables and columns (validated
 //! identifiers) and passes every value as a `:name` bind placeholder, and the builder produces
-//! a `sqlparser` AST. [`super::sql_prepare::prepare_query`] then scopes, limits, binds and
+//! a `sqlparser` AST. [`crate::sql_prepare::prepare_query`] then scopes, limits, binds and
 //! regenerates it like any other query. Identifiers are emitted unquoted, so a column that is
 //! a reserved word fails the guard's round trip (`sql.regenerate`) instead of running.
 
@@ -625,9 +625,9 @@ mod tests {
 
     use sqlparser::ast::Statement;
 
-    use super::super::sql_guard::{self, Dialect, GuardPolicy};
-    use super::super::sql_prepare::{Bind, GuardContext, prepare_query};
     use super::*;
+    use crate::sql_guard::{self, Dialect, GuardPolicy};
+    use crate::sql_prepare::{Bind, GuardContext, prepare_query};
 
     const DIALECTS: [Dialect; 3] = [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite];
 

@@ -2,12 +2,12 @@
 //! three real sidecar processes, durable traces) with 1 and 16 concurrent clients, beside the
 //! raw sidecar `Execute` calls of the same plans in the same run; the time each stage takes
 //! outside EXECUTE; the SQL guard's cost per statement.
-//! `cargo bench -p ops-executors --bench pipeline`.
+//! `cargo bench -p ops-tests --bench pipeline`.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-#[path = "../../tests/executor_support/mod.rs"]
+#[path = "../executor_support/mod.rs"]
 mod executor_support;
-#[path = "../../tests/pipeline_support/mod.rs"]
+#[path = "../pipeline_support/mod.rs"]
 mod pipeline_support;
 
 use std::collections::BTreeMap;
@@ -18,9 +18,10 @@ use ops_controlplane::config::ExecutorMode;
 use ops_controlplane::execute::Executors;
 use ops_controlplane::execute::source_health::SourceHealth;
 use ops_controlplane::pipeline::snapshot::SnapshotCache;
-use ops_controlplane::route_plan::planner::{self, Routed, ts};
+use ops_controlplane::route_plan::planner::{self, Routed};
 use ops_controlplane::validate::plan::{self as plan_check, TaskRequest};
 use ops_controlplane::validate::sql_prepare;
+use ops_proto::convert::timestamp as ts;
 use ops_proto::executor::{ExecuteRequest, SqlRequest, execute_request};
 use ops_proto::executor_api::{CallContext, ExecutorApi};
 use ops_proto::v1::ops_service_client::OpsServiceClient;
@@ -104,17 +105,15 @@ async fn raw_requests(
         .map(|t| ExecuteRequest {
             source: Some(source.clone()),
             request: Some(match &t.request {
-                TaskRequest::Sql {
-                    prepared, params, ..
-                } => execute_request::Request::Sql(SqlRequest {
-                    sql: prepared.sql.clone(),
+                TaskRequest::Sql { sql, params, .. } => execute_request::Request::Sql(SqlRequest {
+                    sql: sql.clone(),
                     params: params.clone(),
                     ..Default::default()
                 }),
                 TaskRequest::Metric { request, .. } => {
                     execute_request::Request::Metric(request.clone())
                 }
-                TaskRequest::Graph(request) => execute_request::Request::Graph(request.clone()),
+                TaskRequest::Graph { request } => execute_request::Request::Graph(request.clone()),
             }),
             trace_id: String::new(),
         })

@@ -111,7 +111,7 @@ pub mod rules {
     pub const VARIABLE: &str = "sql.variable";
     /// Dialect extensions the guard does not vet (pipe operators, `FOR XML`, `SETTINGS`, ...).
     pub const UNSUPPORTED_SYNTAX: &str = "sql.unsupported_syntax";
-    /// Input shapes that would exhaust the parser's stack (see [`super::MAX_NESTED_JOINS`]).
+    /// Input shapes that would exhaust the parser's stack (see [`crate::sql_guard::MAX_NESTED_JOINS`]).
     pub const COMPLEXITY: &str = "sql.complexity";
     /// The caller's tenant filter could not be applied (no tenant, a bad tenant column, a
     /// table reference outside `FROM`).

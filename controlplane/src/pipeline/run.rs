@@ -1,0 +1,477 @@
+//! One run of the stages from any starting point: ROUTE+PLAN → (VALIDATE → EXECUTE, under
+//! the control loop) → COMPOSE → PRESENT. Each step calls its stage's contract function,
+//! records exactly the stage's input and output, and leaves the decisions between stages (the
+//! replan triggers, the answer's status) to this file. Ask starts at ROUTE+PLAN; a replay
+//! starts at the stage it names with that stage's recorded input.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ops_proto::v1::{
+    Block, NextAction, Plan, Reference, ReplanTrigger, Route, ScreenModel, Stage, StageEvent,
+    StageRecord, TextBlock, TraceStatus, Violation, block,
+};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use super::control::{self, Decision, Loop};
+use super::record::{self, Ran};
+use super::{Pipeline, answer};
+use crate::execute::tasks::all_empty;
+use crate::model::snapshot::Snapshot;
+use crate::model::stages::{
+    ComposeInput, ExecuteInput, ExecuteOutput, PresentInput, RoutePlanInput, RoutePlanOutput,
+    StageInput, ValidateInput,
+};
+use crate::{execute, plugins, route_plan, validate};
+
+/// Where a run starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    RoutePlan(RoutePlanInput),
+    /// VALIDATE of this plan, then the rest.
+    Validate(ValidateInput),
+    /// EXECUTE of these tasks (the validated `plan` they came from is kept for replans).
+    Execute {
+        plan: Plan,
+        input: ExecuteInput,
+    },
+    Compose(ComposeInput),
+    Present(PresentInput),
+}
+
+/// Stage records of one run, streamed as they finish when the caller asked for a stream.
+pub(super) struct Recorder {
+    pub trace_id: String,
+    pub stages: Vec<StageRecord>,
+    pub events: Option<mpsc::Sender<StageEvent>>,
+}
+
+impl Recorder {
+    pub async fn push(&mut self, record: StageRecord) {
+        if let Some(events) = &self.events {
+            // A caller that went away still gets its run traced.
+            let _ = events
+                .send(StageEvent {
+                    trace_id: self.trace_id.clone(),
+                    stage: Some(record.clone()),
+                })
+                .await;
+        }
+        self.stages.push(record);
+    }
+}
+
+/// The pieces of a finished run the trace and the response share.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub route: Route,
+    pub route_reason: String,
+    pub status: TraceStatus,
+    pub plan_raw: Option<Plan>,
+    pub plan_validated: Option<Plan>,
+    pub answer: String,
+    pub blocks: Vec<Block>,
+    pub screen: Option<ScreenModel>,
+    pub references: Vec<Reference>,
+    pub violations: Vec<Violation>,
+    pub tool_calls: Vec<ops_proto::v1::ToolCall>,
+    pub used_tools: Vec<String>,
+    pub data_quality: Vec<String>,
+    pub fallback_used: bool,
+    pub next_actions: Vec<NextAction>,
+}
+
+impl Outcome {
+    fn end(&mut self, status: TraceStatus, title: &str, answer: String) {
+        self.status = status;
+        self.blocks = vec![text_block(title, answer.clone())];
+        self.answer = answer;
+    }
+
+    fn flag(&mut self, quality: &str) {
+        if !self.data_quality.iter().any(|q| q == quality) {
+            self.data_quality.push(quality.to_owned());
+        }
+    }
+}
+
+fn text_block(title: &str, text: String) -> Block {
+    Block {
+        title: title.to_owned(),
+        content: Some(block::Content::Text(TextBlock { text })),
+    }
+}
+
+/// One run: the stages it has run so far and where it stands.
+pub(super) struct Run<'a> {
+    pub pipeline: &'a Pipeline,
+    pub snapshot: &'a Arc<Snapshot>,
+    pub tenant: &'a str,
+    pub trace_id: &'a str,
+    pub question: &'a str,
+    pub as_of: OffsetDateTime,
+    pub recorder: Recorder,
+    pub control: Loop<'a>,
+    pub outcome: Outcome,
+}
+
+impl Run<'_> {
+    /// Runs every stage from `start` to PRESENT (or to the stage that ends the run).
+    pub async fn from(&mut self, start: Start) {
+        let (plan, tasks) = match start {
+            Start::RoutePlan(input) => match self.route_plan(input).await {
+                Some(plan) => (plan, None),
+                None => return,
+            },
+            Start::Validate(input) => (input.plan, None),
+            Start::Execute { plan, input } => (plan, Some(input)),
+            Start::Compose(input) => return self.compose_and_present(input).await,
+            Start::Present(input) => return self.present(input.blocks).await,
+        };
+        self.outcome.route = Route::Orch;
+        let Some(executed) = self.orchestrate(plan, tasks).await else {
+            return;
+        };
+        let input = ComposeInput {
+            question: self.question.to_owned(),
+            results: executed.results,
+        };
+        self.compose_and_present(input).await;
+    }
+
+    /// ROUTE+PLAN; the plan to run, or None when the run ends here (direct, reject, a slot
+    /// the loop could not fill).
+    async fn route_plan(&mut self, input: RoutePlanInput) -> Option<Plan> {
+        let started = Instant::now();
+        let output = route_plan::run(&self.snapshot.knowledge, &input);
+        let ran = Ran {
+            input: StageInput::RoutePlan(input),
+            output,
+            started,
+        };
+        self.recorder
+            .push(record::route_plan(self.snapshot, &ran))
+            .await;
+        match ran.output {
+            RoutePlanOutput::Direct { intent, reason } => {
+                self.outcome.route_reason = reason;
+                self.outcome.route = Route::Direct;
+                let answer = answer::direct_answer(self.snapshot, &intent, self.as_of);
+                self.outcome.end(TraceStatus::Success, "", answer);
+                None
+            }
+            RoutePlanOutput::Reject { rule, reason } => {
+                self.outcome.route_reason = reason.clone();
+                self.outcome.route = Route::Reject;
+                self.outcome.violations.push(Violation {
+                    field: "question".into(),
+                    r#type: "policy".into(),
+                    rule: rule.clone(),
+                    message: reason.clone(),
+                    expected: "a read-only question about operations data".into(),
+                    actual: self.question.to_owned(),
+                    severity: ops_proto::v1::Severity::Error as i32,
+                    blocking: true,
+                });
+                self.outcome.end(
+                    TraceStatus::Rejected,
+                    "refused",
+                    format!("Refused ({rule}): {reason}"),
+                );
+                None
+            }
+            RoutePlanOutput::Orch { reason, plan } => {
+                self.outcome.route_reason = reason;
+                self.outcome.route = Route::Orch;
+                self.outcome.plan_raw = Some(plan.clone());
+                if plan.missing_slots.is_empty() {
+                    return Some(plan);
+                }
+                match self.control.decide(
+                    Stage::RoutePlan,
+                    ReplanTrigger::SlotMissing,
+                    &format!("missing {}", plan.missing_slots.join(", ")),
+                    &plan,
+                    control::resolve_missing_entity(self.snapshot, &plan),
+                ) {
+                    Decision::Replan(p) => Some(*p),
+                    Decision::GiveUp(_) => {
+                        let answer = answer::slot_missing_answer(self.snapshot, &plan, self.tenant);
+                        self.outcome
+                            .end(TraceStatus::Partial, "slot_missing", answer);
+                        self.outcome.flag("slot_missing");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// VALIDATE → EXECUTE under the control loop. `first` runs as the first EXECUTE instead of
+    /// validating `plan` (a replay from EXECUTE); a replan always validates again. Returns what
+    /// COMPOSE should map, or None when the run ended (blocked, nothing readable).
+    async fn orchestrate(
+        &mut self,
+        mut plan: Plan,
+        mut first: Option<ExecuteInput>,
+    ) -> Option<ExecuteOutput> {
+        let budget = self.snapshot.policy_spec().and_then(|p| p.budget.as_ref());
+        let budget_ms = budget.map_or(0, |b| b.timeout_ms);
+        let deadline = Instant::now()
+            + Duration::from_millis(if budget_ms == 0 {
+                30_000
+            } else {
+                u64::from(budget_ms)
+            });
+        let max_depth = budget.map_or(0, |b| b.max_depth);
+        let executed = loop {
+            let input = match first.take() {
+                Some(input) => input,
+                None => self.validate(&plan).await?,
+            };
+            self.outcome.plan_validated = Some(plan.clone());
+            let executed = self.execute(input, deadline).await;
+
+            // ── CONTROL ─────────────────────────────────────────────────────────────────
+            if let Some(failure) = executed.failures.first() {
+                let (trigger, patch) = if failure.retryable {
+                    (ReplanTrigger::ToolErrorRetryable, Some(plan.clone()))
+                } else {
+                    (ReplanTrigger::ToolErrorFatal, None)
+                };
+                let reason = format!("{} failed: {}", failure.tool, failure.error);
+                match self
+                    .control
+                    .decide(Stage::Execute, trigger, &reason, &plan, patch)
+                {
+                    Decision::Replan(p) => {
+                        plan = *p;
+                        continue;
+                    }
+                    Decision::GiveUp(_) if executed.results.is_empty() => {
+                        self.outcome.end(
+                            TraceStatus::Error,
+                            "error",
+                            format!("The data could not be read: {reason}"),
+                        );
+                        return None;
+                    }
+                    Decision::GiveUp(_) => {
+                        self.outcome.data_quality.push("partial".into());
+                        break executed;
+                    }
+                }
+            }
+            if all_empty(&executed) {
+                let patch = control::widen_window(&plan).or_else(|| {
+                    (plan.mode == "graph")
+                        .then(|| control::deepen(&plan, max_depth))
+                        .flatten()
+                });
+                match self.control.decide(
+                    Stage::Execute,
+                    ReplanTrigger::EmptyResult,
+                    "every tool returned no rows",
+                    &plan,
+                    patch,
+                ) {
+                    Decision::Replan(p) => {
+                        plan = *p;
+                        continue;
+                    }
+                    Decision::GiveUp(_) => {
+                        self.outcome.data_quality.push("empty_result".into());
+                        break executed;
+                    }
+                }
+            }
+            if let Some(weak) = control::low_evidence(self.snapshot, &executed) {
+                let _ = self.control.decide(
+                    Stage::Execute,
+                    ReplanTrigger::LowEvidence,
+                    &weak,
+                    &plan,
+                    None,
+                );
+                self.outcome.data_quality.push("low_evidence".into());
+            }
+            if executed.results.iter().any(|r| r.truncated) {
+                match self.control.decide(
+                    Stage::Present,
+                    ReplanTrigger::PresentLimit,
+                    "a result reached the policy's row limit",
+                    &plan,
+                    control::count_instead(&plan),
+                ) {
+                    Decision::Replan(p) => {
+                        self.outcome.data_quality.push("truncated".into());
+                        plan = *p;
+                        continue;
+                    }
+                    Decision::GiveUp(_) => self.outcome.flag("truncated"),
+                }
+            }
+            break executed;
+        };
+        self.outcome.plan_validated = Some(plan);
+        Some(executed)
+    }
+
+    /// VALIDATE; the tasks to execute, or None when the Policy or the guard blocked the plan
+    /// (the run is then refused).
+    async fn validate(&mut self, plan: &Plan) -> Option<ExecuteInput> {
+        let started = Instant::now();
+        let input = ValidateInput { plan: plan.clone() };
+        let output = validate::run(self.snapshot, self.tenant, &input);
+        let ran = Ran {
+            input: StageInput::Validate(input),
+            output,
+            started,
+        };
+        self.recorder
+            .push(record::validate(self.snapshot, &ran))
+            .await;
+        let output = ran.output;
+        self.outcome
+            .violations
+            .extend(output.violations.iter().cloned());
+        if output.blocked() {
+            let first = output
+                .violations
+                .iter()
+                .find(|v| v.blocking)
+                .map(|v| format!("{} ({})", v.message, v.rule))
+                .unwrap_or_default();
+            // A blocked plan has no alternative the loop could try: it is refused.
+            let _ = self.control.decide(
+                Stage::Validate,
+                ReplanTrigger::PolicyBlocked,
+                &first,
+                plan,
+                None,
+            );
+            self.outcome.end(
+                TraceStatus::Rejected,
+                "refused",
+                format!("Refused by the policy: {first}"),
+            );
+            self.outcome.plan_validated = Some(plan.clone());
+            return None;
+        }
+        Some(ExecuteInput {
+            tasks: output.tasks,
+        })
+    }
+
+    async fn execute(&mut self, input: ExecuteInput, deadline: Instant) -> ExecuteOutput {
+        let started = Instant::now();
+        let pipeline = self.pipeline;
+        let output = execute::run(
+            &pipeline.executors,
+            &pipeline.health,
+            self.snapshot,
+            self.trace_id,
+            deadline,
+            &input,
+        )
+        .await;
+        let tasks = input.tasks.clone();
+        let ran = Ran {
+            input: StageInput::Execute(input),
+            output,
+            started,
+        };
+        self.recorder
+            .push(record::execute(self.snapshot, &tasks, &ran))
+            .await;
+        let output = ran.output;
+        self.outcome.tool_calls.extend(output.calls.iter().cloned());
+        for source in &output.fallbacks_used {
+            self.outcome.fallback_used = true;
+            self.outcome.flag("fallback_source");
+            tracing::info!(trace_id = self.trace_id, source = %source, "answered from a fallback source");
+        }
+        for call in &output.calls {
+            if !self.outcome.used_tools.contains(&call.tool) {
+                self.outcome.used_tools.push(call.tool.clone());
+            }
+        }
+        output
+    }
+
+    async fn compose_and_present(&mut self, input: ComposeInput) {
+        let references: Vec<Reference> = input
+            .results
+            .iter()
+            .flat_map(|r| r.references.iter().cloned())
+            .collect();
+        self.outcome.references = references.clone();
+        let started = Instant::now();
+        let pipeline = self.pipeline;
+        let blobs = pipeline.registry.blobs();
+        let output = plugins::stage::compose(&pipeline.plugins, &blobs, self.snapshot, &input)
+            .await
+            .map_err(|e| e.to_string());
+        let ran = Ran {
+            input: StageInput::Compose(input),
+            output,
+            started,
+        };
+        self.recorder
+            .push(record::compose(self.snapshot, &ran, references))
+            .await;
+        match ran.output {
+            Ok(output) => self.present(output.blocks).await,
+            Err(error) => self.outcome.end(
+                TraceStatus::Error,
+                "error",
+                format!("The answer could not be composed: {error}"),
+            ),
+        }
+    }
+
+    async fn present(&mut self, blocks: Vec<Block>) {
+        let started = Instant::now();
+        let pipeline = self.pipeline;
+        let blobs = pipeline.registry.blobs();
+        let input = PresentInput { blocks };
+        let output = plugins::stage::present(&pipeline.plugins, &blobs, self.snapshot, &input)
+            .await
+            .map_err(|e| e.to_string());
+        let ran = Ran {
+            input: StageInput::Present(input),
+            output,
+            started,
+        };
+        self.recorder
+            .push(record::present(self.snapshot, &ran))
+            .await;
+        let StageInput::Present(PresentInput { blocks }) = ran.input else {
+            return;
+        };
+        if let Ok(output) = ran.output
+            && let Some(screen) = output.screen
+        {
+            self.outcome.next_actions = screen
+                .actions
+                .iter()
+                .map(|a| NextAction {
+                    id: a.id.clone(),
+                    label: a.label.clone(),
+                    inputs: None,
+                })
+                .collect();
+            self.outcome.screen = Some(screen);
+        }
+        if self.outcome.status == TraceStatus::Unspecified {
+            self.outcome.status = if self.outcome.data_quality.iter().any(|q| q == "partial") {
+                TraceStatus::Partial
+            } else {
+                TraceStatus::Success
+            };
+        }
+        self.outcome.answer = answer::answer_line(&blocks, &self.outcome.data_quality);
+        self.outcome.blocks = blocks;
+    }
+}
