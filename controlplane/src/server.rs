@@ -105,10 +105,14 @@ pub async fn serve(
         Pipeline::new(registry.clone(), executors, plugins.clone(), traces.clone())
     });
     drop(traces);
-    let registry_service =
-        AssetRegistryServer::new(RegistryGrpc::new(registry.clone(), executors, plugins))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+    let registry_service = AssetRegistryServer::new(RegistryGrpc::new(
+        registry.clone(),
+        executors,
+        plugins,
+        pipeline.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
 
     let draining = CancellationToken::new();
     let addr = listener.local_addr().ok();

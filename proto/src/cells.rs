@@ -69,3 +69,16 @@ pub fn json_number(n: f64) -> pbjson_types::Value {
         kind: Some(PbKind::NumberValue(n)),
     }
 }
+
+/// A JSON scalar as a cell: whole numbers as integers, other numbers as floats; `None` for
+/// null, lists and objects.
+pub fn from_json(v: &pbjson_types::Value) -> Option<Value> {
+    let kind = match v.kind.as_ref()? {
+        PbKind::StringValue(s) => Kind::TextValue(s.clone()),
+        PbKind::NumberValue(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Kind::IntValue(*n as i64),
+        PbKind::NumberValue(n) => Kind::FloatValue(*n),
+        PbKind::BoolValue(b) => Kind::BoolValue(*b),
+        _ => return None,
+    };
+    Some(Value { kind: Some(kind) })
+}

@@ -10,6 +10,7 @@
 mod answer;
 pub mod control;
 pub mod error;
+mod preview;
 pub mod rate;
 mod record;
 pub mod render;
@@ -18,14 +19,15 @@ mod rerun;
 mod run;
 pub mod snapshot;
 mod stage_test;
+mod ui_action;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use ops_proto::convert::{time_of, timestamp, to_struct};
 use ops_proto::v1::{
-    AskMeta, AskMode, AskRequest, AskResponse, AssetRef, Stage, StageEvent, StageRecord,
-    StageTiming, Trace,
+    AskMeta, AskMode, AskRequest, AskResponse, AssetRef, Reference, Stage, StageEvent, StageRecord,
+    StageTiming, Trace, TraceStatus,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -123,6 +125,23 @@ fn applied_assets(stages: &[StageRecord]) -> Vec<AssetRef> {
         }
     }
     applied
+}
+
+/// How a run is traced and controlled.
+struct Settings {
+    test_mode: bool,
+    /// Whether the control loop may replan (Ask) or not (a screen action).
+    replans: bool,
+    started: Instant,
+    started_at: OffsetDateTime,
+}
+
+/// A committed run.
+struct Answered {
+    status: TraceStatus,
+    response: AskResponse,
+    references: Vec<Reference>,
+    first_result_rows: usize,
 }
 
 /// What a run is about before its first stage.
@@ -258,11 +277,47 @@ impl Pipeline {
         if let Some(limit) = snapshot.policy_spec().and_then(|p| p.rate_limit.as_ref()) {
             self.rate.check(&ctx.tenant, limit)?;
         }
+        let ran = self
+            .run(
+                ctx,
+                prepared,
+                &snapshot,
+                Settings {
+                    test_mode: request.test_mode,
+                    replans: true,
+                    started,
+                    started_at,
+                },
+                events,
+            )
+            .await?;
+        Ok(ran.response)
+    }
+
+    /// Runs `prepared` on `snapshot`, commits its trace and answers.
+    async fn run(
+        &self,
+        ctx: &CallerContext,
+        prepared: Request,
+        snapshot: &Arc<Snapshot>,
+        settings: Settings,
+        events: Option<mpsc::Sender<StageEvent>>,
+    ) -> Result<Answered, PipelineError> {
+        let Settings {
+            test_mode,
+            replans,
+            started,
+            started_at,
+        } = settings;
         let trace_id = uuid::Uuid::new_v4().to_string();
-        let replan_policy = snapshot.policy_spec().and_then(|p| p.replan.as_ref());
+        // Screen actions re-run a plan as asked: no replans.
+        let replan_policy = snapshot
+            .policy_spec()
+            .and_then(|p| p.replan.as_ref())
+            .filter(|_| replans);
         let mut run = Run {
             pipeline: self,
-            snapshot: &snapshot,
+            snapshot,
             tenant: &ctx.tenant,
             trace_id: &trace_id,
             question: &prepared.question,
@@ -316,12 +371,12 @@ impl Pipeline {
             violations: outcome.violations.clone(),
             answer: outcome.answer.clone(),
             answer_blocks: Some(to_struct(&serde_json::json!({ "blocks": outcome.blocks }))),
-            test_mode: request.test_mode,
+            test_mode,
             replayed_from: prepared.replayed_from as i32,
             data_quality: outcome.data_quality.clone(),
         };
         self.traces
-            .commit(trace, retention(&snapshot))
+            .commit(trace, retention(snapshot))
             .await
             .map_err(|e| {
                 PipelineError::Unavailable(format!(
@@ -329,7 +384,9 @@ impl Pipeline {
                 ))
             })?;
         tracing::info!(trace_id, tenant = %ctx.tenant, route = ?outcome.route, status = ?outcome.status, duration_ms, "answered");
-        Ok(AskResponse {
+        let references = outcome.references;
+        let first_result_rows = outcome.first_result_rows;
+        let response = AskResponse {
             trace_id: trace_id.clone(),
             route: outcome.route as i32,
             answer: outcome.answer,
@@ -346,6 +403,12 @@ impl Pipeline {
                 applied_assets: applied,
             }),
             next_actions: outcome.next_actions,
+        };
+        Ok(Answered {
+            status: outcome.status,
+            response,
+            references,
+            first_result_rows,
         })
     }
 }

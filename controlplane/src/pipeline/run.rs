@@ -80,6 +80,8 @@ pub(super) struct Outcome {
     pub data_quality: Vec<String>,
     pub fallback_used: bool,
     pub next_actions: Vec<NextAction>,
+    /// Rows of the first tool result COMPOSE mapped (a page's size, for screen actions).
+    pub first_result_rows: usize,
 }
 
 impl Outcome {
@@ -94,6 +96,20 @@ impl Outcome {
             self.data_quality.push(quality.to_owned());
         }
     }
+}
+
+/// The inputs a follow-up action starts from: the next page of a truncated table.
+fn action_inputs(id: &str, blocks: &[Block]) -> Option<pbjson_types::Struct> {
+    if id != "load_more_rows" {
+        return None;
+    }
+    let shown = blocks.iter().find_map(|b| match &b.content {
+        Some(block::Content::Table(t)) if t.truncated => Some(t.rows.len()),
+        _ => None,
+    })?;
+    Some(ops_proto::convert::to_struct(
+        &serde_json::json!({ "offset": shown, "limit": 20 }),
+    ))
 }
 
 fn text_block(title: &str, text: String) -> Block {
@@ -401,6 +417,7 @@ impl Run<'_> {
     }
 
     async fn compose_and_present(&mut self, input: ComposeInput) {
+        self.outcome.first_result_rows = input.results.first().map_or(0, |r| r.rows.len());
         let references: Vec<Reference> = input
             .results
             .iter()
@@ -459,7 +476,7 @@ impl Run<'_> {
                 .map(|a| NextAction {
                     id: a.id.clone(),
                     label: a.label.clone(),
-                    inputs: None,
+                    inputs: action_inputs(&a.id, &blocks),
                 })
                 .collect();
             self.outcome.screen = Some(screen);

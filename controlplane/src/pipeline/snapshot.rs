@@ -149,7 +149,8 @@ async fn fingerprint(registry: &Registry, tenant: &str) -> Result<Fingerprint, P
     Ok(store::tenant_fingerprint(&mut conn, tenant).await?)
 }
 
-/// Latest published (or overridden) content of every asset of one type.
+/// Latest published (or overridden) content of every asset of one type. An override may
+/// name an asset that was never published (a new Query or Tool tried as a draft).
 async fn published(
     registry: &Registry,
     tenant: &str,
@@ -157,14 +158,29 @@ async fn published(
     overrides: &[AssetReference],
 ) -> Result<Vec<Applied<Kind>>, PipelineError> {
     let mut conn = registry.db().pool().acquire().await?;
-    let rows = store::latest_published(&mut conn, tenant, asset_type).await?;
+    let mut rows: Vec<(String, String, i64, AssetContent)> =
+        store::latest_published(&mut conn, tenant, asset_type)
+            .await?
+            .into_iter()
+            .map(|(asset, content)| (asset.asset_id, asset.name, content.version, content.content))
+            .collect();
+    for o in overrides.iter().filter(|o| o.asset_type == asset_type) {
+        if rows.iter().any(|(_, name, _, _)| *name == o.name) {
+            continue;
+        }
+        let asset = store::find_asset(&mut conn, tenant, asset_type, &o.name)
+            .await?
+            .ok_or_else(|| PipelineError::InvalidArgument {
+                field: "asset_overrides".into(),
+                message: format!("{o} does not exist in tenant {tenant}"),
+            })?;
+        rows.push((asset.asset_id, asset.name, 0, AssetContent::default()));
+    }
     let mut out = Vec::new();
-    for (asset, content) in rows {
-        let mut version = content.version;
-        let mut body: AssetContent = content.content;
+    for (asset_id, name, mut version, mut body) in rows {
         if let Some(o) = overrides
             .iter()
-            .find(|o| o.asset_type == asset_type && o.name == asset.name)
+            .find(|o| o.asset_type == asset_type && o.name == name)
         {
             let wanted = match o.version {
                 VersionSelector::LatestPublished => None,
@@ -173,9 +189,9 @@ async fn published(
             };
             if let Some(wanted) = wanted {
                 let row = if wanted == 0 {
-                    store::load_draft(&mut conn, &asset.asset_id).await?
+                    store::load_draft(&mut conn, &asset_id).await?
                 } else {
-                    store::load_version(&mut conn, &asset.asset_id, wanted).await?
+                    store::load_version(&mut conn, &asset_id, wanted).await?
                 };
                 let row = row.ok_or_else(|| PipelineError::InvalidArgument {
                     field: "asset_overrides".into(),
@@ -189,7 +205,7 @@ async fn published(
             out.push(Applied {
                 reference: AssetRef {
                     r#type: asset_type as i32,
-                    name: asset.name.clone(),
+                    name,
                     version: u32::try_from(version).unwrap_or(0),
                 },
                 spec: kind,

@@ -90,12 +90,14 @@ impl OpsService for OpsGrpc {
 
     async fn ui_action(
         &self,
-        _r: Request<UiActionRequest>,
+        request: Request<UiActionRequest>,
     ) -> Result<Response<UiActionResponse>, Status> {
-        Err(pending(
-            "ops.v1.OpsService/UiAction",
-            "a later screen-actions issue",
-        ))
+        let ctx = CallerContext::from_request(&request)?;
+        let response = self
+            .pipeline()?
+            .ui_action(&ctx, request.into_inner())
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn stage_test(

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::context::CallerContext;
 use crate::execute::Executors;
+use crate::pipeline::Pipeline;
 use crate::plugins::PluginHost;
 use crate::registry::{Registry, RegistryError};
 
@@ -15,15 +16,32 @@ pub struct RegistryGrpc {
     registry: Registry,
     executors: Option<Executors>,
     plugins: PluginHost,
+    /// None when `executors.mode = "off"`.
+    pipeline: Option<Pipeline>,
 }
 
 impl RegistryGrpc {
-    pub fn new(registry: Registry, executors: Option<Executors>, plugins: PluginHost) -> Self {
+    pub fn new(
+        registry: Registry,
+        executors: Option<Executors>,
+        plugins: PluginHost,
+        pipeline: Option<Pipeline>,
+    ) -> Self {
         Self {
             registry,
             executors,
             plugins,
+            pipeline,
         }
+    }
+
+    /// Previews run assets through the pipeline's guard and sidecars.
+    fn pipeline(&self, rpc: &str) -> Result<&Pipeline, Status> {
+        self.pipeline.as_ref().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "{rpc} runs assets on the executor sidecars, but executors.mode is \"off\": set it to \"spawn\" or \"connect\""
+            ))
+        })
     }
 
     fn executors(&self) -> Result<&Executors, Status> {
@@ -36,13 +54,6 @@ impl RegistryGrpc {
 fn split<T>(request: Request<T>) -> Result<(CallerContext, T), Status> {
     let ctx = CallerContext::from_request(&request)?;
     Ok((ctx, request.into_inner()))
-}
-
-fn needs_executor(rpc: &str) -> Status {
-    RegistryError::Unimplemented(format!(
-        "ops.v1.AssetRegistry/{rpc} is not implemented yet: it runs Query and Tool assets through the pipeline's SQL guard, which lands with the pipeline issue (#5)"
-    ))
-    .into()
 }
 
 #[tonic::async_trait]
@@ -284,16 +295,20 @@ impl AssetRegistry for RegistryGrpc {
 
     async fn preview_query(
         &self,
-        _request: Request<PreviewQueryRequest>,
+        request: Request<PreviewQueryRequest>,
     ) -> Result<Response<PreviewQueryResponse>, Status> {
-        Err(needs_executor("PreviewQuery"))
+        let (ctx, req) = split(request)?;
+        let pipeline = self.pipeline("PreviewQuery")?;
+        Ok(Response::new(pipeline.preview_query(&ctx, req).await?))
     }
 
     async fn test_tool(
         &self,
-        _request: Request<TestToolRequest>,
+        request: Request<TestToolRequest>,
     ) -> Result<Response<TestToolResponse>, Status> {
-        Err(needs_executor("TestTool"))
+        let (ctx, req) = split(request)?;
+        let pipeline = self.pipeline("TestTool")?;
+        Ok(Response::new(pipeline.test_tool(&ctx, req).await?))
     }
 
     async fn upload_plugin(

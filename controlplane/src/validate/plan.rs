@@ -204,6 +204,21 @@ impl Params {
     }
 }
 
+/// The plan's page of a list: a unique last sort key so pages neither overlap nor skip rows,
+/// then `LIMIT`/`OFFSET` (the guard still clamps the limit to the Policy's row limit).
+fn page(select: Select, plan: &Plan, tiebreak: &str) -> Select {
+    match &plan.rows {
+        Some(rows) if !tiebreak.is_empty() => select
+            .order_by(tiebreak, Order::Asc)
+            .limit(u64::from(rows.limit))
+            .offset(u64::from(rows.offset)),
+        Some(rows) => select
+            .limit(u64::from(rows.limit))
+            .offset(u64::from(rows.offset)),
+        None => select,
+    }
+}
+
 /// Builds, guards and binds one statement.
 fn sql_task(
     snapshot: &Snapshot,
@@ -346,6 +361,13 @@ fn config_tasks(
     if !order.is_empty() {
         select = select.order_by(&order, Order::Asc);
     }
+    // The configured order, then the code: a page boundary never falls between equal keys.
+    let tiebreak = if order == code_column {
+        ""
+    } else {
+        code_column.as_str()
+    };
+    let select = page(select, plan, tiebreak);
     let (prepared, binds) = sql_task(snapshot, tenant, select, &params)?;
     tasks.push(sql_result_task(
         tool,
@@ -353,6 +375,10 @@ fn config_tasks(
         (prepared, binds),
         SqlShape::Rows,
     ));
+    if plan.rows.is_some() {
+        // A page is rows only: its count and attributes were answered with the first page.
+        return Ok(tasks);
+    }
     if plan.intent == "AGGREGATE" {
         let mut params = Params::default();
         let select = base(&mut params).count();
@@ -405,20 +431,6 @@ fn plan_value(plan: &Plan, name: &str) -> Option<ExValue> {
         "metric" => plan.metric.as_ref().map(|m| values::text(&m.metric)),
         _ => None,
     }
-}
-
-fn json_to_value(v: &pbjson_types::Value) -> Option<ExValue> {
-    use pbjson_types::value::Kind;
-    let kind = match v.kind.as_ref()? {
-        Kind::StringValue(s) => ops_proto::executor::value::Kind::TextValue(s.clone()),
-        Kind::NumberValue(n) if n.fract() == 0.0 => {
-            ops_proto::executor::value::Kind::IntValue(*n as i64)
-        }
-        Kind::NumberValue(n) => ops_proto::executor::value::Kind::FloatValue(*n),
-        Kind::BoolValue(b) => ops_proto::executor::value::Kind::BoolValue(*b),
-        _ => return None,
-    };
-    Some(ExValue { kind: Some(kind) })
 }
 
 /// A tool that runs a written Query asset: the same guard as generated SQL, with `:params`
@@ -478,7 +490,7 @@ fn query_tasks(
                     .iter()
                     .find(|p| p.name == *name)
                     .and_then(|p| p.default_value.as_ref())
-                    .and_then(json_to_value);
+                    .and_then(values::from_json);
                 let value = plan_value(plan, name).or(default);
                 if value.is_none() {
                     missing.push(name.clone());
@@ -600,6 +612,11 @@ fn history_tasks(
         select = select.filter_in(&format!("c.{code_column}"), names);
     }
     let select = select.order_by(&format!("e.{time_column}"), Order::Desc);
+    let tiebreak = list_config(choice, "columns")
+        .first()
+        .map(|col| format!("e.{col}"))
+        .unwrap_or_else(|| format!("c.{code_column}"));
+    let select = page(select, plan, &tiebreak);
     let (prepared, binds) = sql_task(snapshot, tenant, select, &params)?;
     let mut t = sql_result_task(
         tool,

@@ -8,7 +8,7 @@
 //!   {"type": "references", "collapsible": true}]}
 //! ```
 //! Every block gets one component, in block order, styled by the config entry of its type.
-//! Paginated tables get their page count, truncated tables a `load_more` action.
+//! Paginated tables get their page count, truncated tables a `load_more_rows` action (run by OpsService.UiAction).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,8 @@ use ops_plugin_sdk::prelude::*;
 use serde::Deserialize;
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
+/// The action that pages a truncated table (OpsService.UiAction `load_more_rows`).
+const LOAD_MORE: &str = "load_more_rows";
 const DEFAULT_GRID_COLUMNS: u32 = 2;
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,13 +144,13 @@ pub fn present(config: &ScreenConfig, blocks: &[Block]) -> ScreenModel {
             pages.insert(index.to_string(), serde_json::json!(1));
         }
         if let Some((_, true)) = rows
-            && !actions.iter().any(|a| a.id == "load_more")
+            && !actions.iter().any(|a| a.id == LOAD_MORE)
         {
+            // Runs as OpsService.UiAction on the answer's trace: the next rows of the list.
             actions.push(Action {
-                id: "load_more".into(),
+                id: LOAD_MORE.into(),
                 label: "Load more rows".into(),
-                inputs_schema:
-                    r#"{"type":"object","properties":{"block_index":{"type":"integer"}}}"#.into(),
+                inputs_schema: r#"{"type":"object","properties":{"offset":{"type":"integer","minimum":0},"limit":{"type":"integer","minimum":1}},"required":["offset"]}"#.into(),
             });
         }
         components.push(Component {
@@ -239,7 +241,7 @@ mod tests {
             ),
             (20, 3)
         );
-        assert!(model.actions.iter().any(|a| a.id == "load_more"));
+        assert!(model.actions.iter().any(|a| a.id == "load_more_rows"));
         assert!(model.state.contains("\"1\":1"));
         Ok(())
     }
