@@ -46,7 +46,18 @@ impl Demo {
 }
 
 impl Drop for Demo {
+    /// SIGTERM first, so opsd stops its sidecars (a SIGKILLed opsd would leave them running,
+    /// holding the test's output open); SIGKILL only if it does not exit.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -211,4 +222,56 @@ async fn opsctl_asks_the_demo_and_sigterm_under_load_loses_no_answered_trace() {
         .await
         .unwrap();
     assert_eq!(mirrored as usize, stored.len(), "one task row per trace");
+}
+
+/// The README's Test → Inspect → Fix walkthrough, run as written (bash) against a real
+/// `opsd demo`: only the address, the binaries' directory and the scratch directories change.
+#[test]
+fn the_readme_test_inspect_fix_walkthrough_runs_against_the_demo() {
+    let readme = include_str!("../README.md");
+    let marker = "<!-- walkthrough: test-inspect-fix -->\n```sh\n";
+    let start = readme.find(marker).expect("the walkthrough marker") + marker.len();
+    let script = &readme[start..];
+    let script = &script[..script.find("\n```").expect("the end of the block")];
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path());
+    let scratch = tempfile::tempdir().unwrap();
+    let bins = format!("{}/", ops_tests::bin_dir().display());
+    let script = script
+        .replace("opsd=127.0.0.1:50051", &format!("opsd={}", demo.addr))
+        .replace("./target/release/", &bins)
+        .replace("/tmp/", &format!("{}/", scratch.path().display()));
+    let grpcurl = common::grpcurl();
+    let path = format!(
+        "{}:{}",
+        grpcurl.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .env("PATH", path)
+        .output()
+        .expect("bash");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the walkthrough failed:\n{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        // StageTest's diff against the baseline, the draft's sentence in the replay, the first
+        // divergence, the guarded preview, a tool result and a page of a list.
+        "\"equal\": false",
+        "in last week was",
+        "First divergence: COMPOSE",
+        "\"executedSql\"",
+        "\"graph\"",
+        "\"table_offset\": 4",
+    ] {
+        assert!(
+            printed.contains(needle),
+            "{needle:?} missing from:\n{printed}"
+        );
+    }
 }

@@ -30,17 +30,59 @@ pub fn rfc3339(t: &Timestamp) -> String {
         .unwrap_or_default()
 }
 
-/// Any serialisable value as a Struct (a non-object under "value").
+/// A timestamp from RFC 3339 text.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    OffsetDateTime::parse(text, &Rfc3339).ok().map(timestamp)
+}
+
+/// A timestamp from microseconds since the epoch (how storage keeps times).
+pub fn from_micros(micros: i64) -> Timestamp {
+    Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    }
+}
+
+/// Microseconds since the epoch of a timestamp.
+pub fn micros(t: &Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(t.nanos / 1000))
+}
+
+/// Any serialisable value as a Struct (a non-object under "value"). One serde pass into JSON,
+/// then a plain walk into the Struct: traces encode every stage's input and output this way.
 pub fn to_struct<T: Serialize>(value: &T) -> Struct {
     match serde_json::to_value(value) {
-        Ok(serde_json::Value::Object(map)) => {
-            serde_json::from_value(serde_json::Value::Object(map)).unwrap_or_default()
-        }
-        Ok(other) => {
-            serde_json::from_value(serde_json::json!({ "value": other })).unwrap_or_default()
-        }
+        Ok(serde_json::Value::Object(map)) => object(map),
+        Ok(other) => Struct {
+            fields: [("value".to_owned(), json_value(other))].into(),
+        },
         Err(_) => Struct::default(),
     }
+}
+
+fn object(map: serde_json::Map<String, serde_json::Value>) -> Struct {
+    Struct {
+        fields: map.into_iter().map(|(k, v)| (k, json_value(v))).collect(),
+    }
+}
+
+/// A JSON value as a protobuf Value (numbers become doubles, as Struct holds them; null is a
+/// Value without a kind, as pbjson reads it).
+pub fn json_value(value: serde_json::Value) -> pbjson_types::Value {
+    use pbjson_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => return pbjson_types::Value { kind: None },
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(items) => Kind::ListValue(pbjson_types::ListValue {
+            values: items.into_iter().map(json_value).collect(),
+        }),
+        serde_json::Value::Object(map) => Kind::StructValue(object(map)),
+    };
+    pbjson_types::Value { kind: Some(kind) }
 }
 
 /// A Struct decoded into a typed value (the inverse of [`to_struct`] for objects). A Struct
@@ -96,6 +138,10 @@ mod tests {
             }),
             None
         );
+        let t = parse_rfc3339("2026-01-31T00:00:00.25Z").unwrap_or_default();
+        assert_eq!(micros(&t), 1_769_817_600_250_000);
+        assert_eq!(from_micros(micros(&t)), t);
+        assert_eq!(rfc3339(&t), "2026-01-31T00:00:00.25Z");
     }
 
     #[test]
@@ -115,5 +161,10 @@ mod tests {
         });
         assert_eq!(back, input);
         assert!(to_struct(&3).fields.contains_key("value"));
+        // The direct walk gives what pbjson's own deserialiser gives.
+        let json = serde_json::json!({"a": [1, 2.5, null, true, "x", {"b": []}], "c": {}});
+        let walked = to_struct(&json);
+        let deserialised: Option<Struct> = serde_json::from_value(json).ok();
+        assert_eq!(Some(walked), deserialised);
     }
 }

@@ -192,6 +192,8 @@ fn main() {
         );
         let mut outside_all = Vec::new();
         let mut stage_samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        // Ask and raw Execute p50 of every question that reads data, for the 1-client ratio.
+        let (mut ask_p50s, mut raw_p50s) = (Vec::new(), Vec::new());
         for (label, q) in QUESTIONS {
             for _ in 0..20 {
                 ask(&mut client, q).await;
@@ -227,6 +229,10 @@ fn main() {
                 }
             }
             let raw_p50 = if raw_ms.is_empty() { 0.0 } else { percentile(&mut raw_ms, 0.5) };
+            if raw_p50 > 0.0 {
+                ask_p50s.push(percentile(&mut client_ms, 0.5));
+                raw_p50s.push(raw_p50);
+            }
             println!(
                 "  {label:<14} {:>7.3} / {:>7.3} | {:>7.3} | {:>7.3} | {:>7.3} ({} calls)",
                 percentile(&mut client_ms, 0.5),
@@ -237,6 +243,13 @@ fn main() {
                 raw.len()
             );
         }
+        let (ask_sum, raw_sum): (f64, f64) = (ask_p50s.iter().sum(), raw_p50s.iter().sum());
+        println!(
+            "  1 client, questions that read data: Ask p50 / raw Execute p50 = {:.2}x (sum of p50s {:.3} ms / {:.3} ms)",
+            ask_sum / raw_sum,
+            ask_sum,
+            raw_sum
+        );
         println!(
             "  outside EXECUTE, all questions: p50 {:.3} ms, p99 {:.3} ms",
             percentile(&mut outside_all, 0.5),
@@ -289,6 +302,35 @@ fn main() {
             percentile(&mut commit_ms, 0.99)
         );
 
+        // StageTest of COMPOSE on the recorded config-list trace: the stage alone (its record's
+        // duration) and the whole RPC (trace read, snapshot, the stage, the test trace's commit).
+        let mut stage_ms_samples = Vec::new();
+        let mut rpc_ms = Vec::new();
+        for _ in 0..n {
+            let started = Instant::now();
+            let tested = client
+                .stage_test(request(
+                    "acme",
+                    ops_proto::v1::StageTestRequest {
+                        stage: Stage::Compose as i32,
+                        baseline_trace_id: sample.trace_id.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("stage test")
+                .into_inner();
+            rpc_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            stage_ms_samples.push(tested.result.unwrap().duration_ms);
+        }
+        println!(
+            "  StageTest COMPOSE on a recorded trace: the stage p50 {:.3} ms p99 {:.3} ms; the RPC p50 {:.3} ms p99 {:.3} ms",
+            percentile(&mut stage_ms_samples, 0.5),
+            percentile(&mut stage_ms_samples, 0.99),
+            percentile(&mut rpc_ms, 0.5),
+            percentile(&mut rpc_ms, 0.99)
+        );
+
         for clients in [1usize, 16] {
             let per_client = 400 / clients.max(1);
             let started = Instant::now();
@@ -338,6 +380,13 @@ fn main() {
                 raw_samples.extend(t.await.unwrap());
             }
             let raw_elapsed = raw_started.elapsed().as_secs_f64();
+            let asks_per_s = count as f64 / elapsed;
+            let plans_per_s = raw_samples.len() as f64 / raw_elapsed;
+            println!(
+                "\n{clients} clients: Ask throughput / raw plans/s = {:.2}x; Ask p50 / raw p50 = {:.2}x",
+                asks_per_s / plans_per_s,
+                percentile(&mut samples.clone(), 0.5) / percentile(&mut raw_samples.clone(), 0.5)
+            );
             println!(
                 "\n{clients} concurrent clients, {count} asks of the mix: Ask p50 {:.3} ms p99 {:.3} ms, {:.0} asks/s | raw Execute of the same plans p50 {:.3} ms p99 {:.3} ms, {:.0} plans/s",
                 percentile(&mut samples, 0.5),

@@ -329,6 +329,7 @@ impl Pipeline {
             },
             control: Loop::new(replan_policy, &ctx.tenant, &self.cooling),
             outcome: prepared.outcome,
+            carried: None,
         };
         run.from(prepared.start).await;
         let Run {
@@ -348,33 +349,36 @@ impl Pipeline {
                 duration_ms: s.duration_ms,
             })
             .collect();
-        let trace = Trace {
-            trace_id: trace_id.clone(),
-            parent_trace_id: prepared.parent_trace_id,
-            tenant: ctx.tenant.clone(),
-            principal: ctx.principal.clone(),
-            question: prepared.question.clone(),
-            mode: prepared.mode,
-            route: outcome.route as i32,
-            status: outcome.status as i32,
-            started_at: Some(timestamp(started_at)),
-            as_of: Some(timestamp(prepared.as_of)),
-            duration_ms,
-            plan_raw: outcome.plan_raw.clone(),
-            plan_validated: outcome.plan_validated.clone(),
-            route_reason: outcome.route_reason.clone(),
-            applied_assets: applied.clone(),
-            stages: recorder.stages,
-            replan_events: control.events.clone(),
-            tool_calls: outcome.tool_calls.clone(),
-            references: outcome.references.clone(),
-            violations: outcome.violations.clone(),
-            answer: outcome.answer.clone(),
-            answer_blocks: Some(to_struct(&serde_json::json!({ "blocks": outcome.blocks }))),
-            test_mode,
-            replayed_from: prepared.replayed_from as i32,
-            data_quality: outcome.data_quality.clone(),
-        };
+        let trace =
+            Trace {
+                trace_id: trace_id.clone(),
+                parent_trace_id: prepared.parent_trace_id,
+                tenant: ctx.tenant.clone(),
+                principal: ctx.principal.clone(),
+                question: prepared.question.clone(),
+                mode: prepared.mode,
+                route: outcome.route as i32,
+                status: outcome.status as i32,
+                started_at: Some(timestamp(started_at)),
+                as_of: Some(timestamp(prepared.as_of)),
+                duration_ms,
+                plan_raw: outcome.plan_raw.clone(),
+                plan_validated: outcome.plan_validated.clone(),
+                route_reason: outcome.route_reason.clone(),
+                applied_assets: applied.clone(),
+                stages: recorder.stages,
+                replan_events: control.events.clone(),
+                tool_calls: outcome.tool_calls.clone(),
+                references: outcome.references.clone(),
+                violations: outcome.violations.clone(),
+                answer: outcome.answer.clone(),
+                answer_blocks: Some(outcome.answer_blocks.clone().unwrap_or_else(|| {
+                    to_struct(&serde_json::json!({ "blocks": outcome.blocks }))
+                })),
+                test_mode,
+                replayed_from: prepared.replayed_from as i32,
+                data_quality: outcome.data_quality.clone(),
+            };
         self.traces
             .commit(trace, retention(snapshot))
             .await

@@ -52,15 +52,41 @@ pub(super) fn record(
 /// A stage that ran: its typed input and output with what the trace shows beside them.
 pub(super) struct Ran<O> {
     pub input: StageInput,
+    /// The input as the trace records it, when the stage before already encoded it (its
+    /// output): the same data is not encoded twice.
+    pub encoded: Option<Struct>,
     pub output: O,
     pub started: Instant,
+}
+
+impl<O> Ran<O> {
+    pub fn new(input: StageInput, output: O, started: Instant) -> Self {
+        Self {
+            input,
+            encoded: None,
+            output,
+            started,
+        }
+    }
+
+    fn input_struct(&mut self) -> Struct {
+        self.encoded
+            .take()
+            .unwrap_or_else(|| self.input.to_struct())
+    }
+}
+
+/// `{key: value}` with one field taken from an encoded record part (no re-encoding).
+pub(super) fn part(from: &Struct, key: &str) -> Option<(String, pbjson_types::Value)> {
+    from.fields.get(key).map(|v| (key.to_owned(), v.clone()))
 }
 
 fn encode<O: Serialize>(output: &O) -> Struct {
     to_struct(output)
 }
 
-pub(super) fn route_plan(snapshot: &Snapshot, ran: &Ran<RoutePlanOutput>) -> StageRecord {
+pub(super) fn route_plan(snapshot: &Snapshot, ran: &mut Ran<RoutePlanOutput>) -> StageRecord {
+    let input = ran.input_struct();
     let mut diagnostics = Diagnostics::default();
     let mut status = StageStatus::Ok;
     let mut applied = snapshot.plan_assets();
@@ -79,7 +105,7 @@ pub(super) fn route_plan(snapshot: &Snapshot, ran: &Ran<RoutePlanOutput>) -> Sta
     record(
         Stage::RoutePlan,
         status,
-        ran.input.to_struct(),
+        input,
         encode(&ran.output),
         diagnostics,
         Vec::new(),
@@ -88,7 +114,8 @@ pub(super) fn route_plan(snapshot: &Snapshot, ran: &Ran<RoutePlanOutput>) -> Sta
     )
 }
 
-pub(super) fn validate(snapshot: &Snapshot, ran: &Ran<ValidateOutput>) -> StageRecord {
+pub(super) fn validate(snapshot: &Snapshot, ran: &mut Ran<ValidateOutput>) -> StageRecord {
+    let input = ran.input_struct();
     let output = &ran.output;
     let status = if output.blocked() {
         StageStatus::Error
@@ -115,7 +142,7 @@ pub(super) fn validate(snapshot: &Snapshot, ran: &Ran<ValidateOutput>) -> StageR
     record(
         Stage::Validate,
         status,
-        ran.input.to_struct(),
+        input,
         encode(output),
         diagnostics,
         Vec::new(),
@@ -138,8 +165,9 @@ pub(super) fn execute_status(output: &ExecuteOutput) -> StageStatus {
 pub(super) fn execute(
     snapshot: &Snapshot,
     tasks: &[Task],
-    ran: &Ran<ExecuteOutput>,
+    ran: &mut Ran<ExecuteOutput>,
 ) -> StageRecord {
+    let input = ran.input_struct();
     let output = &ran.output;
     let mut diagnostics = Diagnostics {
         errors: output
@@ -173,7 +201,7 @@ pub(super) fn execute(
     record(
         Stage::Execute,
         execute_status(output),
-        ran.input.to_struct(),
+        input,
         encode(output),
         diagnostics,
         references(output),
@@ -204,9 +232,10 @@ fn plugin_status(fallback_reason: Option<&str>) -> (StageStatus, Diagnostics) {
 
 pub(super) fn compose(
     snapshot: &Snapshot,
-    ran: &Ran<Result<ComposeOutput, String>>,
+    ran: &mut Ran<Result<ComposeOutput, String>>,
     references: Vec<Reference>,
 ) -> StageRecord {
+    let input = ran.input_struct();
     let applied = snapshot
         .mapping
         .iter()
@@ -222,7 +251,7 @@ pub(super) fn compose(
             record(
                 Stage::Compose,
                 status,
-                ran.input.to_struct(),
+                input,
                 encode(output),
                 diagnostics,
                 references,
@@ -233,7 +262,7 @@ pub(super) fn compose(
         Err(error) => record(
             Stage::Compose,
             StageStatus::Error,
-            ran.input.to_struct(),
+            input,
             Struct::default(),
             Diagnostics {
                 errors: vec![error.clone()],
@@ -248,8 +277,9 @@ pub(super) fn compose(
 
 pub(super) fn present(
     snapshot: &Snapshot,
-    ran: &Ran<Result<PresentOutput, String>>,
+    ran: &mut Ran<Result<PresentOutput, String>>,
 ) -> StageRecord {
+    let input = ran.input_struct();
     let applied = snapshot
         .screen
         .iter()
@@ -262,7 +292,7 @@ pub(super) fn present(
             record(
                 Stage::Present,
                 status,
-                ran.input.to_struct(),
+                input,
                 encode(output),
                 diagnostics,
                 Vec::new(),
@@ -274,7 +304,7 @@ pub(super) fn present(
         Err(error) => record(
             Stage::Present,
             StageStatus::Warning,
-            ran.input.to_struct(),
+            input,
             Struct::default(),
             Diagnostics {
                 warnings: vec![format!(

@@ -11,6 +11,7 @@ use ops_proto::v1::{
     Block, NextAction, Plan, Reference, ReplanTrigger, Route, ScreenModel, Stage, StageEvent,
     StageRecord, TextBlock, TraceStatus, Violation, block,
 };
+use pbjson_types::Struct;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
@@ -82,6 +83,8 @@ pub(super) struct Outcome {
     pub next_actions: Vec<NextAction>,
     /// Rows of the first tool result COMPOSE mapped (a page's size, for screen actions).
     pub first_result_rows: usize,
+    /// The answer's blocks as COMPOSE's record encoded them (the trace's `answer_blocks`).
+    pub answer_blocks: Option<Struct>,
 }
 
 impl Outcome {
@@ -130,6 +133,17 @@ pub(super) struct Run<'a> {
     pub recorder: Recorder,
     pub control: Loop<'a>,
     pub outcome: Outcome,
+    /// The next stage's input as the stage before already encoded it (a part of its recorded
+    /// output), so the trace does not encode the same tasks, results or blocks twice.
+    pub carried: Option<Struct>,
+}
+
+fn carried(
+    parts: impl IntoIterator<Item = Option<(String, pbjson_types::Value)>>,
+) -> Option<Struct> {
+    let fields: std::collections::HashMap<String, pbjson_types::Value> =
+        parts.into_iter().collect::<Option<_>>()?;
+    Some(Struct { fields })
 }
 
 impl Run<'_> {
@@ -161,13 +175,9 @@ impl Run<'_> {
     async fn route_plan(&mut self, input: RoutePlanInput) -> Option<Plan> {
         let started = Instant::now();
         let output = route_plan::run(&self.snapshot.knowledge, &input);
-        let ran = Ran {
-            input: StageInput::RoutePlan(input),
-            output,
-            started,
-        };
+        let mut ran = Ran::new(StageInput::RoutePlan(input), output, started);
         self.recorder
-            .push(record::route_plan(self.snapshot, &ran))
+            .push(record::route_plan(self.snapshot, &mut ran))
             .await;
         match ran.output {
             RoutePlanOutput::Direct { intent, reason } => {
@@ -340,14 +350,13 @@ impl Run<'_> {
         let started = Instant::now();
         let input = ValidateInput { plan: plan.clone() };
         let output = validate::run(self.snapshot, self.tenant, &input);
-        let ran = Ran {
-            input: StageInput::Validate(input),
-            output,
-            started,
-        };
-        self.recorder
-            .push(record::validate(self.snapshot, &ran))
-            .await;
+        let mut ran = Ran::new(StageInput::Validate(input), output, started);
+        let validated = record::validate(self.snapshot, &mut ran);
+        self.carried = validated
+            .output
+            .as_ref()
+            .and_then(|o| carried([record::part(o, "tasks")]));
+        self.recorder.push(validated).await;
         let output = ran.output;
         self.outcome
             .violations
@@ -393,14 +402,23 @@ impl Run<'_> {
         )
         .await;
         let tasks = input.tasks.clone();
-        let ran = Ran {
-            input: StageInput::Execute(input),
-            output,
-            started,
-        };
-        self.recorder
-            .push(record::execute(self.snapshot, &tasks, &ran))
-            .await;
+        let mut ran = Ran::new(StageInput::Execute(input), output, started);
+        ran.encoded = self.carried.take();
+        let executed = record::execute(self.snapshot, &tasks, &mut ran);
+        self.carried = executed.output.as_ref().and_then(|o| {
+            carried([
+                Some((
+                    "question".to_owned(),
+                    pbjson_types::Value {
+                        kind: Some(pbjson_types::value::Kind::StringValue(
+                            self.question.to_owned(),
+                        )),
+                    },
+                )),
+                record::part(o, "results"),
+            ])
+        });
+        self.recorder.push(executed).await;
         let output = ran.output;
         self.outcome.tool_calls.extend(output.calls.iter().cloned());
         for source in &output.fallbacks_used {
@@ -430,14 +448,15 @@ impl Run<'_> {
         let output = plugins::stage::compose(&pipeline.plugins, &blobs, self.snapshot, &input)
             .await
             .map_err(|e| e.to_string());
-        let ran = Ran {
-            input: StageInput::Compose(input),
-            output,
-            started,
-        };
-        self.recorder
-            .push(record::compose(self.snapshot, &ran, references))
-            .await;
+        let mut ran = Ran::new(StageInput::Compose(input), output, started);
+        ran.encoded = self.carried.take();
+        let composed = record::compose(self.snapshot, &mut ran, references);
+        self.carried = composed
+            .output
+            .as_ref()
+            .and_then(|o| carried([record::part(o, "blocks")]));
+        self.outcome.answer_blocks = self.carried.clone();
+        self.recorder.push(composed).await;
         match ran.output {
             Ok(output) => self.present(output.blocks).await,
             Err(error) => self.outcome.end(
@@ -456,13 +475,10 @@ impl Run<'_> {
         let output = plugins::stage::present(&pipeline.plugins, &blobs, self.snapshot, &input)
             .await
             .map_err(|e| e.to_string());
-        let ran = Ran {
-            input: StageInput::Present(input),
-            output,
-            started,
-        };
+        let mut ran = Ran::new(StageInput::Present(input), output, started);
+        ran.encoded = self.carried.take();
         self.recorder
-            .push(record::present(self.snapshot, &ran))
+            .push(record::present(self.snapshot, &mut ran))
             .await;
         let StageInput::Present(PresentInput { blocks }) = ran.input else {
             return;

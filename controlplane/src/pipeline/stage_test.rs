@@ -214,24 +214,16 @@ impl Pipeline {
                     RoutePlanOutput::Reject { .. } => (Route::Reject, None),
                     RoutePlanOutput::Orch { plan, .. } => (Route::Orch, Some(plan.clone())),
                 };
-                let ran = Ran {
-                    input: StageInput::RoutePlan(i),
-                    output,
-                    started,
-                };
+                let mut ran = Ran::new(StageInput::RoutePlan(i), output, started);
                 tested.route = Some(route);
                 tested.plan = plan;
-                tested.record = record::route_plan(snapshot, &ran);
+                tested.record = record::route_plan(snapshot, &mut ran);
             }
             StageInput::Validate(i) => {
                 let output = validate::run(snapshot, tenant, &i);
                 tested.plan = Some(i.plan.clone());
-                let ran = Ran {
-                    input: StageInput::Validate(i),
-                    output,
-                    started,
-                };
-                tested.record = record::validate(snapshot, &ran);
+                let mut ran = Ran::new(StageInput::Validate(i), output, started);
+                tested.record = record::validate(snapshot, &mut ran);
             }
             StageInput::Execute(i) => {
                 let budget_ms = snapshot
@@ -254,12 +246,8 @@ impl Pipeline {
                 .await;
                 tested.tool_calls = output.calls.clone();
                 let tasks = i.tasks.clone();
-                let ran = Ran {
-                    input: StageInput::Execute(i),
-                    output,
-                    started,
-                };
-                tested.record = record::execute(snapshot, &tasks, &ran);
+                let mut ran = Ran::new(StageInput::Execute(i), output, started);
+                tested.record = record::execute(snapshot, &tasks, &mut ran);
             }
             StageInput::Compose(i) => {
                 let references = i
@@ -273,24 +261,16 @@ impl Pipeline {
                 if let Ok(out) = &output {
                     tested.answer = answer::answer_line(&out.blocks, &[]);
                 }
-                let ran = Ran {
-                    input: StageInput::Compose(i),
-                    output,
-                    started,
-                };
-                tested.record = record::compose(snapshot, &ran, references);
+                let mut ran = Ran::new(StageInput::Compose(i), output, started);
+                tested.record = record::compose(snapshot, &mut ran, references);
             }
             StageInput::Present(i) => {
                 let output = plugins::stage::present(&self.plugins, &blobs, snapshot, &i)
                     .await
                     .map_err(|e| e.to_string());
                 tested.answer = answer::answer_line(&i.blocks, &[]);
-                let ran = Ran {
-                    input: StageInput::Present(i),
-                    output,
-                    started,
-                };
-                tested.record = record::present(snapshot, &ran);
+                let mut ran = Ran::new(StageInput::Present(i), output, started);
+                tested.record = record::present(snapshot, &mut ran);
             }
         }
         tested

@@ -428,26 +428,11 @@ pub fn block_from_pb(b: &Block) -> Option<wit::Block> {
 }
 
 fn parse_timestamp(text: &str) -> Option<pbjson_types::Timestamp> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(pbjson_types::Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: i32::try_from(t.nanosecond()).unwrap_or_default(),
-    })
+    ops_proto::convert::parse_rfc3339(text)
 }
 
 fn format_timestamp(ts: &pbjson_types::Timestamp) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts.seconds)
-        .ok()
-        .and_then(|t| {
-            t.replace_nanosecond(u32::try_from(ts.nanos).unwrap_or_default())
-                .ok()
-        })
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    ops_proto::convert::rfc3339(ts)
 }
 
 // ── screen model ────────────────────────────────────────────────────────────────────────

@@ -41,12 +41,7 @@ use validate::{ValidationContext, references, validate_content};
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
-pub fn timestamp(micros: i64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
+pub use ops_proto::convert::from_micros as timestamp;
 
 /// The registry service.
 #[derive(Debug, Clone)]

@@ -1,5 +1,7 @@
-//! The pipeline's gRPC services (`ops`), and the RPCs later issues implement: until then each
-//! answers `UNIMPLEMENTED` naming the issue that brings it — never a fake result.
+//! The gRPC adapters — the only layer that names `tonic::Status`: the pipeline's services
+//! (`ops`), the registry's (`registry`), the one mapping of every service error to a status
+//! (`status`), and the RPCs a later issue implements: until then each answers
+//! `UNIMPLEMENTED` naming the issue that brings it — never a fake result.
 
 pub mod ops;
 pub mod registry;
@@ -18,7 +20,7 @@ pub(crate) fn pending(rpc: &str, issue: &str) -> Status {
 #[derive(Debug, Default, Clone)]
 pub struct PendingRegression;
 
-const REGRESSION: &str = "a later regression issue";
+const REGRESSION: &str = "issue 13 (root-cause analysis, regression watch, publish gate)";
 
 #[tonic::async_trait]
 impl Regression for PendingRegression {

@@ -1,5 +1,7 @@
-//! `ops.v1.OpsService` (Ask, AskStream) and `ops.v1.Inspector` (ListTraces, GetTrace) over
-//! the pipeline.
+//! `ops.v1.OpsService` (Ask, AskStream, StageTest, UiAction) and `ops.v1.Inspector`
+//! (ListTraces, GetTrace, DiffTraces) over the pipeline and the trace store: thin adapters that
+//! unwrap the caller context, call the tonic-free service and map its errors once
+//! (`services::status`).
 
 use std::pin::Pin;
 
@@ -118,7 +120,7 @@ impl OpsService for OpsGrpc {
     ) -> Result<Response<FeedbackResponse>, Status> {
         Err(pending(
             "ops.v1.OpsService/Feedback",
-            "a later feedback issue",
+            "issue 13 (feedback, schedules and alerts)",
         ))
     }
 }
@@ -173,7 +175,10 @@ impl Inspector for InspectorGrpc {
     }
 
     async fn rca(&self, _r: Request<RcaRequest>) -> Result<Response<RcaResponse>, Status> {
-        Err(pending("ops.v1.Inspector/Rca", "a later inspector issue"))
+        Err(pending(
+            "ops.v1.Inspector/Rca",
+            "issue 13 (root-cause analysis over traces)",
+        ))
     }
 }
 

@@ -18,17 +18,46 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// The VALIDATE stage's task list as `{"nodes": [...], "edges": [[from, to], ...]}`.
+/// The VALIDATE stage's task list as `{"nodes": [...], "edges": [[from, to], ...]}`: each node
+/// the task's tool, result, kind and statement (the trace keeps the whole task).
 fn task_dag(trace: &Trace) -> String {
-    let tasks = trace
+    let text = |v: Option<&pbjson_types::Value>| match v.and_then(|v| v.kind.as_ref()) {
+        Some(pbjson_types::value::Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(pbjson_types::value::Kind::NumberValue(n)) => serde_json::json!(n),
+        _ => serde_json::Value::Null,
+    };
+    let nodes: Vec<serde_json::Value> = trace
         .stages
         .iter()
         .rev()
         .find(|s| s.stage == Stage::Validate as i32)
         .and_then(|s| s.output.as_ref())
         .and_then(|o| o.fields.get("tasks"))
-        .and_then(|v| serde_json::to_value(v).ok())
-        .unwrap_or(serde_json::Value::Array(Vec::new()));
+        .and_then(|v| match &v.kind {
+            Some(pbjson_types::value::Kind::ListValue(list)) => Some(&list.values),
+            _ => None,
+        })
+        .into_iter()
+        .flatten()
+        .filter_map(|task| match &task.kind {
+            Some(pbjson_types::value::Kind::StructValue(t)) => Some(t),
+            _ => None,
+        })
+        .map(|t| {
+            let sql = match t.fields.get("request").and_then(|r| r.kind.as_ref()) {
+                Some(pbjson_types::value::Kind::StructValue(r)) => text(r.fields.get("sql")),
+                _ => serde_json::Value::Null,
+            };
+            serde_json::json!({
+                "tool": text(t.fields.get("tool")),
+                "result": text(t.fields.get("result_name")),
+                "kind": text(t.fields.get("kind")),
+                "sql": sql,
+                "depends_on": text(t.fields.get("depends_on")),
+            })
+        })
+        .collect();
+    let tasks = serde_json::Value::Array(nodes);
     let edges: Vec<[u64; 2]> = tasks
         .as_array()
         .into_iter()
@@ -40,6 +69,19 @@ fn task_dag(trace: &Trace) -> String {
         })
         .collect();
     serde_json::json!({"nodes": tasks, "edges": edges}).to_string()
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `columns` binds each.
+pub(super) fn values_clause(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let binds: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", binds.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn mirror(
@@ -62,10 +104,7 @@ pub async fn mirror(
     .bind(finished)
     .execute(&mut **tx)
     .await?;
-    let as_of = trace
-        .as_of
-        .as_ref()
-        .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000));
+    let as_of = trace.as_of.as_ref().map(ops_proto::convert::micros);
     sqlx::query(
         "INSERT INTO user_queries (query_id, tenant_id, task_id, principal, question, mode, as_of, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -93,37 +132,41 @@ pub async fn mirror(
         .execute(&mut **tx)
         .await?;
     }
-    for (index, stage) in trace.stages.iter().enumerate() {
-        let stage_name = Stage::try_from(stage.stage).map_or("unspecified", stage_slug);
-        let status = ops_proto::v1::StageStatus::try_from(stage.status)
-            .map(|s| super::enum_slug(s.as_str_name(), "STAGE_STATUS_"))
-            .unwrap_or_default();
-        let error = stage
-            .diagnostics
-            .as_ref()
-            .map(|d| d.errors.join("; "))
-            .filter(|e| !e.is_empty());
-        let retries = trace
-            .tool_calls
-            .iter()
-            .filter(|_| stage.stage == Stage::Execute as i32)
-            .map(|c| i64::from(c.attempts.saturating_sub(1)))
-            .sum::<i64>();
-        sqlx::query(
-            "INSERT INTO subtasks (subtask_id, tenant_id, task_id, stage, agent, status, duration_ms, retry_count, error, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(format!("{task_id}:{index}"))
-        .bind(&trace.tenant)
-        .bind(task_id)
-        .bind(stage_name)
-        .bind("opsd")
-        .bind(status)
-        .bind(stage.duration_ms)
-        .bind(retries)
-        .bind(error)
-        .bind(started)
-        .execute(&mut **tx)
-        .await?;
+    if !trace.stages.is_empty() {
+        let sql = format!(
+            "INSERT INTO subtasks (subtask_id, tenant_id, task_id, stage, agent, status, duration_ms, retry_count, error, started_at) VALUES {}",
+            values_clause(trace.stages.len(), 10)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (index, stage) in trace.stages.iter().enumerate() {
+            let stage_name = Stage::try_from(stage.stage).map_or("unspecified", stage_slug);
+            let status = ops_proto::v1::StageStatus::try_from(stage.status)
+                .map(|s| super::enum_slug(s.as_str_name(), "STAGE_STATUS_"))
+                .unwrap_or_default();
+            let error = stage
+                .diagnostics
+                .as_ref()
+                .map(|d| d.errors.join("; "))
+                .filter(|e| !e.is_empty());
+            let retries = trace
+                .tool_calls
+                .iter()
+                .filter(|_| stage.stage == Stage::Execute as i32)
+                .map(|c| i64::from(c.attempts.saturating_sub(1)))
+                .sum::<i64>();
+            query = query
+                .bind(format!("{task_id}:{index}"))
+                .bind(&trace.tenant)
+                .bind(task_id)
+                .bind(stage_name)
+                .bind("opsd")
+                .bind(status)
+                .bind(stage.duration_ms)
+                .bind(retries)
+                .bind(error)
+                .bind(started);
+        }
+        query.execute(&mut **tx).await?;
     }
     for (index, v) in trace.violations.iter().enumerate() {
         let severity = Severity::try_from(v.severity)
@@ -215,4 +258,40 @@ pub async fn apply_retention(
         .rows_affected();
     tx.commit().await?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use ops_proto::v1::StageRecord;
+
+    use super::*;
+
+    #[test]
+    fn values_clauses_number_binds_row_by_row() {
+        assert_eq!(values_clause(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_clause(1, 1), "($1)");
+    }
+
+    #[test]
+    fn the_task_dag_lists_each_task_and_its_feeding_edge() {
+        let output = serde_json::json!({"tasks": [
+            {"tool": "ci_tool", "result_name": "ci_tool", "kind": "sql", "hidden": true,
+             "request": {"type": "sql", "sql": "SELECT 1", "params": []}},
+            {"tool": "metric_tool", "result_name": "metric_tool", "kind": "metric",
+             "depends_on": 0, "request": {"type": "metric", "request": {}}},
+        ]});
+        let trace = Trace {
+            stages: vec![StageRecord {
+                stage: Stage::Validate as i32,
+                output: Some(ops_proto::convert::to_struct(&output)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let dag: serde_json::Value = serde_json::from_str(&task_dag(&trace)).unwrap_or_default();
+        assert_eq!(dag["edges"], serde_json::json!([[0, 1]]));
+        assert_eq!(dag["nodes"][0]["sql"], "SELECT 1");
+        assert_eq!(dag["nodes"][1]["tool"], "metric_tool");
+        assert_eq!(dag["nodes"][1]["sql"], serde_json::Value::Null);
+    }
 }

@@ -1,6 +1,7 @@
 //! Reading traces back for the Inspector: one trace by id, or a filtered page of summaries,
 //! always within the caller's tenant.
 
+use ops_proto::convert::micros;
 use ops_proto::v1::{
     ListTracesRequest, ListTracesResponse, Route, Trace, TraceStatus, TraceSummary,
 };
@@ -48,10 +49,6 @@ pub async fn get(db: &Db, tenant: &str, trace_id: &str) -> Result<Trace, TraceEr
     let bytes: Vec<u8> = row.try_get(0)?;
     Trace::decode(bytes.as_slice())
         .map_err(|e| TraceError::Internal(format!("trace {trace_id} does not decode: {e}")))
-}
-
-fn micros(t: &pbjson_types::Timestamp) -> i64 {
-    t.seconds * 1_000_000 + i64::from(t.nanos / 1000)
 }
 
 /// Newest first; the page token is the offset of the next page.

@@ -113,7 +113,7 @@ async fn write_trace(
     let started = trace
         .started_at
         .as_ref()
-        .map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000));
+        .map_or(0, ops_proto::convert::micros);
     let route = ops_proto::v1::Route::try_from(trace.route)
         .map(|r| super::enum_slug(r.as_str_name(), "ROUTE_"))
         .unwrap_or_default();
@@ -137,19 +137,24 @@ async fn write_trace(
     .bind(trace.encode_to_vec())
     .execute(&mut **tx)
     .await?;
-    for asset in &trace.applied_assets {
-        let t = ops_proto::v1::AssetType::try_from(asset.r#type)
-            .unwrap_or(ops_proto::v1::AssetType::Unspecified);
-        sqlx::query(
-            "INSERT INTO trace_assets (trace_id, asset_type, name, version) VALUES ($1, $2, $3, $4) \
+    if !trace.applied_assets.is_empty() {
+        // One statement for every asset: a round trip per row is most of a small trace's cost.
+        let sql = format!(
+            "INSERT INTO trace_assets (trace_id, asset_type, name, version) VALUES {} \
              ON CONFLICT (trace_id, asset_type, name) DO NOTHING",
-        )
-        .bind(&trace.trace_id)
-        .bind(crate::model::refs::type_slug(t))
-        .bind(&asset.name)
-        .bind(i64::from(asset.version))
-        .execute(&mut **tx)
-        .await?;
+            orchestration::values_clause(trace.applied_assets.len(), 4)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for asset in &trace.applied_assets {
+            let t = ops_proto::v1::AssetType::try_from(asset.r#type)
+                .unwrap_or(ops_proto::v1::AssetType::Unspecified);
+            query = query
+                .bind(&trace.trace_id)
+                .bind(crate::model::refs::type_slug(t))
+                .bind(&asset.name)
+                .bind(i64::from(asset.version));
+        }
+        query.execute(&mut **tx).await?;
     }
     orchestration::mirror(tx, trace, started).await
 }
