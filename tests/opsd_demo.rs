@@ -51,6 +51,7 @@ impl Drop for Demo {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(std::process::Stdio::null())
             .status();
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -237,10 +238,11 @@ fn the_readme_test_inspect_fix_walkthrough_runs_against_the_demo() {
     let demo = Demo::start(dir.path());
     let scratch = tempfile::tempdir().unwrap();
     let bins = format!("{}/", ops_tests::bin_dir().display());
+    // Scratch directories first: the binaries may themselves live under /tmp.
     let script = script
+        .replace("/tmp/", &format!("{}/", scratch.path().display()))
         .replace("opsd=127.0.0.1:50051", &format!("opsd={}", demo.addr))
-        .replace("./target/release/", &bins)
-        .replace("/tmp/", &format!("{}/", scratch.path().display()));
+        .replace("./target/release/", &bins);
     let grpcurl = common::grpcurl();
     let path = format!(
         "{}:{}",

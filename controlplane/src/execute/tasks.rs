@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use ops_proto::cells as values;
 use ops_proto::executor::{
     ExecuteResponse, GraphResult, ResultSet, execute_request, execute_response,
 };
@@ -16,7 +17,6 @@ use super::{Executors, failover};
 use crate::model::snapshot::Snapshot;
 use crate::model::stages::{ExecuteOutput, ToolFailure};
 use crate::model::task::{SqlShape, Task, TaskRequest};
-use ops_proto::cells as values;
 
 /// Every result came back empty.
 pub fn all_empty(output: &ExecuteOutput) -> bool {

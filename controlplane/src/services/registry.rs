@@ -1,5 +1,5 @@
 //! `ops.v1.AssetRegistry` over tonic: unwraps the caller context and the request, calls the
-//! tonic-free [`Registry`], maps its errors with the single `From<RegistryError> for Status`.
+//! tonic-free [`Registry`] (previews through the pipeline), and maps errors once (`services::status`).
 
 use ops_proto::v1::asset_registry_server::AssetRegistry;
 use ops_proto::v1::*;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use ops_proto::cells as values;
 use ops_proto::executor::{
     Aggregation, GraphOperation, GraphRequest, MetricRequest, Value as ExValue,
 };
@@ -18,7 +19,6 @@ use crate::model::requests;
 use crate::model::snapshot::{Applied, Snapshot};
 pub use crate::model::task::{CodesFrom, SqlShape, Task, TaskRequest};
 use crate::route_plan::planner::ToolChoice;
-use ops_proto::cells as values;
 
 /// The plan compiled, or the violations that block it.
 #[derive(Debug, Default)]
