@@ -37,6 +37,16 @@ impl ValidateOutput {
     pub fn blocked(&self) -> bool {
         self.violations.iter().any(|v| v.blocking)
     }
+
+    /// The blocking violations as one line: "message (rule x); …".
+    pub fn blocking_reasons(&self) -> String {
+        self.violations
+            .iter()
+            .filter(|v| v.blocking)
+            .map(|v| format!("{} (rule {})", v.message, v.rule))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// EXECUTE's input.

@@ -103,6 +103,15 @@ fn parse_overrides(overrides: &[String]) -> Result<Vec<AssetReference>, Pipeline
         .map_err(|message| invalid("asset_overrides", message))
 }
 
+/// When a run's reads must be done: the Policy's time budget (30 s without one) from now.
+fn deadline(snapshot: &Snapshot) -> Instant {
+    let ms = snapshot
+        .policy_spec()
+        .and_then(|p| p.budget.as_ref())
+        .map_or(0, |b| b.timeout_ms);
+    Instant::now() + std::time::Duration::from_millis(if ms == 0 { 30_000 } else { u64::from(ms) })
+}
+
 fn retention(snapshot: &Snapshot) -> Retention {
     snapshot
         .policy_spec()

@@ -2,7 +2,7 @@
 //! Query (draft or version) with given params and shows the statement exactly as it ran;
 //! TestTool runs one Tool (draft or version) on a test plan or a question.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ops_proto::cells;
 use ops_proto::convert::{timestamp, to_struct};
@@ -15,7 +15,7 @@ use ops_proto::v1::{
 use pbjson_types::ListValue;
 use time::OffsetDateTime;
 
-use super::{Pipeline, PipelineError, invalid};
+use super::{Pipeline, PipelineError, deadline, invalid};
 use crate::context::CallerContext;
 use crate::execute::failover;
 use crate::model::refs::{AssetReference, VersionSelector};
@@ -36,15 +36,6 @@ fn name_of(name: &str) -> Result<String, PipelineError> {
         return Err(invalid("name", "name the asset to preview"));
     }
     Ok(name.to_owned())
-}
-
-/// A deadline from the Policy's budget (30 s without one).
-fn deadline(snapshot: &Snapshot) -> Instant {
-    let ms = snapshot
-        .policy_spec()
-        .and_then(|p| p.budget.as_ref())
-        .map_or(0, |b| b.timeout_ms);
-    Instant::now() + Duration::from_millis(if ms == 0 { 30_000 } else { u64::from(ms) })
 }
 
 /// An executor failure as the service's error, naming the source.
@@ -251,15 +242,9 @@ impl Pipeline {
             &ValidateInput { plan: plan.clone() },
         );
         if validated.blocked() {
-            let reasons: Vec<String> = validated
-                .violations
-                .iter()
-                .filter(|v| v.blocking)
-                .map(|v| format!("{} (rule {})", v.message, v.rule))
-                .collect();
             return Err(PipelineError::FailedPrecondition(format!(
                 "tool:{name} cannot run this plan: {}",
-                reasons.join("; ")
+                validated.blocking_reasons()
             )));
         }
         let started = Instant::now();

@@ -5,7 +5,7 @@
 //! starts at the stage it names with that stage's recorded input.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ops_proto::v1::{
     Block, NextAction, Plan, Reference, ReplanTrigger, Route, ScreenModel, Stage, StageEvent,
@@ -242,15 +242,12 @@ impl Run<'_> {
         mut plan: Plan,
         mut first: Option<ExecuteInput>,
     ) -> Option<ExecuteOutput> {
-        let budget = self.snapshot.policy_spec().and_then(|p| p.budget.as_ref());
-        let budget_ms = budget.map_or(0, |b| b.timeout_ms);
-        let deadline = Instant::now()
-            + Duration::from_millis(if budget_ms == 0 {
-                30_000
-            } else {
-                u64::from(budget_ms)
-            });
-        let max_depth = budget.map_or(0, |b| b.max_depth);
+        let deadline = super::deadline(self.snapshot);
+        let max_depth = self
+            .snapshot
+            .policy_spec()
+            .and_then(|p| p.budget.as_ref())
+            .map_or(0, |b| b.max_depth);
         let executed = loop {
             let input = match first.take() {
                 Some(input) => input,

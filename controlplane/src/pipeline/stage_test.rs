@@ -2,7 +2,7 @@
 //! record of that stage, with draft or pinned asset versions, answered with the stage's record,
 //! the difference of its output from the baseline's, and a test trace (parent = baseline).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ops_proto::convert::{struct_to_json, time_of, timestamp, to_struct};
 use ops_proto::v1::{
@@ -226,15 +226,7 @@ impl Pipeline {
                 tested.record = record::validate(snapshot, &mut ran);
             }
             StageInput::Execute(i) => {
-                let budget_ms = snapshot
-                    .policy_spec()
-                    .and_then(|p| p.budget.as_ref())
-                    .map_or(0, |b| b.timeout_ms);
-                let deadline = Instant::now()
-                    + Duration::from_millis(match budget_ms {
-                        0 => 30_000,
-                        ms => u64::from(ms),
-                    });
+                let deadline = super::deadline(snapshot);
                 let output = execute::run(
                     &self.executors,
                     &self.health,
@@ -299,15 +291,12 @@ fn given_input(
         .plan;
     let validated = validate::run(snapshot, tenant, &ValidateInput { plan });
     if validated.blocked() {
-        let reasons: Vec<String> = validated
-            .violations
-            .iter()
-            .filter(|v| v.blocking)
-            .map(|v| format!("{} ({})", v.message, v.rule))
-            .collect();
         return Err(invalid(
             "input.plan",
-            format!("the plan does not pass VALIDATE: {}", reasons.join("; ")),
+            format!(
+                "the plan does not pass VALIDATE: {}",
+                validated.blocking_reasons()
+            ),
         ));
     }
     Ok(StageInput::Execute(ExecuteInput {
