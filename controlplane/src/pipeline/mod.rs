@@ -206,6 +206,15 @@ impl Pipeline {
             .await
     }
 
+    /// The Policy's rate limit, for every call that runs stages (Ask, StageTest, previews,
+    /// screen actions).
+    fn rate_limit(&self, tenant: &str, snapshot: &Snapshot) -> Result<(), PipelineError> {
+        match snapshot.policy_spec().and_then(|p| p.rate_limit.as_ref()) {
+            Some(limit) => self.rate.check(tenant, limit),
+            None => Ok(()),
+        }
+    }
+
     /// Checks an Ask request and decides where its run starts.
     async fn request(
         &self,
@@ -283,9 +292,7 @@ impl Pipeline {
         let overrides = parse_overrides(&request.asset_overrides)?;
         let prepared = self.request(ctx, &request, started_at).await?;
         let snapshot = self.snapshot(&ctx.tenant, &overrides).await?;
-        if let Some(limit) = snapshot.policy_spec().and_then(|p| p.rate_limit.as_ref()) {
-            self.rate.check(&ctx.tenant, limit)?;
-        }
+        self.rate_limit(&ctx.tenant, &snapshot)?;
         let ran = self
             .run(
                 ctx,

@@ -124,6 +124,7 @@ impl Pipeline {
             )));
         };
         let snapshot = self.snapshot(&ctx.tenant, &[]).await?;
+        self.rate_limit(&ctx.tenant, &snapshot)?;
         let sources = self
             .query_sources(ctx, &snapshot, &query.source_ref)
             .await?;
@@ -222,6 +223,7 @@ impl Pipeline {
             Vec::new()
         };
         let snapshot = self.snapshot(&ctx.tenant, &overrides).await?;
+        self.rate_limit(&ctx.tenant, &snapshot)?;
         if !snapshot.tools.contains_key(&name) {
             return Err(PipelineError::NotFound(format!(
                 "tool:{name} has no {} in tenant {}",

@@ -159,6 +159,7 @@ impl Pipeline {
             }
         }
         let snapshot = self.snapshot(&ctx.tenant, &[]).await?;
+        self.rate_limit(&ctx.tenant, &snapshot)?;
         let prepared = Request {
             question: trace.question.clone(),
             mode: trace.mode.clone(),
