@@ -265,6 +265,7 @@ fn the_readme_test_inspect_fix_walkthrough_runs_against_the_demo() {
         // StageTest's diff against the baseline, the draft's sentence in the replay, the first
         // divergence, the guarded preview, a tool result and a page of a list.
         "\"equal\": false",
+        "\"equal\": true",
         "in last week was",
         "First divergence: COMPOSE",
         "\"executedSql\"",
@@ -276,4 +277,59 @@ fn the_readme_test_inspect_fix_walkthrough_runs_against_the_demo() {
             "{needle:?} missing from:\n{printed}"
         );
     }
+}
+
+/// Process ids whose parent is `parent` (Linux /proc).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // "pid (comm) state ppid …": comm may hold spaces, so split after ')'.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn sidecars_do_not_outlive_a_killed_opsd() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(dir.path());
+    let sidecars = children_of(demo.child.id());
+    assert_eq!(
+        sidecars.len(),
+        3,
+        "opsd demo spawns three sidecars: {sidecars:?}"
+    );
+    demo.child.kill().unwrap();
+    demo.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while sidecars.iter().any(|pid| alive(*pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<u32> = sidecars.into_iter().filter(|pid| alive(*pid)).collect();
+    assert!(
+        left.is_empty(),
+        "sidecars still running after opsd was killed: {left:?}"
+    );
 }

@@ -27,6 +27,10 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Shut down when standard input closes: a supervisor keeps the pipe open, so the sidecar
+    /// never outlives it, even one that was killed without a chance to stop it.
+    #[arg(long)]
+    exit_with_parent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,9 +115,29 @@ pub async fn serve(
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves when standard input reaches its end (the supervisor that holds it is gone).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+async fn shutdown_signal(exit_with_parent: bool) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
+    };
+    let parent = async {
+        if exit_with_parent {
+            stdin_closed().await;
+            tracing::warn!("standard input closed: the supervisor is gone, shutting down");
+        } else {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {
@@ -129,6 +153,7 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+        () = parent => {}
     }
 }
 
@@ -183,7 +208,14 @@ pub fn main_for(kind: ExecutorKind) -> ExitCode {
         let _ = stdout.flush();
         tracing::info!(kind = ?kind, %addr, "executor serving");
         let executor = Arc::new(LocalExecutor::new(kind, config.limits.clone()));
-        match serve(&config, executor, listener, shutdown_signal()).await {
+        match serve(
+            &config,
+            executor,
+            listener,
+            shutdown_signal(cli.exit_with_parent),
+        )
+        .await
+        {
             Ok(()) => {
                 tracing::info!("executor stopped");
                 ExitCode::SUCCESS

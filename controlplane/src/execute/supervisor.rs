@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ops_proto::executor_api::LISTENING_PREFIX;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -67,12 +67,19 @@ impl Sidecar {
     }
 }
 
-async fn start(spec: &SidecarSpec, listen: &str) -> Result<(Child, String), SupervisorError> {
+/// A started sidecar: the process, its address, and the write end of its stdin — held for as
+/// long as the process runs (`Child::wait` would close it), so the sidecar (`--exit-with-parent`)
+/// sees the pipe close only when opsd is gone.
+type Started = (Child, String, Option<ChildStdin>);
+
+async fn start(spec: &SidecarSpec, listen: &str) -> Result<Started, SupervisorError> {
     let mut child = Command::new(&spec.program)
         .args(&spec.args)
         .arg("--listen")
         .arg(listen)
-        .stdin(Stdio::null())
+        // The sidecar exits when this pipe closes: it never outlives opsd, even a killed one.
+        .arg("--exit-with-parent")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -84,6 +91,7 @@ async fn start(spec: &SidecarSpec, listen: &str) -> Result<(Child, String), Supe
     let no_address = || SupervisorError::NoAddress {
         program: spec.program.clone(),
     };
+    let lifeline = child.stdin.take();
     let stdout = child.stdout.take().ok_or_else(no_address)?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(spec.startup_timeout, async {
@@ -100,7 +108,7 @@ async fn start(spec: &SidecarSpec, listen: &str) -> Result<(Child, String), Supe
     .ok_or_else(no_address)?;
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addr))
+    Ok((child, addr, lifeline))
 }
 
 async fn stop(child: &mut Child) {
@@ -127,7 +135,7 @@ pub async fn supervise(
     pool: Arc<EndpointPool>,
     cancel: CancellationToken,
 ) -> Result<Sidecar, SupervisorError> {
-    let (mut child, addr) = start(&spec, "127.0.0.1:0").await?;
+    let (mut child, addr, mut _lifeline) = start(&spec, "127.0.0.1:0").await?;
     let uri = format!("http://{addr}");
     pool.set_endpoints(std::slice::from_ref(&uri))?;
     tracing::info!(program = %spec.program.display(), %addr, "sidecar started");
@@ -166,13 +174,14 @@ pub async fn supervise(
                         Err(_) => start(&spec, "127.0.0.1:0").await,
                     };
                     match attempt {
-                        Ok((next, addr)) => {
+                        Ok((next, addr, next_lifeline)) => {
                             let uri = format!("http://{addr}");
                             if let Err(error) = pool.replace(&old_uri, &uri) {
                                 tracing::error!(%error, "cannot register restarted sidecar");
                             }
                             pool.mark_up(&uri);
                             child = next;
+                            _lifeline = next_lifeline;
                             *current.lock().await = (child.id(), uri);
                             restarts.fetch_add(1, Ordering::AcqRel);
                             tracing::info!(program = %spec.program.display(), %addr, "sidecar restarted");
