@@ -158,11 +158,15 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
 }
 
 /// `InvalidArgument: <message>`, the way grpcurl names codes.
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
-fn with_tenant<T>(request: T, tenant: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
+/// A request carrying the caller's tenant header when one is given.
+pub(crate) fn with_tenant<T>(
+    request: T,
+    tenant: Option<&str>,
+) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(request);
     if let Some(t) = tenant {
         let value: MetadataValue<_> = t.parse().context("tenant must be ASCII")?;

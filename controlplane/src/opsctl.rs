@@ -9,10 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::{PluginWorld, UploadPluginRequest};
-use tonic::metadata::MetadataValue;
 
+use crate::cli::{status_error, with_tenant};
 use crate::config::{Config, FlagOverrides};
-use crate::context::TENANT_HEADER;
 use crate::plugins::{self, digest_of};
 
 #[derive(Debug, Parser)]
@@ -267,26 +266,24 @@ async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connect to {}", args.server))?
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let mut request = tonic::Request::new(UploadPluginRequest {
-        wasm,
-        expected_world: PluginWorld::Unspecified as i32,
-    });
-    if let Some(tenant) = &args.tenant {
-        request
-            .metadata_mut()
-            .insert(TENANT_HEADER, MetadataValue::try_from(tenant.as_str())?);
-    }
+    let request = with_tenant(
+        UploadPluginRequest {
+            wasm,
+            expected_world: PluginWorld::Unspecified as i32,
+        },
+        args.tenant.as_deref(),
+    )?;
     let response = client
         .upload_plugin(request)
         .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_error)?
         .into_inner();
     println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(())
 }
 
 async fn ask(args: &AskArgs) -> anyhow::Result<()> {
-    use ops_proto::v1::{AskMode, AskRequest, ops_service_client::OpsServiceClient};
+    use ops_proto::v1::{AskMode, AskRequest};
     let mode = AskMode::from_str_name(&format!("ASK_MODE_{}", args.mode.to_uppercase()))
         .with_context(|| {
             format!(
@@ -301,25 +298,20 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--as-of {text:?}: expected RFC 3339"))?,
         )),
     };
-    let mut client = OpsServiceClient::connect(args.server.clone())
-        .await
-        .with_context(|| format!("connect to {}", args.server))?
-        .max_decoding_message_size(64 << 20);
-    let mut request = tonic::Request::new(AskRequest {
-        question: args.question.clone(),
-        mode: mode as i32,
-        as_of,
-        ..Default::default()
-    });
-    if let Some(tenant) = &args.tenant {
-        request
-            .metadata_mut()
-            .insert(TENANT_HEADER, MetadataValue::try_from(tenant.as_str())?);
-    }
+    let mut client = ops_client(&args.server).await?;
+    let request = with_tenant(
+        AskRequest {
+            question: args.question.clone(),
+            mode: mode as i32,
+            as_of,
+            ..Default::default()
+        },
+        args.tenant.as_deref(),
+    )?;
     let response = client
         .ask(request)
         .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .map_err(status_error)?
         .into_inner();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
@@ -335,20 +327,6 @@ fn stage_named(name: &str) -> anyhow::Result<ops_proto::v1::Stage> {
         .with_context(|| {
             format!("{name:?}: expected route_plan, validate, execute, compose or present")
         })
-}
-
-fn with_tenant<T>(message: T, tenant: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    if let Some(tenant) = tenant {
-        request
-            .metadata_mut()
-            .insert(TENANT_HEADER, MetadataValue::try_from(tenant)?);
-    }
-    Ok(request)
-}
-
-fn status(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
 async fn ops_client(
@@ -379,7 +357,11 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         },
         args.target.tenant.as_deref(),
     )?;
-    let response = client.ask(request).await.map_err(status)?.into_inner();
+    let response = client
+        .ask(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
     } else {
@@ -404,7 +386,7 @@ async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
     let response = client
         .diff_traces(request)
         .await
-        .map_err(status)?
+        .map_err(status_error)?
         .into_inner();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
@@ -430,7 +412,7 @@ async fn stage_test(args: &StageTestArgs) -> anyhow::Result<()> {
     let response = client
         .stage_test(request)
         .await
-        .map_err(status)?
+        .map_err(status_error)?
         .into_inner();
     println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(())

@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use ops_proto::convert::to_struct;
-use ops_proto::v1::{AssetRef, Diagnostics, Reference, Stage, StageRecord, StageStatus};
+use ops_proto::v1::{
+    AssetRef, Diagnostics, Reference, Stage, StageRecord, StageStatus, ToolResult,
+};
 use pbjson_types::Struct;
 use serde::Serialize;
 
@@ -162,12 +164,12 @@ pub(super) fn execute_status(output: &ExecuteOutput) -> StageStatus {
     }
 }
 
-pub(super) fn execute(
-    snapshot: &Snapshot,
-    tasks: &[Task],
-    ran: &mut Ran<ExecuteOutput>,
-) -> StageRecord {
+pub(super) fn execute(snapshot: &Snapshot, ran: &mut Ran<ExecuteOutput>) -> StageRecord {
     let input = ran.input_struct();
+    let tasks: &[Task] = match &ran.input {
+        StageInput::Execute(i) => &i.tasks,
+        _ => &[],
+    };
     let output = &ran.output;
     let mut diagnostics = Diagnostics {
         errors: output
@@ -204,16 +206,15 @@ pub(super) fn execute(
         input,
         encode(output),
         diagnostics,
-        references(output),
+        references(&output.results),
         ran.started,
         applied,
     )
 }
 
 /// The evidence of every result, in result order.
-pub(super) fn references(output: &ExecuteOutput) -> Vec<Reference> {
-    output
-        .results
+pub(super) fn references(results: &[ToolResult]) -> Vec<Reference> {
+    results
         .iter()
         .flat_map(|r| r.references.iter().cloned())
         .collect()

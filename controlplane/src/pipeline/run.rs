@@ -398,10 +398,9 @@ impl Run<'_> {
             &input,
         )
         .await;
-        let tasks = input.tasks.clone();
         let mut ran = Ran::new(StageInput::Execute(input), output, started);
         ran.encoded = self.carried.take();
-        let executed = record::execute(self.snapshot, &tasks, &mut ran);
+        let executed = record::execute(self.snapshot, &mut ran);
         self.carried = executed.output.as_ref().and_then(|o| {
             carried([
                 Some((
@@ -433,11 +432,7 @@ impl Run<'_> {
 
     async fn compose_and_present(&mut self, input: ComposeInput) {
         self.outcome.first_result_rows = input.results.first().map_or(0, |r| r.rows.len());
-        let references: Vec<Reference> = input
-            .results
-            .iter()
-            .flat_map(|r| r.references.iter().cloned())
-            .collect();
+        let references = record::references(&input.results);
         self.outcome.references = references.clone();
         let started = Instant::now();
         let pipeline = self.pipeline;

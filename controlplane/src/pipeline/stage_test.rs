@@ -238,16 +238,11 @@ impl Pipeline {
                 )
                 .await;
                 tested.tool_calls = output.calls.clone();
-                let tasks = i.tasks.clone();
                 let mut ran = Ran::new(StageInput::Execute(i), output, started);
-                tested.record = record::execute(snapshot, &tasks, &mut ran);
+                tested.record = record::execute(snapshot, &mut ran);
             }
             StageInput::Compose(i) => {
-                let references = i
-                    .results
-                    .iter()
-                    .flat_map(|r| r.references.iter().cloned())
-                    .collect();
+                let references = record::references(&i.results);
                 let output = plugins::stage::compose(&self.plugins, &blobs, snapshot, &i)
                     .await
                     .map_err(|e| e.to_string());

@@ -303,10 +303,6 @@ fn replans(trace: &Trace) -> Value {
     )
 }
 
-fn asset_label(a: &AssetRef) -> String {
-    crate::model::asset_label(a)
-}
-
 /// Two runs compared stage by stage (each stage's last run).
 pub fn traces(baseline: &Trace, candidate: &Trace) -> DiffTracesResponse {
     let mut stages: Vec<StageDiff> = ORDER
@@ -353,7 +349,7 @@ pub fn traces(baseline: &Trace, candidate: &Trace) -> DiffTracesResponse {
                 .applied_assets
                 .iter()
                 .find(|c| same(b, c) && c.version != b.version)?;
-            Some(format!("{} → {}", asset_label(b), c.version))
+            Some(format!("{} → {}", crate::model::asset_label(b), c.version))
         })
         .collect();
     let blocks = |t: &Trace| {

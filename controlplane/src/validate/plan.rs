@@ -207,16 +207,17 @@ impl Params {
 /// The plan's page of a list: a unique last sort key so pages neither overlap nor skip rows,
 /// then `LIMIT`/`OFFSET` (the guard still clamps the limit to the Policy's row limit).
 fn page(select: Select, plan: &Plan, tiebreak: &str) -> Select {
-    match &plan.rows {
-        Some(rows) if !tiebreak.is_empty() => select
-            .order_by(tiebreak, Order::Asc)
-            .limit(u64::from(rows.limit))
-            .offset(u64::from(rows.offset)),
-        Some(rows) => select
-            .limit(u64::from(rows.limit))
-            .offset(u64::from(rows.offset)),
-        None => select,
-    }
+    let Some(rows) = &plan.rows else {
+        return select;
+    };
+    let select = if tiebreak.is_empty() {
+        select
+    } else {
+        select.order_by(tiebreak, Order::Asc)
+    };
+    select
+        .limit(u64::from(rows.limit))
+        .offset(u64::from(rows.offset))
 }
 
 /// Builds, guards and binds one statement.
