@@ -312,7 +312,7 @@ fn alive(pid: u32) -> bool {
 }
 
 #[test]
-fn sidecars_do_not_outlive_a_killed_opsd() {
+fn sidecars_do_not_outlive_a_killed_opsd_and_its_answered_traces_survive() {
     let dir = tempfile::tempdir().unwrap();
     let mut demo = Demo::start(dir.path());
     let sidecars = children_of(demo.child.id());
@@ -321,8 +321,38 @@ fn sidecars_do_not_outlive_a_killed_opsd() {
         3,
         "opsd demo spawns three sidecars: {sidecars:?}"
     );
+    // Answered with the default `trace_sync = "normal"`: the trace is in the WAL, not fsynced.
+    let out = Command::new(ops_tests::bin("opsctl"))
+        .args(["ask", "zone-a에 위치한 서버를 나열해줘", "--tenant", "acme"])
+        .args(["--server", &format!("http://{}", demo.addr)])
+        .output()
+        .expect("opsctl ask");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{printed}");
+    let trace_id = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("trace: "))
+        .expect("opsctl prints the trace id")
+        .trim()
+        .to_owned();
     demo.child.kill().unwrap();
     demo.child.wait().unwrap();
+    // SIGKILL gives opsd no chance to flush anything: the answered trace must be readable.
+    let db = dir.path().join("ops.db");
+    let stored: i64 = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .expect("open the killed opsd's database");
+        sqlx::query_scalar("SELECT COUNT(*) FROM traces WHERE trace_id = $1")
+            .bind(&trace_id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("count traces")
+    });
+    assert_eq!(stored, 1, "trace {trace_id} lost when opsd was killed");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while sidecars.iter().any(|pid| alive(*pid)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -18,6 +18,7 @@ macro_rules! registry_suite {
             listing_filters_and_pages,
             bundles_import_atomically_and_round_trip,
             simulate_resolver_and_pending_rpcs,
+            traces_commit_with_either_sync_setting,
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

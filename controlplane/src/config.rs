@@ -9,6 +9,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ops_proto::executor::ExecutorKind;
 use serde::{Deserialize, Serialize};
 
+pub use crate::storage::TraceSync;
+
 /// Environment variables with this prefix override the file (`OPS__SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "OPS__";
 
@@ -209,6 +211,10 @@ pub struct StorageConfig {
     /// `sqlite://…`, `sqlite::memory:` or `postgres://…`; empty means `<data_dir>/ops.db`.
     pub url: String,
     pub max_connections: u32,
+    /// `normal`: a trace is committed to the write-ahead log before its answer goes out (it
+    /// survives opsd crashing; an OS crash or power loss may lose the last traces). `full`:
+    /// also fsynced. Asset and source writes are always fsynced.
+    pub trace_sync: TraceSync,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,6 +267,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./.ops-data"),
             url: String::new(),
             max_connections: 8,
+            trace_sync: TraceSync::Normal,
         }
     }
 }

@@ -100,7 +100,8 @@ pub async fn serve(
     let max = config.server.max_message_bytes;
     // Traces are written by one task with group commit; it stops after the server has
     // drained (every answered request has its trace committed by then).
-    let (traces, trace_writer) = TraceWriter::start(registry.db().clone());
+    let (traces, trace_writer) =
+        TraceWriter::start(registry.db().clone(), config.storage.trace_sync);
     let pipeline = executors.clone().map(|executors| {
         Pipeline::new(registry.clone(), executors, plugins.clone(), traces.clone())
     });

@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -34,11 +35,28 @@ pub enum StorageError {
     },
 }
 
+/// How far a trace commit has reached before the answer goes out. Registry writes (assets,
+/// sources, plugins) always wait for the disk; this setting is for traces only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceSync {
+    /// The trace is in the database's write-ahead log (SQLite WAL with `synchronous = NORMAL`,
+    /// PostgreSQL `synchronous_commit = off`): it survives opsd crashing or being killed; an
+    /// operating-system crash or power loss can lose the last moments of traces, never
+    /// corrupt the database. Saves an fsync (≈ 1–2 ms) on every answer.
+    #[default]
+    Normal,
+    /// Every commit group is fsynced before its answers go out.
+    Full,
+}
+
 /// A pool plus the backend it talks to (for the few statements that differ).
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Options of a file-backed SQLite database, for a connection of the trace writer's own.
+    sqlite_file: Option<AnyConnectOptions>,
 }
 
 impl Db {
@@ -75,19 +93,19 @@ impl Db {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        if !in_memory {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                        }
+                        prepare_sqlite(conn, in_memory, "FULL").await?;
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let db = Self { pool, backend };
+        let sqlite_file = (backend == Backend::Sqlite && !in_memory).then_some(options);
+        let db = Self {
+            pool,
+            backend,
+            sqlite_file,
+        };
         db.migrate(data_dir.filter(|_| !in_memory)).await?;
         Ok(db)
     }
@@ -107,6 +125,25 @@ impl Db {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// A connection outside the pool for the trace writer, when traces may commit with less
+    /// than a full sync and the database is a SQLite file (`synchronous` is per connection, so
+    /// registry writes on the pool keep `FULL`). `None`: write traces through the pool.
+    pub async fn trace_connection(
+        &self,
+        sync: TraceSync,
+    ) -> Result<Option<AnyConnection>, sqlx::Error> {
+        let Some(options) = self
+            .sqlite_file
+            .as_ref()
+            .filter(|_| sync == TraceSync::Normal)
+        else {
+            return Ok(None);
+        };
+        let mut conn = options.connect().await?;
+        prepare_sqlite(&mut conn, false, "NORMAL").await?;
+        Ok(Some(conn))
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -166,6 +203,24 @@ impl Db {
     }
 }
 
+/// Per-connection SQLite settings: foreign keys, waiting on the write lock, WAL for a file.
+async fn prepare_sqlite(
+    conn: &mut AnyConnection,
+    in_memory: bool,
+    synchronous: &str,
+) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    if !in_memory {
+        conn.execute("PRAGMA journal_mode = WAL").await?;
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "PRAGMA synchronous = {synchronous}"
+        )))
+        .await?;
+    }
+    Ok(())
+}
+
 /// The URL without its `user:password@` part, for messages.
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
@@ -188,6 +243,41 @@ pub fn unix_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn synchronous(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(conn)
+            .await
+    }
+
+    #[tokio::test]
+    async fn only_the_trace_connection_skips_the_fsync() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
+        let db = Db::open(&url, 2, Some(dir.path())).await?;
+        let mut pooled = db.pool().acquire().await?;
+        // 2 = FULL, 1 = NORMAL (SQLite's numbering).
+        assert_eq!(
+            synchronous(&mut pooled).await?,
+            2,
+            "registry writes are fsynced"
+        );
+        let mut traces = db
+            .trace_connection(TraceSync::Normal)
+            .await?
+            .ok_or("a file database gets a trace connection of its own")?;
+        assert_eq!(synchronous(&mut traces).await?, 1);
+        assert!(
+            db.trace_connection(TraceSync::Full).await?.is_none(),
+            "full sync writes traces through the pool"
+        );
+        let memory = Db::open("sqlite::memory:", 1, None).await?;
+        assert!(
+            memory.trace_connection(TraceSync::Normal).await?.is_none(),
+            "an in-memory database is one connection"
+        );
+        Ok(())
+    }
 
     #[test]
     fn unsupported_urls_are_reported_without_credentials() {

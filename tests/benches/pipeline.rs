@@ -281,7 +281,10 @@ fn main() {
             .trace
             .expect("trace body");
         let (writer, writer_task) =
-            ops_controlplane::trace::TraceWriter::start(demo.registry.db().clone());
+            ops_controlplane::trace::TraceWriter::start(
+                demo.registry.db().clone(),
+                ops_controlplane::config::TraceSync::Normal,
+            );
         let mut commit_ms = Vec::new();
         for _ in 0..n {
             let mut copy = trace.clone();

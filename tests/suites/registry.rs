@@ -1546,3 +1546,72 @@ pub async fn simulate_resolver_and_pending_rpcs(backend: Backend) {
     );
     env.stop().await;
 }
+
+/// The trace writer commits on either backend with either `trace_sync`, a committed trace is
+/// readable from the pool at once (SQLite "normal" writes through a connection of its own),
+/// its mirror rows follow, and a writer starting after a crash mirrors what was left unmirrored.
+pub async fn traces_commit_with_either_sync_setting(backend: Backend) {
+    use ops_controlplane::config::TraceSync;
+    use ops_controlplane::trace::{Retention, TraceWriter};
+    let env = Env::start(backend).await;
+    for sync in [TraceSync::Normal, TraceSync::Full] {
+        let (writer, task) = TraceWriter::start(env.server.db.clone(), sync);
+        let trace_id = uuid::Uuid::new_v4().to_string();
+        writer
+            .commit(
+                Trace {
+                    trace_id: trace_id.clone(),
+                    tenant: "acme".into(),
+                    question: format!("written with {sync:?}"),
+                    ..Default::default()
+                },
+                Retention::default(),
+            )
+            .await
+            .expect("commit");
+        let question: String =
+            sqlx::query_scalar("SELECT question FROM traces WHERE trace_id = $1")
+                .bind(&trace_id)
+                .fetch_one(env.server.db.pool())
+                .await
+                .expect("the committed trace is readable");
+        assert_eq!(question, format!("written with {sync:?}"));
+        drop(writer);
+        task.await.expect("writer drains");
+        assert_eq!(
+            task_rows(&env, &trace_id).await,
+            1,
+            "mirrored after the commit"
+        );
+        // A crash between a batch's commit and its mirror rows: the next writer mirrors it.
+        for table in ["subtasks", "user_queries", "execution_plans", "tasks"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE task_id = $1"
+            )))
+            .bind(&trace_id)
+            .execute(env.server.db.pool())
+            .await
+            .expect("drop the mirror rows");
+        }
+        let (writer, task) = TraceWriter::start(env.server.db.clone(), sync);
+        drop(writer);
+        task.await.expect("writer drains");
+        assert_eq!(task_rows(&env, &trace_id).await, 1, "backfilled at start");
+        let user_queries: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM user_queries WHERE task_id = $1")
+                .bind(&trace_id)
+                .fetch_one(env.server.db.pool())
+                .await
+                .expect("count user queries");
+        assert_eq!(user_queries, 1);
+    }
+    env.stop().await;
+}
+
+async fn task_rows(env: &Env, trace_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE task_id = $1")
+        .bind(trace_id)
+        .fetch_one(env.server.db.pool())
+        .await
+        .expect("count task rows")
+}

@@ -1,10 +1,12 @@
 //! The tenant model: what every stage reads and nothing above it defines. Asset references,
 //! the snapshot of a tenant's published assets, the one mapping from a Source's kind to its
-//! SQL dialect and executor engine, and the executor requests built from assets.
+//! SQL dialect and executor engine, the executor requests built from assets, and the plan's
+//! mode, intent, view and aggregation as types.
 //!
 //! Imports: the proto crate, the SQL guard and the planner's leaf types; never a stage, the
 //! pipeline or a service.
 
+pub mod plan_kind;
 pub mod refs;
 pub mod requests;
 pub mod snapshot;

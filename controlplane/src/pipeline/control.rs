@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ops_proto::v1::{Plan, ReplanEvent, ReplanPolicy, ReplanTrigger, Severity, Stage, TimeWindow};
 use time::OffsetDateTime;
 
+use crate::model::plan_kind::{self, Intent, Mode};
 use crate::model::snapshot::Snapshot;
 
 use crate::model::stages::ExecuteOutput;
@@ -210,11 +211,13 @@ pub fn deepen(plan: &Plan, max_depth: u32) -> Option<Plan> {
 
 /// present_limit: also count the rows, so the answer states the exact total.
 pub fn count_instead(plan: &Plan) -> Option<Plan> {
-    if plan.intent == "AGGREGATE" || plan.mode != "config" {
+    if plan_kind::intent(plan) == Some(Intent::Aggregate)
+        || plan_kind::mode(plan) != Some(Mode::Config)
+    {
         return None;
     }
     let mut after = plan.clone();
-    after.intent = "AGGREGATE".into();
+    plan_kind::set_intent(&mut after, Intent::Aggregate);
     Some(after)
 }
 

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use crate::context::CallerContext;
 use crate::execute::Executors;
 use crate::execute::source_health::SourceHealth;
+use crate::model::plan_kind::Mode;
 use crate::model::refs::AssetReference;
 use crate::model::snapshot::Snapshot;
 use crate::model::stages::RoutePlanInput;
@@ -75,14 +76,14 @@ fn invalid(field: &str, message: impl Into<String>) -> PipelineError {
     }
 }
 
-fn forced_mode(mode: i32) -> Result<Option<&'static str>, PipelineError> {
+fn forced_mode(mode: i32) -> Result<Option<Mode>, PipelineError> {
     Ok(match AskMode::try_from(mode) {
         Ok(AskMode::Unspecified | AskMode::All) => None,
-        Ok(AskMode::Config) => Some("config"),
-        Ok(AskMode::Metric) => Some("metric"),
-        Ok(AskMode::History) => Some("history"),
-        Ok(AskMode::Graph) => Some("graph"),
-        Ok(AskMode::Document) => Some("document"),
+        Ok(AskMode::Config) => Some(Mode::Config),
+        Ok(AskMode::Metric) => Some(Mode::Metric),
+        Ok(AskMode::History) => Some(Mode::History),
+        Ok(AskMode::Graph) => Some(Mode::Graph),
+        Ok(AskMode::Document) => Some(Mode::Document),
         Err(_) => {
             return Err(invalid(
                 "mode",
@@ -254,7 +255,9 @@ impl Pipeline {
                 ),
             ));
         }
-        let mode = forced_mode(request.mode)?.unwrap_or("all").to_owned();
+        let mode = forced_mode(request.mode)?
+            .map_or("all", |m| m.as_str())
+            .to_owned();
         let as_of = request.as_of.as_ref().and_then(time_of).unwrap_or(now);
         Ok(Request {
             start: Start::RoutePlan(RoutePlanInput {

@@ -19,6 +19,7 @@ use super::control::{self, Decision, Loop};
 use super::record::{self, Ran};
 use super::{Pipeline, answer};
 use crate::execute::tasks::all_empty;
+use crate::model::plan_kind::{self, Mode};
 use crate::model::snapshot::Snapshot;
 use crate::model::stages::{
     ComposeInput, ExecuteInput, ExecuteOutput, PresentInput, RoutePlanInput, RoutePlanOutput,
@@ -288,7 +289,7 @@ impl Run<'_> {
             }
             if all_empty(&executed) {
                 let patch = control::widen_window(&plan).or_else(|| {
-                    (plan.mode == "graph")
+                    (plan_kind::mode(&plan) == Some(Mode::Graph))
                         .then(|| control::deepen(&plan, max_depth))
                         .flatten()
                 });

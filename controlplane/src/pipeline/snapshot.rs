@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use super::error::PipelineError;
 use crate::execute::source_health::SourceHealth;
 use crate::execute::{Executors, failover};
+use crate::model::plan_kind::Mode;
 use crate::model::refs::{AssetReference, VersionSelector};
 use crate::model::requests;
 use crate::model::snapshot::{Applied, GuardSettings, Snapshot, SourceBinding};
@@ -453,7 +454,7 @@ async fn tenant_rows(
 ) -> Result<BTreeMap<String, Rows>, PipelineError> {
     let entity_table = tools
         .iter()
-        .find(|t| t.mode == "config")
+        .find(|t| t.mode == Some(Mode::Config))
         .map(|t| t.table.as_str())
         .unwrap_or_default();
     let restricted = |name: &str| {

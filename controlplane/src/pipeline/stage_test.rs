@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ops_proto::convert::{struct_to_json, time_of, timestamp, to_struct};
+use ops_proto::convert::{time_of, timestamp, to_struct};
 use ops_proto::v1::{
     Route, Stage, StageRecord, StageStatus, StageTestRequest, StageTestResponse, Trace, TraceStatus,
 };
@@ -88,7 +88,7 @@ impl Pipeline {
             .await;
         let diff = baseline_record
             .as_ref()
-            .map(|b| output_diff(b, &tested.record));
+            .map(|b| output_diff(stage, b, &tested.record));
         let status = match StageStatus::try_from(tested.record.status).unwrap_or_default() {
             StageStatus::Error => TraceStatus::Error,
             StageStatus::Warning => TraceStatus::Partial,
@@ -300,10 +300,10 @@ fn given_input(
     }))
 }
 
-/// `{"equal": bool, "changes": [{"path", "baseline", "candidate"}]}` of two records' outputs.
-fn output_diff(baseline: &StageRecord, candidate: &StageRecord) -> Struct {
-    let json = |r: &StageRecord| r.output.as_ref().map(struct_to_json).unwrap_or_default();
-    let changes = diff::changes(&json(baseline), &json(candidate));
+/// `{"equal": bool, "changes": [{"path", "baseline", "candidate"}]}` of two records' outputs,
+/// compared as `DiffTraces` compares that stage.
+fn output_diff(stage: Stage, baseline: &StageRecord, candidate: &StageRecord) -> Struct {
+    let changes = diff::stage_changes(stage, baseline, candidate);
     to_struct(&serde_json::json!({
         "equal": changes.is_empty(),
         "changes": changes,

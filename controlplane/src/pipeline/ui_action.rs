@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::run::{Outcome, Start};
 use super::{Pipeline, PipelineError, Request, Settings, invalid};
 use crate::context::CallerContext;
+use crate::model::plan_kind::{self, Intent, Mode};
 use crate::model::stages::ValidateInput;
 use crate::trace::read;
 
@@ -106,7 +107,7 @@ impl Pipeline {
                         "give the offset of the first row to load (the rows already shown)",
                     )
                 })?;
-                if !matches!(plan.mode.as_str(), "config" | "history") {
+                if !matches!(plan_kind::mode(&plan), Some(Mode::Config | Mode::History)) {
                     return Err(PipelineError::FailedPrecondition(format!(
                         "trace {} answered a {} question, which has no list to page",
                         trace.trace_id, plan.mode
@@ -130,8 +131,8 @@ impl Pipeline {
                 plan.filters.clear();
                 plan.rows = None;
                 plan.missing_slots.retain(|s| !s.starts_with("entity"));
-                if plan.mode == "config" {
-                    plan.intent = "LOOKUP".into();
+                if plan_kind::mode(&plan) == Some(Mode::Config) {
+                    plan_kind::set_intent(&mut plan, Intent::Lookup);
                 }
                 state.insert("selected".into(), code.into());
             }

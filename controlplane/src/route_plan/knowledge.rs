@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ops_proto::v1::{PolicySpec, PromptSpec, ResolverSpec, SchemaCatalogSpec, SemanticType};
 
+use super::plan_kind::Mode;
 use super::planner::{ColumnValue, Entity, Knowledge, Patterns, RejectRule, ToolChoice};
 use super::resolver::{ResolverEngine, compile_bounded};
 use super::vocabulary::Vocabulary;
@@ -63,7 +64,7 @@ pub fn build(
     let entity_table = assets
         .tools
         .iter()
-        .find(|t| t.mode == "config")
+        .find(|t| t.mode == Some(Mode::Config))
         .map(|t| t.table.clone())
         .unwrap_or_default();
     let entities = entities(assets.catalog, &entity_table, rows.get(&entity_table));
@@ -147,7 +148,7 @@ fn values(catalog: &SchemaCatalogSpec, rows: &BTreeMap<String, Rows>) -> Vec<Col
     out
 }
 
-/// A Tool asset's config as the planner reads it.
+/// A Tool asset's config as the planner reads it: its `mode` is typed here, once.
 pub fn tool_choice(name: &str, config: &serde_json::Value) -> ToolChoice {
     let text = |key: &str| {
         config
@@ -158,7 +159,7 @@ pub fn tool_choice(name: &str, config: &serde_json::Value) -> ToolChoice {
     };
     ToolChoice {
         name: name.to_owned(),
-        mode: text("mode"),
+        mode: text("mode").parse().ok(),
         shape: text("shape"),
         table: text("table"),
         config: config.clone(),

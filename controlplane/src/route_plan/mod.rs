@@ -2,6 +2,7 @@
 //! is the stage's contract.
 
 pub mod knowledge;
+pub mod plan_kind;
 pub mod planner;
 pub mod resolver;
 pub mod text;

@@ -15,6 +15,7 @@ use ops_proto::v1::{
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
 
+use super::plan_kind::{Aggregation, Intent, Mode, View};
 use super::resolver::{ResolverEngine, compile_bounded};
 use super::text::{self, Span};
 use super::vocabulary::Vocabulary;
@@ -121,7 +122,8 @@ impl Patterns {
 #[derive(Debug, Clone)]
 pub struct ToolChoice {
     pub name: String,
-    pub mode: String,
+    /// `None` when the config names no mode the planner knows: no plan chooses the tool.
+    pub mode: Option<Mode>,
     pub shape: String,
     /// The table whose filterable columns filter this tool's rows.
     pub table: String,
@@ -251,29 +253,36 @@ impl Planner<'_> {
             .take()
             .map(|c| text::replace_spans(&c, &spans, "{ci}"));
         self.plan.ci_codes = codes;
-        let mode = match forced_mode {
-            Some(mode) => {
-                self.reasons.push(format!("mode `{mode}` requested"));
-                mode.to_owned()
+        // A forced mode is kept as it was asked, even one the planner does not know (a
+        // hand-written StageTest input): that plan gets config's slots and no tool.
+        let (mode, mode_text) = match forced_mode {
+            Some(requested) => {
+                self.reasons.push(format!("mode `{requested}` requested"));
+                (requested.parse::<Mode>().ok(), requested)
             }
-            None => self.mode(&masked),
+            None => {
+                let mode = self.mode(&masked);
+                (Some(mode), mode.as_str())
+            }
         };
-        self.plan.mode = mode.clone();
-        if matches!(mode.as_str(), "config" | "metric") {
+        if matches!(mode, Some(Mode::Config | Mode::Metric)) {
             self.named_groups(&masked);
         }
-        match mode.as_str() {
-            "metric" => self.metric(&masked),
-            "history" => self.history(&masked),
-            "graph" => self.graph(&masked),
-            "document" => self.document(&masked),
-            _ => self.config(&masked),
+        let (intent, view) = match mode {
+            Some(Mode::Metric) => self.metric(&masked),
+            Some(Mode::History) => self.history(&masked),
+            Some(Mode::Graph) => self.graph(&masked),
+            Some(Mode::Document) => self.document(&masked),
+            Some(Mode::Config) | None => self.config(&masked),
+        };
+        match mode.and_then(|m| self.tool(m)) {
+            Some(tool) => self.plan.tools.push(tool),
+            None => self.plan.missing_slots.push(format!("tool:{mode_text}")),
         }
-        if let Some(tool) = self.tool(&mode) {
-            self.plan.tools.push(tool);
-        } else {
-            self.plan.missing_slots.push(format!("tool:{mode}"));
-        }
+        // The proto edge: the one place the typed kinds become the plan's strings.
+        self.plan.mode = mode_text.to_owned();
+        self.plan.intent = intent.as_str().to_owned();
+        self.plan.view = view.as_str().to_owned();
     }
 
     fn setting(&self, key: &str) -> Option<&str> {
@@ -355,7 +364,7 @@ impl Planner<'_> {
         if self.named.is_empty() || !all_named {
             return;
         }
-        let table = self.tool_table("config");
+        let table = self.tool_table(Mode::Config);
         let (filters, _) = self.filters(masked, &table);
         if filters.is_empty() {
             return;
@@ -401,27 +410,27 @@ impl Planner<'_> {
 
     /// Graph views are the most specific phrases, then documents, metrics and history;
     /// config is what a question about CIs is when nothing else claims it.
-    fn mode(&mut self, masked: &str) -> String {
+    fn mode(&mut self, masked: &str) -> Mode {
         let graph = graph_view(self.v, masked).is_some();
         let metric = self.metric_name(masked).is_some();
         let mode = if graph {
-            "graph"
-        } else if self.v.has(masked, "mode:document") || self.table_named(masked, "document") {
-            "document"
+            Mode::Graph
+        } else if self.v.has(masked, "mode:document") || self.table_named(masked, Mode::Document) {
+            Mode::Document
         } else if metric {
-            "metric"
-        } else if self.v.has(masked, "mode:history") || self.table_named(masked, "history") {
-            "history"
+            Mode::Metric
+        } else if self.v.has(masked, "mode:history") || self.table_named(masked, Mode::History) {
+            Mode::History
         } else {
-            "config"
+            Mode::Config
         };
         self.reasons.push(format!("mode `{mode}` from its words"));
-        mode.to_owned()
+        mode
     }
 
     /// True when a synonym of the table that mode's tool reads appears.
-    fn table_named(&self, masked: &str, mode: &str) -> bool {
-        let Some(tool) = self.k.tools.iter().find(|t| t.mode == mode) else {
+    fn table_named(&self, masked: &str, mode: Mode) -> bool {
+        let Some(tool) = self.k.tools.iter().find(|t| t.mode == Some(mode)) else {
             return false;
         };
         self.k
@@ -432,13 +441,13 @@ impl Planner<'_> {
             .any(|t| text::find_synonym(masked, &t.synonyms).is_some())
     }
 
-    fn tool(&self, mode: &str) -> Option<String> {
+    fn tool(&self, mode: Mode) -> Option<String> {
         let series = self
             .plan
             .metric
             .as_ref()
             .is_some_and(|m| !m.bucket.is_empty());
-        let wanted_shape = if mode == "metric" && series {
+        let wanted_shape = if mode == Mode::Metric && series {
             "series"
         } else {
             ""
@@ -446,16 +455,16 @@ impl Planner<'_> {
         self.k
             .tools
             .iter()
-            .find(|t| t.mode == mode && t.shape == wanted_shape)
-            .or_else(|| self.k.tools.iter().find(|t| t.mode == mode))
+            .find(|t| t.mode == Some(mode) && t.shape == wanted_shape)
+            .or_else(|| self.k.tools.iter().find(|t| t.mode == Some(mode)))
             .map(|t| t.name.clone())
     }
 
-    fn tool_table(&self, mode: &str) -> String {
+    fn tool_table(&self, mode: Mode) -> String {
         self.k
             .tools
             .iter()
-            .find(|t| t.mode == mode && !t.table.is_empty())
+            .find(|t| t.mode == Some(mode) && !t.table.is_empty())
             .map(|t| t.table.clone())
             .unwrap_or_default()
     }
@@ -585,23 +594,23 @@ impl Planner<'_> {
         self.v.has(masked, "intent:count")
     }
 
-    fn config(&mut self, masked: &str) {
-        let table = self.tool_table("config");
+    /// The slots of a config question, and the plan's intent and view.
+    fn config(&mut self, masked: &str) -> (Intent, View) {
+        let table = self.tool_table(Mode::Config);
         let (mut filters, _) = self.filters(masked, &table);
         filters.extend(self.group_filters.clone());
-        if self.plan.ci_codes.is_empty() {
+        let intent = if self.plan.ci_codes.is_empty() {
             self.plan.filters = filters.into_iter().collect();
-            self.plan.intent = if self.intent_count(masked) {
-                "AGGREGATE"
+            if self.intent_count(masked) {
+                Intent::Aggregate
             } else {
-                "LIST"
+                Intent::List
             }
-            .into();
         } else {
-            self.plan.intent = "LOOKUP".into();
             self.plan.attributes = self.attributes(masked, &table);
-        }
-        self.plan.view = "SUMMARY".into();
+            Intent::Lookup
+        };
+        (intent, View::Summary)
     }
 
     fn metric_name(&self, masked: &str) -> Option<(Span, String)> {
@@ -616,7 +625,9 @@ impl Planner<'_> {
             .min_by_key(|(span, _)| (span.0, std::cmp::Reverse(span.1)))
     }
 
-    fn metric(&mut self, masked: &str) {
+    /// The slots of a metric question, and the plan's intent and view. The aggregation is the
+    /// vocabulary's word, kept as written.
+    fn metric(&mut self, masked: &str) -> (Intent, View) {
         let mut metric = MetricPlan::default();
         match self.metric_name(masked) {
             Some((_, name)) => metric.metric = name,
@@ -654,7 +665,7 @@ impl Planner<'_> {
             });
         }
         metric.window = Some(
-            if metric.aggregation == "latest" && !self.has_window(masked) {
+            if metric.aggregation.parse() == Ok(Aggregation::Latest) && !self.has_window(masked) {
                 TimeWindow {
                     from: None,
                     to: Some(timestamp(self.as_of)),
@@ -665,15 +676,13 @@ impl Planner<'_> {
                 self.window(masked, "default:metric_window")
             },
         );
-        self.plan.intent = if metric.top_n > 0 {
-            "AGGREGATE"
+        let intent = if metric.top_n > 0 {
+            Intent::Aggregate
         } else {
-            "LOOKUP"
-        }
-        .into();
-        self.plan.view = "SUMMARY".into();
+            Intent::Lookup
+        };
         if self.plan.ci_codes.is_empty() {
-            let table = self.tool_table("config");
+            let table = self.tool_table(Mode::Config);
             let (mut filters, _) = self.filters(masked, &table);
             filters.extend(self.group_filters.clone());
             if filters.is_empty() && metric.top_n == 0 {
@@ -682,6 +691,7 @@ impl Planner<'_> {
             self.plan.filters = filters.into_iter().collect();
         }
         self.plan.metric = Some(metric);
+        (intent, View::Summary)
     }
 
     /// "3개", "top 3": a number next to a count word.
@@ -765,8 +775,9 @@ impl Planner<'_> {
         }
     }
 
-    fn history(&mut self, masked: &str) {
-        let table = self.tool_table("history");
+    /// The slots of a history question, and the plan's intent and view.
+    fn history(&mut self, masked: &str) -> (Intent, View) {
+        let table = self.tool_table(Mode::History);
         let (filters, _) = self.filters(masked, &table);
         let mut history = HistoryPlan {
             window: Some(self.window(masked, "default:history_window")),
@@ -778,7 +789,7 @@ impl Planner<'_> {
             self.k
                 .tools
                 .iter()
-                .find(|t| t.mode == "history")
+                .find(|t| t.mode == Some(Mode::History))
                 .and_then(|t| t.config.get(key))
                 .and_then(|c| c.as_str())
                 .map(str::to_owned)
@@ -795,26 +806,29 @@ impl Planner<'_> {
             }
         }
         self.plan.filters = rest.into_iter().collect();
-        self.plan.intent = if self.intent_count(masked) {
-            "AGGREGATE"
-        } else {
-            "LIST"
-        }
-        .into();
-        self.plan.view = "SUMMARY".into();
         self.plan.history = Some(history);
+        let intent = if self.intent_count(masked) {
+            Intent::Aggregate
+        } else {
+            Intent::List
+        };
+        (intent, View::Summary)
     }
 
-    fn graph(&mut self, masked: &str) {
-        let view = graph_view(self.v, masked).unwrap_or("neighbors");
-        self.plan.view = view.to_uppercase();
-        self.plan.intent = if view == "path" { "PATH" } else { "EXPAND" }.into();
+    /// The slots of a graph question, and the plan's intent and view (the graph view asked).
+    fn graph(&mut self, masked: &str) -> (Intent, View) {
+        let view = graph_view(self.v, masked).unwrap_or(View::Neighbors);
+        let intent = if view == View::Path {
+            Intent::Path
+        } else {
+            Intent::Expand
+        };
         if self.plan.ci_codes.is_empty() {
             self.single_out_entity(masked);
         }
         let mut graph = GraphPlan::default();
         match view {
-            "path" => {
+            View::Path => {
                 if self.plan.ci_codes.len() >= 2 {
                     graph.target_ci_code = self.plan.ci_codes[1].clone();
                     self.plan.ci_codes.truncate(1);
@@ -823,8 +837,8 @@ impl Planner<'_> {
                 }
                 graph.direction = "both".into();
             }
-            "dependents" | "dependencies" => {
-                graph.direction = if view == "dependents" {
+            View::Dependents | View::Dependencies => {
+                graph.direction = if view == View::Dependents {
                     "incoming"
                 } else {
                     "outgoing"
@@ -833,23 +847,24 @@ impl Planner<'_> {
                 graph.depth = 1;
                 graph.relation_types = self.relation_types(masked);
             }
-            "impact" => graph.direction = "incoming".into(),
-            "neighbors" => {
+            View::Impact => graph.direction = "incoming".into(),
+            View::Neighbors => {
                 graph.direction = "both".into();
                 graph.depth = 1;
             }
-            _ => {}
+            View::Composition | View::Summary => {}
         }
         if self.plan.ci_codes.is_empty() {
             self.plan.missing_slots.push("entity".into());
         }
         self.plan.graph = Some(graph);
+        (intent, view)
     }
 
     /// A graph question naming no CI may name one by its attributes ("SCADA 시스템" is the
     /// one System CI whose system is SCADA).
     fn single_out_entity(&mut self, masked: &str) {
-        let table = self.tool_table("config");
+        let table = self.tool_table(Mode::Config);
         let (mut filters, qualifiers) = self.filters(masked, &table);
         for (column, value) in qualifiers {
             filters.entry(column).or_insert(value);
@@ -890,7 +905,8 @@ impl Planner<'_> {
         found.into_iter().map(|(_, name)| name).take(1).collect()
     }
 
-    fn document(&mut self, masked: &str) {
+    /// The slots of a document question, and the plan's intent and view.
+    fn document(&mut self, masked: &str) -> (Intent, View) {
         let stop: Vec<&str> = self
             .v
             .terms("stopword")
@@ -941,8 +957,6 @@ impl Planner<'_> {
         if terms.is_empty() {
             self.plan.missing_slots.push("document_query".into());
         }
-        self.plan.intent = "SEARCH".into();
-        self.plan.view = "SUMMARY".into();
         self.plan.document = Some(DocumentPlan {
             query: terms.join(" "),
             top_k: self
@@ -950,22 +964,16 @@ impl Planner<'_> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(3),
         });
+        (Intent::Search, View::Summary)
     }
 }
 
-/// The graph view a question asks for, by precedence: a path names two ends, impact and
-/// composition are specific, a dependency phrase has a direction, neighbours are the rest.
-fn graph_view(v: &Vocabulary, masked: &str) -> Option<&'static str> {
-    [
-        "path",
-        "impact",
-        "composition",
-        "dependents",
-        "dependencies",
-        "neighbors",
-    ]
-    .into_iter()
-    .find(|view| v.has(masked, &format!("view:{view}")))
+/// The graph view a question asks for, in [`View::GRAPH`]'s precedence; the vocabulary
+/// names each by its lower-case string (`view:path`).
+fn graph_view(v: &Vocabulary, masked: &str) -> Option<View> {
+    View::GRAPH
+        .into_iter()
+        .find(|view| v.has(masked, &format!("view:{}", view.as_str().to_lowercase())))
 }
 
 fn parse_hours(text: &str) -> Option<i64> {

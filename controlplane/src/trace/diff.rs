@@ -226,6 +226,12 @@ fn comparable(stage: Stage, record: &StageRecord) -> Value {
     output
 }
 
+/// What changed between two records of `stage`, compared exactly as `DiffTraces` compares
+/// them (SQL as normalised AST, tool-result rows keyed, numbers with a tolerance).
+pub fn stage_changes(stage: Stage, baseline: &StageRecord, candidate: &StageRecord) -> Vec<Change> {
+    changes(&comparable(stage, baseline), &comparable(stage, candidate))
+}
+
 fn status(record: Option<&StageRecord>) -> StageStatus {
     record
         .and_then(|r| StageStatus::try_from(r.status).ok())
@@ -242,7 +248,7 @@ fn stage_diff(
     candidate: Option<&StageRecord>,
 ) -> StageDiff {
     let mut found = match (baseline, candidate) {
-        (Some(b), Some(c)) => changes(&comparable(stage, b), &comparable(stage, c)),
+        (Some(b), Some(c)) => stage_changes(stage, b, c),
         (Some(_), None) => vec![Change {
             path: stage_name(stage).to_lowercase(),
             baseline: Value::String("ran".into()),

@@ -1,6 +1,6 @@
 //! The orchestration tables mirror each trace (task, user query, execution plan with its task
-//! DAG, one subtask per stage, constraint violations) in the same transaction, and retention
-//! removes a tenant's old traces with their mirrors.
+//! DAG, one subtask per stage, constraint violations), written by the trace writer right after
+//! the traces themselves; retention removes a tenant's old traces with their mirrors.
 
 use ops_proto::v1::{Severity, Stage, Trace};
 
@@ -84,114 +84,254 @@ pub(super) fn values_clause(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-pub async fn mirror(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    trace: &Trace,
-    started: i64,
+/// A query whose binds are added row by row.
+pub(super) type RowsQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Most binds in one statement: below SQLite's (32766) and PostgreSQL's (65535) limits.
+const MAX_BINDS: usize = 30_000;
+
+/// `INSERT INTO {into} VALUES (…), (…) {tail}` for every row, binding each row's `columns`
+/// values with `bind`: one statement per chunk instead of a round trip per row.
+pub(super) async fn insert_rows<'q, R>(
+    conn: &mut sqlx::AnyConnection,
+    into: &str,
+    tail: &str,
+    columns: usize,
+    rows: &'q [R],
+    mut bind: impl FnMut(RowsQuery<'q>, &'q R) -> RowsQuery<'q>,
 ) -> Result<(), sqlx::Error> {
-    let finished = started + (trace.duration_ms * 1000.0) as i64;
-    let task_id = &trace.trace_id;
-    let status = super::writer_status(trace.status);
-    sqlx::query(
-        "INSERT INTO tasks (task_id, tenant_id, trace_id, kind, status, created_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(task_id)
-    .bind(&trace.tenant)
-    .bind(&trace.trace_id)
-    .bind("ask")
-    .bind(status)
-    .bind(started)
-    .bind(finished)
-    .execute(&mut **tx)
-    .await?;
-    let as_of = trace.as_of.as_ref().map(ops_proto::convert::micros);
-    sqlx::query(
-        "INSERT INTO user_queries (query_id, tenant_id, task_id, principal, question, mode, as_of, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(task_id)
-    .bind(&trace.tenant)
-    .bind(task_id)
-    .bind(&trace.principal)
-    .bind(&trace.question)
-    .bind(&trace.mode)
-    .bind(as_of)
-    .bind(started)
-    .execute(&mut **tx)
-    .await?;
-    if let Some(raw) = &trace.plan_raw {
-        sqlx::query(
-            "INSERT INTO execution_plans (plan_id, tenant_id, task_id, plan_raw, plan_validated, task_dag, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(task_id)
-        .bind(&trace.tenant)
-        .bind(task_id)
-        .bind(json(raw))
-        .bind(trace.plan_validated.as_ref().map(json))
-        .bind(task_dag(trace))
-        .bind(started)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !trace.stages.is_empty() {
+    for chunk in rows.chunks((MAX_BINDS / columns).max(1)) {
         let sql = format!(
-            "INSERT INTO subtasks (subtask_id, tenant_id, task_id, stage, agent, status, duration_ms, retry_count, error, started_at) VALUES {}",
-            values_clause(trace.stages.len(), 10)
+            "INSERT INTO {into} VALUES {} {tail}",
+            values_clause(chunk.len(), columns)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (index, stage) in trace.stages.iter().enumerate() {
-            let stage_name = Stage::try_from(stage.stage).map_or("unspecified", stage_slug);
-            let status = ops_proto::v1::StageStatus::try_from(stage.status)
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// One trace's values shared by its mirror rows.
+struct Mirrored<'t> {
+    trace: &'t Trace,
+    started: i64,
+    finished: i64,
+    status: String,
+    as_of: Option<i64>,
+}
+
+struct PlanRow<'t> {
+    trace: &'t Trace,
+    started: i64,
+    raw: String,
+    validated: Option<String>,
+    dag: String,
+}
+
+struct SubtaskRow<'t> {
+    id: String,
+    trace: &'t Trace,
+    stage: &'static str,
+    status: String,
+    duration_ms: f64,
+    retries: i64,
+    error: Option<String>,
+    started: i64,
+}
+
+struct ViolationRow<'t> {
+    id: String,
+    trace: &'t Trace,
+    violation: &'t ops_proto::v1::Violation,
+    severity: String,
+    started: i64,
+}
+
+/// The orchestration rows of committed traces (task, user query, execution plan with its
+/// task DAG, one subtask per stage, constraint violations), a few statements per batch. Rows
+/// already there are kept, so mirroring a trace twice (a backfill after a restart) is harmless.
+pub async fn mirror(conn: &mut sqlx::AnyConnection, traces: &[&Trace]) -> Result<(), sqlx::Error> {
+    let mirrored: Vec<Mirrored<'_>> = traces
+        .iter()
+        .map(|trace| {
+            let started = trace
+                .started_at
+                .as_ref()
+                .map_or(0, ops_proto::convert::micros);
+            Mirrored {
+                trace,
+                started,
+                finished: started + (trace.duration_ms * 1000.0) as i64,
+                status: super::writer_status(trace.status),
+                as_of: trace.as_of.as_ref().map(ops_proto::convert::micros),
+            }
+        })
+        .collect();
+    let keep = "ON CONFLICT DO NOTHING";
+    insert_rows(
+        conn,
+        "tasks (task_id, tenant_id, trace_id, kind, status, created_at, finished_at)",
+        keep,
+        7,
+        &mirrored,
+        |q, m| {
+            q.bind(&m.trace.trace_id)
+                .bind(&m.trace.tenant)
+                .bind(&m.trace.trace_id)
+                .bind("ask")
+                .bind(&m.status)
+                .bind(m.started)
+                .bind(m.finished)
+        },
+    )
+    .await?;
+    insert_rows(
+        conn,
+        "user_queries (query_id, tenant_id, task_id, principal, question, mode, as_of, created_at)",
+        keep,
+        8,
+        &mirrored,
+        |q, m| {
+            q.bind(&m.trace.trace_id)
+                .bind(&m.trace.tenant)
+                .bind(&m.trace.trace_id)
+                .bind(&m.trace.principal)
+                .bind(&m.trace.question)
+                .bind(&m.trace.mode)
+                .bind(m.as_of)
+                .bind(m.started)
+        },
+    )
+    .await?;
+    let plans: Vec<PlanRow<'_>> = mirrored
+        .iter()
+        .filter_map(|m| {
+            Some(PlanRow {
+                trace: m.trace,
+                started: m.started,
+                raw: json(m.trace.plan_raw.as_ref()?),
+                validated: m.trace.plan_validated.as_ref().map(json),
+                dag: task_dag(m.trace),
+            })
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "execution_plans (plan_id, tenant_id, task_id, plan_raw, plan_validated, task_dag, created_at)",
+        keep,
+        7,
+        &plans,
+        |q, p| {
+            q.bind(&p.trace.trace_id)
+                .bind(&p.trace.tenant)
+                .bind(&p.trace.trace_id)
+                .bind(&p.raw)
+                .bind(&p.validated)
+                .bind(&p.dag)
+                .bind(p.started)
+        },
+    )
+    .await?;
+    let subtasks: Vec<SubtaskRow<'_>> = mirrored.iter().flat_map(subtask_rows).collect();
+    insert_rows(
+        conn,
+        "subtasks (subtask_id, tenant_id, task_id, stage, agent, status, duration_ms, retry_count, error, started_at)",
+        keep,
+        10,
+        &subtasks,
+        |q, s| {
+            q.bind(&s.id)
+                .bind(&s.trace.tenant)
+                .bind(&s.trace.trace_id)
+                .bind(s.stage)
+                .bind("opsd")
+                .bind(&s.status)
+                .bind(s.duration_ms)
+                .bind(s.retries)
+                .bind(&s.error)
+                .bind(s.started)
+        },
+    )
+    .await?;
+    let violations: Vec<ViolationRow<'_>> = mirrored
+        .iter()
+        .flat_map(|m| {
+            m.trace
+                .violations
+                .iter()
+                .enumerate()
+                .map(|(index, violation)| ViolationRow {
+                    id: format!("{}:{index}", m.trace.trace_id),
+                    trace: m.trace,
+                    violation,
+                    severity: Severity::try_from(violation.severity)
+                        .map(|s| super::enum_slug(s.as_str_name(), "SEVERITY_"))
+                        .unwrap_or_default(),
+                    started: m.started,
+                })
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "constraint_violations (violation_id, tenant_id, trace_id, asset_type, asset_name, violation_type, rule, field, message, expected, actual, severity, blocking, created_at)",
+        keep,
+        14,
+        &violations,
+        |q, v| {
+            q.bind(&v.id)
+                .bind(&v.trace.tenant)
+                .bind(&v.trace.trace_id)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(&v.violation.r#type)
+                .bind(&v.violation.rule)
+                .bind(&v.violation.field)
+                .bind(&v.violation.message)
+                .bind(&v.violation.expected)
+                .bind(&v.violation.actual)
+                .bind(&v.severity)
+                .bind(v.violation.blocking)
+                .bind(v.started)
+        },
+    )
+    .await
+}
+
+/// One subtask row per recorded stage; EXECUTE's carries the tool calls' retries.
+fn subtask_rows<'t>(m: &Mirrored<'t>) -> Vec<SubtaskRow<'t>> {
+    let trace = m.trace;
+    trace
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(index, stage)| SubtaskRow {
+            id: format!("{}:{index}", trace.trace_id),
+            trace,
+            stage: Stage::try_from(stage.stage).map_or("unspecified", stage_slug),
+            status: ops_proto::v1::StageStatus::try_from(stage.status)
                 .map(|s| super::enum_slug(s.as_str_name(), "STAGE_STATUS_"))
-                .unwrap_or_default();
-            let error = stage
+                .unwrap_or_default(),
+            duration_ms: stage.duration_ms,
+            retries: if stage.stage == Stage::Execute as i32 {
+                trace
+                    .tool_calls
+                    .iter()
+                    .map(|c| i64::from(c.attempts.saturating_sub(1)))
+                    .sum()
+            } else {
+                0
+            },
+            error: stage
                 .diagnostics
                 .as_ref()
                 .map(|d| d.errors.join("; "))
-                .filter(|e| !e.is_empty());
-            let retries = trace
-                .tool_calls
-                .iter()
-                .filter(|_| stage.stage == Stage::Execute as i32)
-                .map(|c| i64::from(c.attempts.saturating_sub(1)))
-                .sum::<i64>();
-            query = query
-                .bind(format!("{task_id}:{index}"))
-                .bind(&trace.tenant)
-                .bind(task_id)
-                .bind(stage_name)
-                .bind("opsd")
-                .bind(status)
-                .bind(stage.duration_ms)
-                .bind(retries)
-                .bind(error)
-                .bind(started);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    for (index, v) in trace.violations.iter().enumerate() {
-        let severity = Severity::try_from(v.severity)
-            .map(|s| super::enum_slug(s.as_str_name(), "SEVERITY_"))
-            .unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO constraint_violations (violation_id, tenant_id, trace_id, asset_type, asset_name, violation_type, rule, field, message, expected, actual, severity, blocking, created_at) \
-             VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(format!("{task_id}:{index}"))
-        .bind(&trace.tenant)
-        .bind(&trace.trace_id)
-        .bind(&v.r#type)
-        .bind(&v.rule)
-        .bind(&v.field)
-        .bind(&v.message)
-        .bind(&v.expected)
-        .bind(&v.actual)
-        .bind(severity)
-        .bind(v.blocking)
-        .bind(started)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+                .filter(|e| !e.is_empty()),
+            started: m.started,
+        })
+        .collect()
 }
 
 /// Deletes the tenant's traces older than `days` and beyond the newest `max_traces`, with

@@ -1,16 +1,18 @@
 //! Durable traces with group commit. Each request hands its trace to one writer task and waits
 //! for the commit before answering; the writer takes every trace waiting at that moment and
-//! commits them in one transaction, so under load one fsync serves many requests.
+//! commits them in one transaction, so under load one commit serves many requests. How far a
+//! commit reaches (the write-ahead log, or the disk) is `[storage] trace_sync`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ops_proto::v1::Trace;
 use prost::Message;
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::orchestration::{self, Retention};
-use crate::storage::{Db, unix_micros};
+use crate::storage::{Backend, Db, TraceSync, unix_micros};
 
 /// Most traces committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -40,9 +42,14 @@ pub enum TraceWriteError {
 impl TraceWriter {
     /// Starts the writer task on `db`. It stops once every handle is dropped and the queue is
     /// drained, so no accepted trace is lost on shutdown.
-    pub fn start(db: Db) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(db: Db, sync: TraceSync) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(MAX_BATCH * 4);
-        let handle = tokio::spawn(run(db, rx));
+        let sink = Sink {
+            db,
+            sync,
+            own: None,
+        };
+        let handle = tokio::spawn(run(sink, rx));
         (Self { queue }, handle)
     }
 
@@ -65,16 +72,22 @@ impl TraceWriter {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
+async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
+    // A crash between a batch's commit and its mirror leaves traces without their rows.
+    if let Err(error) = sink.backfill_mirror().await {
+        tracing::warn!(%error, "mirroring earlier traces failed");
+    }
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_retention: BTreeMap<String, std::time::Instant> = BTreeMap::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = write_batch(&db, &batch).await;
+        let traces: Vec<&Trace> = batch.iter().map(|p| &*p.trace).collect();
+        let result = sink.transaction(Work::Traces(&traces)).await;
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         if let Err(error) = &result {
             tracing::error!(%error, traces = batch.len(), "trace batch commit failed");
         }
         let mut due: BTreeMap<String, Retention> = BTreeMap::new();
+        let mut committed = Vec::with_capacity(batch.len());
         for pending in batch.drain(..) {
             let tenant = pending.trace.tenant.clone();
             let fresh = last_retention
@@ -85,10 +98,19 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
             }
             // The requester may have gone (client cancelled); the trace is committed anyway.
             let _ = pending.committed.send(outcome.clone());
+            committed.push(pending.trace);
+        }
+        // The answers are out; the mirror rows follow (nobody waits for them).
+        if result.is_ok() {
+            let traces: Vec<&Trace> = committed.iter().map(|t| &**t).collect();
+            if let Err(error) = sink.transaction(Work::Mirror(&traces)).await {
+                tracing::warn!(%error, traces = traces.len(), "trace mirror rows failed; retried at the next start");
+            }
         }
         for (tenant, retention) in due {
             last_retention.insert(tenant.clone(), std::time::Instant::now());
-            match orchestration::apply_retention(&db, &tenant, retention, unix_micros()).await {
+            match orchestration::apply_retention(&sink.db, &tenant, retention, unix_micros()).await
+            {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(tenant, removed, "trace retention applied"),
                 Err(error) => tracing::warn!(tenant, %error, "trace retention failed"),
@@ -98,63 +120,169 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
     tracing::debug!("trace writer drained and stopped");
 }
 
-async fn write_batch(db: &Db, batch: &[Pending]) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    for pending in batch {
-        write_trace(&mut tx, &pending.trace).await?;
-    }
-    tx.commit().await
+/// What one writer transaction does.
+enum Work<'a> {
+    /// The traces and their asset versions: the answers wait for this commit.
+    Traces(&'a [&'a Trace]),
+    /// The orchestration rows of traces already committed.
+    Mirror(&'a [&'a Trace]),
 }
 
-async fn write_trace(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    trace: &Trace,
+impl Work<'_> {
+    async fn run(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        match self {
+            Work::Traces(traces) => write_traces(conn, traces).await,
+            Work::Mirror(traces) => orchestration::mirror(conn, traces).await,
+        }
+    }
+}
+
+/// Where batches go: a SQLite file's own connection when traces skip the fsync, else the pool.
+struct Sink {
+    db: Db,
+    sync: TraceSync,
+    /// Opened on first use; dropped after a failed batch and opened again for the next.
+    own: Option<sqlx::AnyConnection>,
+}
+
+impl Sink {
+    async fn transaction(&mut self, work: Work<'_>) -> Result<(), sqlx::Error> {
+        if self.own.is_none() {
+            self.own = self.db.trace_connection(self.sync).await?;
+        }
+        if let Some(conn) = self.own.as_mut() {
+            let result = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                work.run(&mut tx).await?;
+                tx.commit().await
+            }
+            .await;
+            if result.is_err() {
+                self.own = None;
+            }
+            return result;
+        }
+        let mut tx = self.db.begin_write().await?;
+        if self.db.backend() == Backend::Postgres && self.sync == TraceSync::Normal {
+            sqlx::query("SET LOCAL synchronous_commit TO off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        work.run(&mut tx).await?;
+        tx.commit().await
+    }
+
+    /// Mirrors every trace that has no task row yet, a batch at a time.
+    async fn backfill_mirror(&mut self) -> Result<(), sqlx::Error> {
+        let mut mirrored = 0usize;
+        loop {
+            let stored: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT t.trace FROM traces t WHERE NOT EXISTS \
+                 (SELECT 1 FROM tasks k WHERE k.task_id = t.trace_id) LIMIT $1",
+            )
+            .bind(MAX_BATCH as i64)
+            .fetch_all(self.db.pool())
+            .await?;
+            let traces: Vec<Trace> = stored
+                .iter()
+                .filter_map(|bytes| Trace::decode(bytes.as_slice()).ok())
+                .collect();
+            if traces.is_empty() {
+                break;
+            }
+            let refs: Vec<&Trace> = traces.iter().collect();
+            self.transaction(Work::Mirror(&refs)).await?;
+            mirrored += traces.len();
+            if stored.len() < MAX_BATCH || traces.len() < stored.len() {
+                break;
+            }
+        }
+        if mirrored > 0 {
+            tracing::info!(
+                traces = mirrored,
+                "mirrored traces committed before a restart"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The batch's traces in one statement, their asset versions in another: a round trip per
+/// row is most of a small trace's cost.
+async fn write_traces(
+    conn: &mut sqlx::AnyConnection,
+    traces: &[&Trace],
 ) -> Result<(), sqlx::Error> {
-    let started = trace
-        .started_at
-        .as_ref()
-        .map_or(0, ops_proto::convert::micros);
-    let route = ops_proto::v1::Route::try_from(trace.route)
-        .map(|r| super::enum_slug(r.as_str_name(), "ROUTE_"))
-        .unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO traces (trace_id, parent_trace_id, tenant_id, principal, question, mode, route, status, started_at, duration_ms, replans, test_mode, answer, trace) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    struct Row<'t> {
+        trace: &'t Trace,
+        started: i64,
+        route: String,
+        status: String,
+        replans: i64,
+        encoded: Vec<u8>,
+    }
+    let rows: Vec<Row<'_>> = traces
+        .iter()
+        .map(|trace| Row {
+            trace,
+            started: trace
+                .started_at
+                .as_ref()
+                .map_or(0, ops_proto::convert::micros),
+            route: ops_proto::v1::Route::try_from(trace.route)
+                .map(|r| super::enum_slug(r.as_str_name(), "ROUTE_"))
+                .unwrap_or_default(),
+            status: super::writer_status(trace.status),
+            replans: trace
+                .replan_events
+                .iter()
+                .filter(|e| e.decision == "replan")
+                .count() as i64,
+            encoded: trace.encode_to_vec(),
+        })
+        .collect();
+    orchestration::insert_rows(
+        conn,
+        "traces (trace_id, parent_trace_id, tenant_id, principal, question, mode, route, status, started_at, duration_ms, replans, test_mode, answer, trace)",
+        "",
+        14,
+        &rows,
+        |q, r| {
+            q.bind(&r.trace.trace_id)
+                .bind((!r.trace.parent_trace_id.is_empty()).then_some(&r.trace.parent_trace_id))
+                .bind(&r.trace.tenant)
+                .bind(&r.trace.principal)
+                .bind(&r.trace.question)
+                .bind(&r.trace.mode)
+                .bind(&r.route)
+                .bind(&r.status)
+                .bind(r.started)
+                .bind(r.trace.duration_ms)
+                .bind(r.replans)
+                .bind(r.trace.test_mode)
+                .bind(&r.trace.answer)
+                .bind(&r.encoded)
+        },
     )
-    .bind(&trace.trace_id)
-    .bind((!trace.parent_trace_id.is_empty()).then(|| trace.parent_trace_id.clone()))
-    .bind(&trace.tenant)
-    .bind(&trace.principal)
-    .bind(&trace.question)
-    .bind(&trace.mode)
-    .bind(&route)
-    .bind(super::writer_status(trace.status))
-    .bind(started)
-    .bind(trace.duration_ms)
-    .bind(trace.replan_events.iter().filter(|e| e.decision == "replan").count() as i64)
-    .bind(trace.test_mode)
-    .bind(&trace.answer)
-    .bind(trace.encode_to_vec())
-    .execute(&mut **tx)
     .await?;
-    if !trace.applied_assets.is_empty() {
-        // One statement for every asset: a round trip per row is most of a small trace's cost.
-        let sql = format!(
-            "INSERT INTO trace_assets (trace_id, asset_type, name, version) VALUES {} \
-             ON CONFLICT (trace_id, asset_type, name) DO NOTHING",
-            orchestration::values_clause(trace.applied_assets.len(), 4)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for asset in &trace.applied_assets {
+    let assets: Vec<(&Trace, &ops_proto::v1::AssetRef)> = traces
+        .iter()
+        .flat_map(|t| t.applied_assets.iter().map(move |a| (*t, a)))
+        .collect();
+    orchestration::insert_rows(
+        conn,
+        "trace_assets (trace_id, asset_type, name, version)",
+        "ON CONFLICT (trace_id, asset_type, name) DO NOTHING",
+        4,
+        &assets,
+        |q, (trace, asset)| {
             let t = ops_proto::v1::AssetType::try_from(asset.r#type)
                 .unwrap_or(ops_proto::v1::AssetType::Unspecified);
-            query = query
-                .bind(&trace.trace_id)
+            q.bind(&trace.trace_id)
                 .bind(crate::model::refs::type_slug(t))
                 .bind(&asset.name)
-                .bind(i64::from(asset.version));
-        }
-        query.execute(&mut **tx).await?;
-    }
-    orchestration::mirror(tx, trace, started).await
+                .bind(i64::from(asset.version))
+        },
+    )
+    .await
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ops_proto::cells as values;
 use ops_proto::executor::{
-    Aggregation, GraphOperation, GraphRequest, MetricRequest, Value as ExValue,
+    Aggregation as ExAggregation, GraphOperation, GraphRequest, MetricRequest, Value as ExValue,
 };
 use ops_proto::v1::{Plan, PolicySpec, Severity, ToolType, Violation};
 use time::OffsetDateTime;
@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::sql_build::{Order, Select};
 use super::sql_guard::GuardReport;
 use super::sql_prepare::{self, Bind, PreparedSql};
+use crate::model::plan_kind::{self, Aggregation, Intent, Mode, View};
 use crate::model::requests;
 use crate::model::snapshot::{Applied, Snapshot};
 pub use crate::model::task::{CodesFrom, SqlShape, Task, TaskRequest};
@@ -124,8 +125,8 @@ pub fn compile(snapshot: &Snapshot, plan: &Plan, tenant: &str) -> Compiled {
             Ok(ToolType::DatabaseQuery) if !tool.spec.query_ref.trim().is_empty() => {
                 query_tasks(snapshot, plan, tool, tenant)
             }
-            Ok(ToolType::DatabaseQuery) => match plan.mode.as_str() {
-                "history" => history_tasks(snapshot, plan, tool, choice, tenant),
+            Ok(ToolType::DatabaseQuery) => match plan_kind::mode(plan) {
+                Some(Mode::History) => history_tasks(snapshot, plan, tool, choice, tenant),
                 _ => config_tasks(snapshot, plan, tool, choice, tenant),
             },
             Ok(ToolType::MetricQuery) => metric_tasks(snapshot, plan, tool, tenant),
@@ -380,7 +381,7 @@ fn config_tasks(
         // A page is rows only: its count and attributes were answered with the first page.
         return Ok(tasks);
     }
-    if plan.intent == "AGGREGATE" {
+    if plan_kind::intent(plan) == Some(Intent::Aggregate) {
         let mut params = Params::default();
         let select = base(&mut params).count();
         let (prepared, binds) = sql_task(snapshot, tenant, select, &params)?;
@@ -629,15 +630,17 @@ fn history_tasks(
     Ok(vec![t])
 }
 
-fn aggregation(name: &str) -> Aggregation {
-    match name {
-        "min" => Aggregation::Min,
-        "max" => Aggregation::Max,
-        "sum" => Aggregation::Sum,
-        "count" => Aggregation::Count,
-        "latest" => Aggregation::Latest,
-        "p95" => Aggregation::P95,
-        _ => Aggregation::Avg,
+/// The executor's aggregation of the plan's; a word outside [`Aggregation`] (the vocabulary
+/// may define one) computes the average.
+fn executor_aggregation(metric: &ops_proto::v1::MetricPlan) -> ExAggregation {
+    match plan_kind::aggregation(metric).unwrap_or(Aggregation::Avg) {
+        Aggregation::Avg => ExAggregation::Avg,
+        Aggregation::Min => ExAggregation::Min,
+        Aggregation::Max => ExAggregation::Max,
+        Aggregation::Sum => ExAggregation::Sum,
+        Aggregation::Count => ExAggregation::Count,
+        Aggregation::Latest => ExAggregation::Latest,
+        Aggregation::P95 => ExAggregation::P95,
     }
 }
 
@@ -696,7 +699,7 @@ fn metric_tasks(
         metric: metric.metric.clone(),
         from: window.from,
         to: window.to,
-        aggregation: aggregation(&metric.aggregation) as i32,
+        aggregation: executor_aggregation(&metric) as i32,
         bucket_seconds: bucket,
         top_n: metric.top_n,
         ascending: metric.ascending,
@@ -709,7 +712,7 @@ fn metric_tasks(
             .knowledge
             .tools
             .iter()
-            .find(|t| t.mode == "config")
+            .find(|t| t.mode == Some(Mode::Config))
             .and_then(|c| snapshot.tools.get(&c.name).map(|t| (c, t)));
         if let Some((choice, config_tool)) = config {
             let code_column = text_config(choice, "code_column");
@@ -793,13 +796,13 @@ fn graph_tasks(
             "",
         )]);
     };
-    let operation = match plan.view.as_str() {
-        "DEPENDENTS" => GraphOperation::Dependents,
-        "DEPENDENCIES" => GraphOperation::Dependencies,
-        "IMPACT" => GraphOperation::Impact,
-        "PATH" => GraphOperation::ShortestPath,
-        "COMPOSITION" => GraphOperation::Composition,
-        _ => GraphOperation::Neighbors,
+    let operation = match plan_kind::view(plan) {
+        Some(View::Dependents) => GraphOperation::Dependents,
+        Some(View::Dependencies) => GraphOperation::Dependencies,
+        Some(View::Impact) => GraphOperation::Impact,
+        Some(View::Path) => GraphOperation::ShortestPath,
+        Some(View::Composition) => GraphOperation::Composition,
+        Some(View::Neighbors | View::Summary) | None => GraphOperation::Neighbors,
     };
     let max_nodes = if graph.max_nodes > 0 {
         graph.max_nodes
