@@ -33,6 +33,8 @@ pub enum Top {
     Replay(ReplayArgs),
     /// Compare two runs stage by stage (Inspector.DiffTraces).
     Diff(DiffArgs),
+    /// Root-cause analysis of a run, or of what changed since a baseline (Inspector.Rca).
+    Rca(RcaArgs),
     /// Run one stage alone on a baseline trace's recorded input (OpsService.StageTest).
     StageTest(StageTestArgs),
     /// Build, run locally and upload Mapping/Screen plugins.
@@ -69,6 +71,22 @@ pub struct ReplayArgs {
 pub struct DiffArgs {
     pub baseline: String,
     pub candidate: String,
+    #[command(flatten)]
+    pub target: ServerArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RcaArgs {
+    /// The trace to analyse (the candidate when --baseline is given).
+    pub trace: String,
+    /// Analyse why TRACE differs from this run instead.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Most hypotheses to show (0: the server's default, 5).
+    #[arg(long, default_value_t = 0)]
+    pub max: u32,
     #[command(flatten)]
     pub target: ServerArgs,
     #[arg(long)]
@@ -159,6 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Top::Replay(args) => replay(&args).await,
         Top::Diff(args) => diff(&args).await,
+        Top::Rca(args) => rca(&args).await,
         Top::StageTest(args) => stage_test(&args).await,
         Top::Plugin(PluginCommand::Build(args)) => build(&args),
         Top::Plugin(PluginCommand::Componentize { module, output }) => {
@@ -392,6 +411,44 @@ async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&response)?);
     } else {
         print!("{}", crate::pipeline::render::diff(&response));
+    }
+    Ok(())
+}
+
+async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
+    use ops_proto::v1::{
+        DiffTracesRequest, RcaOptions, RcaRequest, inspector_client::InspectorClient, rca_request,
+    };
+    let mut client = InspectorClient::connect(args.target.server.clone())
+        .await
+        .with_context(|| format!("connect to {}", args.target.server))?
+        .max_decoding_message_size(64 << 20);
+    let target = match &args.baseline {
+        Some(baseline) => rca_request::Target::Diff(DiffTracesRequest {
+            baseline_trace_id: baseline.clone(),
+            candidate_trace_id: args.trace.clone(),
+        }),
+        None => rca_request::Target::TraceId(args.trace.clone()),
+    };
+    let request = with_tenant(
+        RcaRequest {
+            target: Some(target),
+            options: Some(RcaOptions {
+                max_hypotheses: args.max,
+                ..Default::default()
+            }),
+        },
+        args.target.tenant.as_deref(),
+    )?;
+    let response = client
+        .rca(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print!("{}", crate::pipeline::render::rca(&response));
     }
     Ok(())
 }

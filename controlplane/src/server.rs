@@ -128,12 +128,13 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
         .add_service(
-            OpsServiceServer::new(OpsGrpc::new(pipeline))
+            OpsServiceServer::new(OpsGrpc::new(pipeline.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(
-            InspectorServer::new(InspectorGrpc::new(registry.db().clone()))
+            // The last handle: once the server is gone, the trace writer can drain and stop.
+            InspectorServer::new(InspectorGrpc::new(registry.db().clone(), pipeline))
                 .max_encoding_message_size(max),
         )
         .add_service(RegressionServer::new(PendingRegression))

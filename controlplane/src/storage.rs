@@ -327,11 +327,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration (0002: plugin blobs) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2")
+        // Pretend the newest migration (0003: an index on subtasks) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP TABLE plugin_blobs")
+        sqlx::query("DROP INDEX subtasks_tenant_started_idx")
             .execute(db.pool())
             .await?;
         db.close().await;

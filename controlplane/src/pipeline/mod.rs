@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 mod preview;
 pub mod rate;
+mod rca;
 mod record;
 pub mod render;
 mod replay;

@@ -181,3 +181,16 @@ pub fn diff(d: &DiffTracesResponse) -> String {
     }
     out
 }
+
+/// An RCA answer for a terminal: the summary, then each hypothesis with its evidence, checks
+/// and fixes.
+pub fn rca(r: &ops_proto::v1::RcaResponse) -> String {
+    let mut out = String::new();
+    for block in &r.blocks {
+        if let Some(ops_proto::v1::block::Content::Markdown(m)) = &block.content {
+            let _ = writeln!(out, "{}\n", m.markdown.replace("**", "").trim_end());
+        }
+    }
+    let _ = writeln!(out, "rca trace: {}", r.rca_trace_id);
+    out
+}

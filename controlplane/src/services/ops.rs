@@ -1,5 +1,5 @@
 //! `ops.v1.OpsService` (Ask, AskStream, StageTest, UiAction) and `ops.v1.Inspector`
-//! (ListTraces, GetTrace, DiffTraces) over the pipeline and the trace store: thin adapters that
+//! (ListTraces, GetTrace, DiffTraces, Rca) over the pipeline and the trace store: thin adapters that
 //! unwrap the caller context, call the tonic-free service and map its errors once
 //! (`services::status`).
 
@@ -128,11 +128,13 @@ impl OpsService for OpsGrpc {
 #[derive(Debug, Clone)]
 pub struct InspectorGrpc {
     db: Db,
+    /// RCA records its analysis as a trace through the pipeline's writer.
+    pipeline: Option<Pipeline>,
 }
 
 impl InspectorGrpc {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, pipeline: Option<Pipeline>) -> Self {
+        Self { db, pipeline }
     }
 }
 
@@ -174,10 +176,15 @@ impl Inspector for InspectorGrpc {
         Ok(Response::new(diff::traces(&baseline, &candidate)))
     }
 
-    async fn rca(&self, _r: Request<RcaRequest>) -> Result<Response<RcaResponse>, Status> {
-        Err(pending(
-            "ops.v1.Inspector/Rca",
-            "issue 13 (root-cause analysis over traces)",
+    async fn rca(&self, request: Request<RcaRequest>) -> Result<Response<RcaResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let pipeline = self.pipeline.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "RCA records its analysis as a trace, which needs the pipeline, but executors.mode is \"off\": set it to \"spawn\" or \"connect\"",
+            )
+        })?;
+        Ok(Response::new(
+            pipeline.rca(&ctx, request.into_inner()).await?,
         ))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod orchestration;
+pub mod rca;
 pub mod read;
 pub mod writer;
 

@@ -182,3 +182,37 @@ impl Filtered {
             .push_str(&clause.replace('?', &format!("${}", self.binds.len())));
     }
 }
+
+/// Stage timings the tenant's recent p95 is taken over (newest first).
+const RECENT_STAGE_RUNS: i64 = 2000;
+
+/// The tenant's p95 duration per stage over its most recent runs (the orchestration mirror's
+/// subtasks), keyed by the `Stage` number. Stages with fewer than 20 runs are left out: too
+/// few to call anything unusual.
+pub async fn recent_stage_p95(
+    db: &Db,
+    tenant: &str,
+) -> Result<std::collections::BTreeMap<i32, f64>, TraceError> {
+    let rows: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT stage, duration_ms FROM subtasks WHERE tenant_id = $1 ORDER BY started_at DESC LIMIT $2",
+    )
+    .bind(tenant)
+    .bind(RECENT_STAGE_RUNS)
+    .fetch_all(db.pool())
+    .await?;
+    let mut by_stage: std::collections::BTreeMap<i32, Vec<f64>> = Default::default();
+    for (slug, ms) in rows {
+        if let Some(stage) = crate::model::refs::parse_stage_slug(&slug) {
+            by_stage.entry(stage as i32).or_default().push(ms);
+        }
+    }
+    Ok(by_stage
+        .into_iter()
+        .filter(|(_, samples)| samples.len() >= 20)
+        .map(|(stage, mut samples)| {
+            samples.sort_by(f64::total_cmp);
+            let index = ((samples.len() - 1) as f64 * 0.95).round() as usize;
+            (stage, samples[index.min(samples.len() - 1)])
+        })
+        .collect())
+}
