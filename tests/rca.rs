@@ -2,6 +2,7 @@
 //! misspelt name, an empty window, a truncated list, a restricted table, a stopped sidecar, a
 //! trapping plugin, a failing source with a fallback) and RCA must name it first; RCA of two runs
 //! around a Resolver or Mapping publish names that asset and its stage; each analysis is traced.
+//! Feedback on an answer is stored against its trace and filters ListTraces.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod executor_support;
@@ -13,8 +14,9 @@ use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::{
-    AskRequest, AssetType, DiffTracesRequest, Hypothesis, PluginWorld, RcaOptions, RcaRequest,
-    RcaResponse, Stage, UploadPluginRequest, rca_request,
+    AskRequest, AssetType, DiffTracesRequest, FeedbackCategory, FeedbackRating, FeedbackRequest,
+    Hypothesis, ListTracesRequest, PluginWorld, RcaOptions, RcaRequest, RcaResponse, Stage,
+    UploadPluginRequest, rca_request,
 };
 use pipeline_support::{Demo, read_trace, request};
 use tonic::Code;
@@ -333,5 +335,108 @@ async fn rca_of_two_runs_names_the_published_asset_and_its_stage() {
     assert!(top.title.contains("mapping `plant_ops_answer`"), "{top:#?}");
     let recorded = read_trace(&mut c.inspector, "acme", &analysed.rca_trace_id).await;
     assert_eq!(recorded.parent_trace_id, after_mapping);
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_is_stored_against_the_trace_and_filters_list_traces() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
+    let mut c = Client::new(&demo);
+    let liked = c.ask("GT-01 CPU 사용률 평균 최근 1주일").await;
+    let disliked = c.ask("ERP 시스템의 모든 서버를 나열해줘").await;
+    let feedback = |trace_id: &str, rating: FeedbackRating| FeedbackRequest {
+        trace_id: trace_id.into(),
+        rating: rating as i32,
+        comment: "two servers are missing".into(),
+        score: 2,
+        category: FeedbackCategory::WrongData as i32,
+    };
+    let mut stored = Vec::new();
+    for (trace_id, rating) in [
+        (&liked, FeedbackRating::Positive),
+        (&disliked, FeedbackRating::Negative),
+    ] {
+        let response = c
+            .ops
+            .feedback(request("acme", feedback(trace_id, rating)))
+            .await
+            .expect("feedback")
+            .into_inner();
+        stored.push(response.feedback_id);
+    }
+    let (principal, rating, score, category): (String, String, Option<i64>, String) =
+        sqlx::query_as(
+            "SELECT principal, rating, score, category FROM user_feedback WHERE feedback_id = $1",
+        )
+        .bind(&stored[1])
+        .fetch_one(demo.registry.db().pool())
+        .await
+        .expect("the stored feedback");
+    assert_eq!(
+        (rating.as_str(), score, category.as_str()),
+        ("negative", Some(2), "wrong_data")
+    );
+    assert!(!principal.is_empty());
+
+    let negative = c
+        .inspector
+        .list_traces(request(
+            "acme",
+            ListTracesRequest {
+                feedback: FeedbackRating::Negative as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    let ids: Vec<&str> = negative
+        .traces
+        .iter()
+        .map(|t| t.trace_id.as_str())
+        .collect();
+    assert_eq!(ids, [disliked.as_str()]);
+
+    // Bad input names the field; another tenant's trace is not found.
+    for (bad, field) in [
+        (
+            FeedbackRequest {
+                rating: 0,
+                ..feedback(&liked, FeedbackRating::Positive)
+            },
+            "rating",
+        ),
+        (
+            FeedbackRequest {
+                score: 6,
+                ..feedback(&liked, FeedbackRating::Positive)
+            },
+            "score",
+        ),
+        (
+            FeedbackRequest {
+                comment: "x".repeat(2001),
+                ..feedback(&liked, FeedbackRating::Positive)
+            },
+            "comment",
+        ),
+    ] {
+        let refused = c
+            .ops
+            .feedback(request("acme", bad))
+            .await
+            .expect_err("bad feedback");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(field), "{refused:?}");
+    }
+    let elsewhere = c
+        .ops
+        .feedback(request(
+            "globex",
+            feedback(&liked, FeedbackRating::Negative),
+        ))
+        .await
+        .expect_err("another tenant's trace");
+    assert_eq!(elsewhere.code(), Code::NotFound);
     demo.stop().await;
 }

@@ -327,13 +327,18 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration (0003: an index on subtasks) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3")
+        // Pretend an earlier migration (0003: an index on subtasks) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 3")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP INDEX subtasks_tenant_started_idx")
-            .execute(db.pool())
-            .await?;
+        for undo in [
+            "DROP INDEX subtasks_tenant_started_idx",
+            "DROP INDEX user_feedback_trace_idx",
+            "ALTER TABLE user_feedback DROP COLUMN score",
+            "ALTER TABLE user_feedback DROP COLUMN category",
+        ] {
+            sqlx::query(undo).execute(db.pool()).await?;
+        }
         db.close().await;
         let reopened = Db::open(&url, 2, Some(dir.path())).await?;
         let backups: Vec<_> = std::fs::read_dir(dir.path())?

@@ -13,11 +13,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::pending;
 use crate::context::CallerContext;
 use crate::pipeline::Pipeline;
 use crate::storage::Db;
-use crate::trace::{TraceError, diff, read};
+use crate::trace::{TraceError, diff, feedback, read};
 
 /// Stage events buffered per stream before the pipeline waits for the client.
 const STREAM_BUFFER: usize = 8;
@@ -116,11 +115,12 @@ impl OpsService for OpsGrpc {
 
     async fn feedback(
         &self,
-        _r: Request<FeedbackRequest>,
+        request: Request<FeedbackRequest>,
     ) -> Result<Response<FeedbackResponse>, Status> {
-        Err(pending(
-            "ops.v1.OpsService/Feedback",
-            "issue 13 (feedback, schedules and alerts)",
+        let ctx = CallerContext::from_request(&request)?;
+        let db = self.pipeline()?.registry().db();
+        Ok(Response::new(
+            feedback::record(db, &ctx.tenant, &ctx.principal, request.get_ref()).await?,
         ))
     }
 }

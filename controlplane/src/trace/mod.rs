@@ -2,6 +2,7 @@
 //! orchestration mirror tables, retention) and the reads the Inspector serves.
 
 pub mod diff;
+pub mod feedback;
 pub mod orchestration;
 pub mod rca;
 pub mod read;

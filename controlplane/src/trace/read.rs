@@ -108,6 +108,15 @@ pub async fn list(
         }
         q.sql.push(')');
     }
+    if let Some(rating) = ops_proto::v1::FeedbackRating::try_from(req.feedback)
+        .ok()
+        .and_then(super::feedback::rating_slug)
+    {
+        q.push(
+            " AND EXISTS (SELECT 1 FROM user_feedback f WHERE f.tenant_id = t.tenant_id AND f.trace_id = t.trace_id AND f.rating = ?)",
+            Bound::Text(rating),
+        );
+    }
     if let Some(since) = &req.since {
         q.push(" AND t.started_at >= ?", Bound::Number(micros(since)));
     }
