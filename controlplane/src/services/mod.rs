@@ -20,7 +20,7 @@ pub(crate) fn pending(rpc: &str, issue: &str) -> Status {
 #[derive(Debug, Default, Clone)]
 pub struct PendingRegression;
 
-const REGRESSION: &str = "issue 13 (root-cause analysis, regression watch, publish gate)";
+const REGRESSION: &str = "issue 13 (regression watch, golden queries, publish gate)";
 
 #[tonic::async_trait]
 impl Regression for PendingRegression {
