@@ -332,10 +332,19 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
+    show(args.json, &response, crate::pipeline::render::text)
+}
+
+/// A response as pretty JSON (`--json`) or as the terminal rendering.
+fn show<T: serde::Serialize>(
+    json: bool,
+    response: &T,
+    render: fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(response)?);
     } else {
-        print!("{}", crate::pipeline::render::text(&response));
+        print!("{}", render(response));
     }
     Ok(())
 }
@@ -381,12 +390,7 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        print!("{}", crate::pipeline::render::text(&response));
-    }
-    Ok(())
+    show(args.json, &response, crate::pipeline::render::text)
 }
 
 async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
@@ -407,12 +411,7 @@ async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        print!("{}", crate::pipeline::render::diff(&response));
-    }
-    Ok(())
+    show(args.json, &response, crate::pipeline::render::diff)
 }
 
 async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
@@ -445,12 +444,7 @@ async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        print!("{}", crate::pipeline::render::rca(&response));
-    }
-    Ok(())
+    show(args.json, &response, crate::pipeline::render::rca)
 }
 
 async fn stage_test(args: &StageTestArgs) -> anyhow::Result<()> {
