@@ -263,8 +263,9 @@ fn main() {
             );
         }
 
-        // The durable trace commit alone: one config-list trace, written again under new ids
-        // through the same group-commit writer, one at a time.
+        // The trace commit alone: one config-list trace, written again under new ids through
+        // the same group-commit writer, one at a time (so each commit also waits for the
+        // writer to finish the previous trace's mirror rows, which an Ask does not).
         let sample = ask(&mut client, QUESTIONS[0].1).await;
         let mut inspector =
             ops_proto::v1::inspector_client::InspectorClient::new(demo.channel.clone());
@@ -299,7 +300,7 @@ fn main() {
         drop(writer);
         let _ = writer_task.await;
         println!(
-            "  trace commit alone ({} bytes encoded): p50 {:.3} ms p99 {:.3} ms",
+            "  trace commit alone, back to back ({} bytes encoded): p50 {:.3} ms p99 {:.3} ms",
             prost::Message::encoded_len(&trace),
             percentile(&mut commit_ms, 0.5),
             percentile(&mut commit_ms, 0.99)
