@@ -20,7 +20,7 @@ use crate::execute::Executors;
 use crate::pipeline::Pipeline;
 use crate::plugins::{PluginError, PluginHost};
 use crate::registry::Registry;
-use crate::services::PendingRegression;
+use crate::services::RegressionGrpc;
 use crate::services::ops::{InspectorGrpc, OpsGrpc};
 use crate::services::registry::RegistryGrpc;
 use crate::storage::Db;
@@ -86,7 +86,7 @@ pub async fn serve(
     health.set_serving::<OpsServiceServer<OpsGrpc>>().await;
     health.set_serving::<InspectorServer<InspectorGrpc>>().await;
     health
-        .set_serving::<RegressionServer<PendingRegression>>()
+        .set_serving::<RegressionServer<RegressionGrpc>>()
         .await;
 
     let reflection = || {
@@ -132,12 +132,12 @@ pub async fn serve(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
+        .add_service(RegressionServer::new(RegressionGrpc::new(pipeline.clone())))
         .add_service(
             // The last handle: once the server is gone, the trace writer can drain and stop.
             InspectorServer::new(InspectorGrpc::new(registry.db().clone(), pipeline))
                 .max_encoding_message_size(max),
         )
-        .add_service(RegressionServer::new(PendingRegression))
         .serve_with_incoming_shutdown(incoming, draining.clone().cancelled_owned());
     tracing::info!(addr = ?addr, "opsd serving");
     let served = async {

@@ -14,6 +14,7 @@ mod preview;
 pub mod rate;
 mod rca;
 mod record;
+mod regression;
 pub mod render;
 mod replay;
 mod rerun;
@@ -74,6 +75,14 @@ fn invalid(field: &str, message: impl Into<String>) -> PipelineError {
     PipelineError::InvalidArgument {
         field: field.to_owned(),
         message: message.into(),
+    }
+}
+
+/// A trace read's bad-input error, named by the request field that carried the id.
+fn named(error: crate::trace::TraceError, field: &str) -> PipelineError {
+    match error {
+        crate::trace::TraceError::InvalidArgument { message, .. } => invalid(field, message),
+        other => other.into(),
     }
 }
 

@@ -8,9 +8,9 @@ use ops_proto::convert::{timestamp, to_struct};
 use ops_proto::v1::{RcaRequest, RcaResponse, Trace, TraceStatus, rca_request};
 use time::OffsetDateTime;
 
-use super::{Pipeline, PipelineError, invalid, retention};
+use super::{Pipeline, PipelineError, invalid, named, retention};
 use crate::context::CallerContext;
-use crate::trace::{TraceError, diff, rca, read};
+use crate::trace::{diff, rca, read};
 
 /// Hypotheses returned when the request does not say (`options.max_hypotheses` = 0).
 const DEFAULT_MAX_HYPOTHESES: usize = 5;
@@ -117,12 +117,4 @@ impl Pipeline {
 
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_default()
-}
-
-/// A trace read's bad-input error, named by the request field that carried the id.
-fn named(error: TraceError, field: &str) -> PipelineError {
-    match error {
-        TraceError::InvalidArgument { message, .. } => invalid(field, message),
-        other => other.into(),
-    }
 }

@@ -1,7 +1,6 @@
 //! The gRPC adapters — the only layer that names `tonic::Status`: the pipeline's services
 //! (`ops`), the registry's (`registry`), the one mapping of every service error to a status
-//! (`status`), and the RPCs a later issue implements: until then each answers
-//! `UNIMPLEMENTED` naming the issue that brings it — never a fake result.
+//! (`status`) and the regression watch's (here).
 
 pub mod ops;
 pub mod registry;
@@ -11,58 +10,110 @@ use ops_proto::v1::regression_server::Regression;
 use ops_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-pub(crate) fn pending(rpc: &str, issue: &str) -> Status {
-    Status::unimplemented(format!(
-        "{rpc} is not implemented yet: it lands with {issue}"
-    ))
+use crate::context::CallerContext;
+use crate::pipeline::Pipeline;
+
+/// `ops.v1.Regression` over the pipeline: golden queries and regression runs.
+#[derive(Debug, Clone)]
+pub struct RegressionGrpc {
+    /// None when `executors.mode = "off"`: nothing could be asked again.
+    pipeline: Option<Pipeline>,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct PendingRegression;
+impl RegressionGrpc {
+    pub fn new(pipeline: Option<Pipeline>) -> Self {
+        Self { pipeline }
+    }
 
-const REGRESSION: &str = "issue 13 (regression watch, golden queries, publish gate)";
+    fn pipeline(&self) -> Result<&Pipeline, Status> {
+        self.pipeline.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "regression runs ask questions, which needs the executor sidecars, but executors.mode is \"off\": set it to \"spawn\" or \"connect\"",
+            )
+        })
+    }
+}
 
 #[tonic::async_trait]
-impl Regression for PendingRegression {
+impl Regression for RegressionGrpc {
     async fn create_golden_query(
         &self,
-        _r: Request<CreateGoldenQueryRequest>,
+        request: Request<CreateGoldenQueryRequest>,
     ) -> Result<Response<CreateGoldenQueryResponse>, Status> {
-        Err(pending("ops.v1.Regression/CreateGoldenQuery", REGRESSION))
+        let ctx = CallerContext::from_request(&request)?;
+        let golden = self
+            .pipeline()?
+            .create_golden_query(&ctx, request.into_inner())
+            .await?;
+        Ok(Response::new(CreateGoldenQueryResponse {
+            golden_query: Some(golden),
+        }))
     }
 
     async fn list_golden_queries(
         &self,
-        _r: Request<ListGoldenQueriesRequest>,
+        request: Request<ListGoldenQueriesRequest>,
     ) -> Result<Response<ListGoldenQueriesResponse>, Status> {
-        Err(pending("ops.v1.Regression/ListGoldenQueries", REGRESSION))
+        let ctx = CallerContext::from_request(&request)?;
+        let req = request.get_ref();
+        let (golden_queries, next_page_token) = self
+            .pipeline()?
+            .list_golden_queries(&ctx, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(ListGoldenQueriesResponse {
+            golden_queries,
+            next_page_token,
+        }))
     }
 
     async fn delete_golden_query(
         &self,
-        _r: Request<DeleteGoldenQueryRequest>,
+        request: Request<DeleteGoldenQueryRequest>,
     ) -> Result<Response<DeleteGoldenQueryResponse>, Status> {
-        Err(pending("ops.v1.Regression/DeleteGoldenQuery", REGRESSION))
+        let ctx = CallerContext::from_request(&request)?;
+        self.pipeline()?
+            .delete_golden_query(&ctx, &request.get_ref().id)
+            .await?;
+        Ok(Response::new(DeleteGoldenQueryResponse {}))
     }
 
     async fn run_regression(
         &self,
-        _r: Request<RunRegressionRequest>,
+        request: Request<RunRegressionRequest>,
     ) -> Result<Response<RunRegressionResponse>, Status> {
-        Err(pending("ops.v1.Regression/RunRegression", REGRESSION))
+        let ctx = CallerContext::from_request(&request)?;
+        let run = self
+            .pipeline()?
+            .run_regression(&ctx, request.into_inner())
+            .await?;
+        Ok(Response::new(RunRegressionResponse { run: Some(run) }))
     }
 
     async fn get_regression_run(
         &self,
-        _r: Request<GetRegressionRunRequest>,
+        request: Request<GetRegressionRunRequest>,
     ) -> Result<Response<GetRegressionRunResponse>, Status> {
-        Err(pending("ops.v1.Regression/GetRegressionRun", REGRESSION))
+        let ctx = CallerContext::from_request(&request)?;
+        let run = self
+            .pipeline()?
+            .get_regression_run(&ctx, &request.get_ref().id)
+            .await?;
+        Ok(Response::new(GetRegressionRunResponse { run: Some(run) }))
     }
 
     async fn list_regression_runs(
         &self,
-        _r: Request<ListRegressionRunsRequest>,
+        request: Request<ListRegressionRunsRequest>,
     ) -> Result<Response<ListRegressionRunsResponse>, Status> {
-        Err(pending("ops.v1.Regression/ListRegressionRuns", REGRESSION))
+        let ctx = CallerContext::from_request(&request)?;
+        let req = request.get_ref();
+        let (runs, next_page_token) = self
+            .pipeline()?
+            .list_regression_runs(&ctx, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(ListRegressionRunsResponse {
+            runs,
+            next_page_token,
+        }))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod feedback;
+pub mod judge;
 pub mod orchestration;
 pub mod rca;
 pub mod read;

@@ -1,0 +1,355 @@
+//! Regression watch: golden queries per tenant (a blessed trace, or a request with the values
+//! its answer must contain) and regression runs that ask each again at its own `as_of`, with
+//! the published assets or with draft overrides, judged against the baseline
+//! (`trace::judge`). Runs are stored whole and read back.
+
+use std::time::Instant;
+
+use ops_proto::convert::{micros, timestamp};
+use ops_proto::v1::{
+    AskMode, AskRequest, CreateGoldenQueryRequest, GoldenQuery, Judgment, RegressionResult,
+    RegressionRun, RunRegressionRequest,
+};
+use prost::Message;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::{Pipeline, PipelineError, invalid, named, parse_overrides};
+use crate::context::CallerContext;
+use crate::model::refs::validate_name;
+use crate::storage::unix_micros;
+use crate::trace::{judge, read};
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+fn page(size: u32, token: &str) -> Result<(i64, i64), PipelineError> {
+    let size = match i64::from(size) {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    let offset = if token.is_empty() {
+        0
+    } else {
+        token.parse().map_err(|_| {
+            invalid(
+                "page_token",
+                "expected the next_page_token of a previous response",
+            )
+        })?
+    };
+    Ok((size, offset))
+}
+
+fn next_token(more: bool, offset: i64, size: i64) -> String {
+    if more {
+        (offset + size).to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The request a trace answered: its question, `as_of` and mode.
+fn request_of(trace: &ops_proto::v1::Trace) -> AskRequest {
+    let mode = AskMode::from_str_name(&format!("ASK_MODE_{}", trace.mode.to_uppercase()))
+        .unwrap_or(AskMode::All);
+    AskRequest {
+        question: trace.question.clone(),
+        as_of: trace.as_of,
+        mode: mode as i32,
+        ..Default::default()
+    }
+}
+
+fn golden_from_row(row: &sqlx::any::AnyRow) -> Result<GoldenQuery, PipelineError> {
+    let request: Vec<u8> = row.try_get("request")?;
+    let expected: String = row.try_get("expected_values")?;
+    Ok(GoldenQuery {
+        id: row.try_get("golden_query_id")?,
+        name: row.try_get("name")?,
+        request: Some(AskRequest::decode(request.as_slice()).map_err(|e| {
+            PipelineError::Internal(format!("a stored golden query does not decode: {e}"))
+        })?),
+        baseline_trace_id: row
+            .try_get::<Option<String>, _>("baseline_trace_id")?
+            .unwrap_or_default(),
+        expected_values: serde_json::from_str(&expected).unwrap_or_default(),
+        created_at: Some(crate::registry::timestamp(row.try_get("created_at")?)),
+    })
+}
+
+impl Pipeline {
+    /// A golden query from a baseline trace ("bless this answer": its request and `as_of`)
+    /// or from a request with the values its answer must contain.
+    pub async fn create_golden_query(
+        &self,
+        ctx: &CallerContext,
+        req: CreateGoldenQueryRequest,
+    ) -> Result<GoldenQuery, PipelineError> {
+        validate_name(&req.name).map_err(|message| invalid("name", message))?;
+        let db = self.registry.db();
+        let request = match (req.baseline_trace_id.as_str(), req.request) {
+            ("", None) => {
+                return Err(invalid(
+                    "baseline_trace_id",
+                    "give the trace to bless, or a request with expected_values",
+                ));
+            }
+            ("", Some(request)) => {
+                if req.expected_values.is_empty() {
+                    return Err(invalid(
+                        "expected_values",
+                        "a golden query without a baseline trace needs the values its answer must contain",
+                    ));
+                }
+                request
+            }
+            (id, given) => {
+                let baseline = read::get(db, &ctx.tenant, id)
+                    .await
+                    .map_err(|e| named(e, "baseline_trace_id"))?;
+                given.unwrap_or_else(|| request_of(&baseline))
+            }
+        };
+        if request.question.trim().is_empty() {
+            return Err(invalid("request.question", "the question is empty"));
+        }
+        let request = AskRequest {
+            // A golden query is asked at a fixed moment, so its answer can be compared.
+            as_of: Some(
+                request
+                    .as_of
+                    .unwrap_or_else(|| timestamp(OffsetDateTime::now_utc())),
+            ),
+            test_mode: false,
+            asset_overrides: Vec::new(),
+            replay: None,
+            ..request
+        };
+        let golden = GoldenQuery {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: req.name,
+            request: Some(request),
+            baseline_trace_id: req.baseline_trace_id,
+            expected_values: req.expected_values,
+            created_at: Some(timestamp(OffsetDateTime::now_utc())),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO golden_queries (golden_query_id, tenant_id, name, request, baseline_trace_id, expected_values, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&golden.id)
+        .bind(&ctx.tenant)
+        .bind(&golden.name)
+        .bind(golden.request.as_ref().map(Message::encode_to_vec).unwrap_or_default())
+        .bind((!golden.baseline_trace_id.is_empty()).then_some(&golden.baseline_trace_id))
+        .bind(serde_json::to_string(&golden.expected_values).unwrap_or_else(|_| "[]".into()))
+        .bind(golden.created_at.as_ref().map_or_else(unix_micros, micros))
+        .execute(db.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(golden),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(invalid(
+                "name",
+                format!("a golden query named {:?} already exists", golden.name),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_golden_queries(
+        &self,
+        ctx: &CallerContext,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<GoldenQuery>, String), PipelineError> {
+        let (size, offset) = page(page_size, page_token)?;
+        let rows = sqlx::query(
+            "SELECT * FROM golden_queries WHERE tenant_id = $1 ORDER BY name LIMIT $2 OFFSET $3",
+        )
+        .bind(&ctx.tenant)
+        .bind(size + 1)
+        .bind(offset)
+        .fetch_all(self.registry.db().pool())
+        .await?;
+        let more = rows.len() as i64 > size;
+        let golden = rows
+            .iter()
+            .take(size as usize)
+            .map(golden_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((golden, next_token(more, offset, size)))
+    }
+
+    pub async fn delete_golden_query(
+        &self,
+        ctx: &CallerContext,
+        id: &str,
+    ) -> Result<(), PipelineError> {
+        let deleted =
+            sqlx::query("DELETE FROM golden_queries WHERE tenant_id = $1 AND golden_query_id = $2")
+                .bind(&ctx.tenant)
+                .bind(id)
+                .execute(self.registry.db().pool())
+                .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(PipelineError::NotFound(format!(
+                "golden query {id:?} does not exist in tenant {}",
+                ctx.tenant
+            )));
+        }
+        Ok(())
+    }
+
+    /// Asks every golden query (or those named) again at its own `as_of` in test mode, with
+    /// `asset_overrides` if given, judges each and stores the run.
+    pub async fn run_regression(
+        &self,
+        ctx: &CallerContext,
+        req: RunRegressionRequest,
+    ) -> Result<RegressionRun, PipelineError> {
+        parse_overrides(&req.asset_overrides)?;
+        let started = Instant::now();
+        let started_at = OffsetDateTime::now_utc();
+        let db = self.registry.db();
+        let rows = sqlx::query("SELECT * FROM golden_queries WHERE tenant_id = $1 ORDER BY name")
+            .bind(&ctx.tenant)
+            .fetch_all(db.pool())
+            .await?;
+        let mut golden: Vec<GoldenQuery> =
+            rows.iter().map(golden_from_row).collect::<Result<_, _>>()?;
+        if !req.golden_query_ids.is_empty() {
+            if let Some(unknown) = req
+                .golden_query_ids
+                .iter()
+                .find(|id| !golden.iter().any(|g| &g.id == *id))
+            {
+                return Err(PipelineError::NotFound(format!(
+                    "golden query {unknown:?} does not exist in tenant {}",
+                    ctx.tenant
+                )));
+            }
+            golden.retain(|g| req.golden_query_ids.contains(&g.id));
+        }
+        let mut results = Vec::with_capacity(golden.len());
+        for query in &golden {
+            results.push(self.judge_one(ctx, query, &req.asset_overrides).await?);
+        }
+        let count = |j: Judgment| {
+            results
+                .iter()
+                .filter(|r: &&RegressionResult| r.judgment == j as i32)
+                .count() as u32
+        };
+        let run = RegressionRun {
+            id: uuid::Uuid::new_v4().to_string(),
+            started_at: Some(timestamp(started_at)),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            passed: count(Judgment::Pass),
+            warnings: count(Judgment::Warning),
+            failed: count(Judgment::Fail),
+            results,
+        };
+        sqlx::query(
+            "INSERT INTO regression_runs (run_id, tenant_id, started_at, duration_ms, run) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&run.id)
+        .bind(&ctx.tenant)
+        .bind(micros(&timestamp(started_at)))
+        .bind(run.duration_ms)
+        .bind(run.encode_to_vec())
+        .execute(db.pool())
+        .await?;
+        Ok(run)
+    }
+
+    async fn judge_one(
+        &self,
+        ctx: &CallerContext,
+        golden: &GoldenQuery,
+        overrides: &[String],
+    ) -> Result<RegressionResult, PipelineError> {
+        let db = self.registry.db();
+        let request = AskRequest {
+            test_mode: true,
+            asset_overrides: overrides.to_vec(),
+            ..golden.request.clone().unwrap_or_default()
+        };
+        let baseline = match golden.baseline_trace_id.as_str() {
+            "" => None,
+            id => Some(read::get(db, &ctx.tenant, id).await?),
+        };
+        let mut result = RegressionResult {
+            golden_query_id: golden.id.clone(),
+            ..Default::default()
+        };
+        // A golden query that cannot be asked fails; it does not stop the run.
+        let answered = match self.ask(ctx, request, None).await {
+            Ok(answered) => answered,
+            Err(error) => {
+                result.judgment = Judgment::Fail as i32;
+                result.verdict_reason = format!("the question could not be asked: {error}");
+                return Ok(result);
+            }
+        };
+        let candidate = read::get(db, &ctx.tenant, &answered.trace_id).await?;
+        let verdict = judge::judge(baseline.as_ref(), &candidate, &golden.expected_values);
+        result.trace_id = answered.trace_id;
+        result.judgment = verdict.judgment as i32;
+        result.verdict_reason = verdict.reason;
+        result.diff_summary = verdict.diff_summary;
+        Ok(result)
+    }
+
+    pub async fn get_regression_run(
+        &self,
+        ctx: &CallerContext,
+        id: &str,
+    ) -> Result<RegressionRun, PipelineError> {
+        let row =
+            sqlx::query("SELECT run FROM regression_runs WHERE tenant_id = $1 AND run_id = $2")
+                .bind(&ctx.tenant)
+                .bind(id)
+                .fetch_optional(self.registry.db().pool())
+                .await?
+                .ok_or_else(|| {
+                    PipelineError::NotFound(format!(
+                        "regression run {id:?} does not exist in tenant {}",
+                        ctx.tenant
+                    ))
+                })?;
+        decode_run(&row)
+    }
+
+    /// Newest first.
+    pub async fn list_regression_runs(
+        &self,
+        ctx: &CallerContext,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<RegressionRun>, String), PipelineError> {
+        let (size, offset) = page(page_size, page_token)?;
+        let rows = sqlx::query(
+            "SELECT run FROM regression_runs WHERE tenant_id = $1 ORDER BY started_at DESC, run_id LIMIT $2 OFFSET $3",
+        )
+        .bind(&ctx.tenant)
+        .bind(size + 1)
+        .bind(offset)
+        .fetch_all(self.registry.db().pool())
+        .await?;
+        let more = rows.len() as i64 > size;
+        let runs = rows
+            .iter()
+            .take(size as usize)
+            .map(decode_run)
+            .collect::<Result<_, _>>()?;
+        Ok((runs, next_token(more, offset, size)))
+    }
+}
+
+fn decode_run(row: &sqlx::any::AnyRow) -> Result<RegressionRun, PipelineError> {
+    let bytes: Vec<u8> = row.try_get(0)?;
+    RegressionRun::decode(bytes.as_slice()).map_err(|e| {
+        PipelineError::Internal(format!("a stored regression run does not decode: {e}"))
+    })
+}
