@@ -346,6 +346,7 @@ async fn a_plugin_backed_mapping_publishes_on_a_single_connection() {
             name: "board".into(),
             expected_revision: revision,
             note: String::new(),
+            run_golden_set: false,
         })),
     )
     .await

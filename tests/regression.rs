@@ -1,7 +1,8 @@
 //! Regression watch on the demo with real sidecars: every public question is asked, blessed as
 //! a golden query and run again — all pass; a Mapping draft whose table drops a column fails
 //! the golden queries whose answers lose values, naming COMPOSE, while a reworded draft only
-//! warns; runs are stored, listed and read back; golden queries are listed and deleted.
+//! warns; the publish gate refuses the breaking draft and lets the reworded one through; runs
+//! are stored, listed and read back; golden queries are listed and deleted.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod executor_support;
@@ -9,12 +10,14 @@ mod pipeline_support;
 
 use ops_controlplane::config::ExecutorMode;
 use ops_datasets::plant_ops;
+use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::regression_client::RegressionClient;
 use ops_proto::v1::{
-    AskRequest, BundleFile, CreateGoldenQueryRequest, DeleteGoldenQueryRequest,
-    GetRegressionRunRequest, Judgment, ListGoldenQueriesRequest, ListRegressionRunsRequest,
-    RegressionRun, RunRegressionRequest,
+    AskRequest, AssetType, BundleFile, CreateGoldenQueryRequest, DeleteGoldenQueryRequest,
+    GetAssetRequest, GetRegressionRunRequest, Judgment, ListGoldenQueriesRequest,
+    ListRegressionRunsRequest, PublishAssetRequest, RegressionRun, RunRegressionRequest,
+    get_asset_request,
 };
 use pipeline_support::{Demo, request};
 use tonic::Code;
@@ -35,6 +38,54 @@ async fn draft_mapping(demo: &Demo, yaml: String) {
         )
         .await
         .expect("mapping draft");
+}
+
+/// The regression run a refused publish names ("… (regression run ID): …").
+fn refused_run(status: &tonic::Status) -> &str {
+    let message = status.message();
+    let start = message
+        .find("regression run ")
+        .map_or(0, |i| i + "regression run ".len());
+    let end = message[start..]
+        .find(')')
+        .map_or(message.len(), |i| start + i);
+    &message[start..end]
+}
+
+async fn draft_revision(registry: &mut AssetRegistryClient<Channel>) -> u64 {
+    registry
+        .get_asset(request(
+            "acme",
+            GetAssetRequest {
+                r#type: AssetType::Mapping as i32,
+                name: "plant_ops_answer".into(),
+                selector: Some(get_asset_request::Selector::Draft(true)),
+            },
+        ))
+        .await
+        .expect("the draft")
+        .into_inner()
+        .asset
+        .expect("asset")
+        .revision
+}
+
+async fn published_version(registry: &mut AssetRegistryClient<Channel>) -> u32 {
+    registry
+        .get_asset(request(
+            "acme",
+            GetAssetRequest {
+                r#type: AssetType::Mapping as i32,
+                name: "plant_ops_answer".into(),
+                selector: None,
+            },
+        ))
+        .await
+        .expect("the published mapping")
+        .into_inner()
+        .asset
+        .expect("asset")
+        .version
 }
 
 async fn run(regression: &mut RegressionClient<Channel>, overrides: &[&str]) -> RegressionRun {
@@ -131,6 +182,34 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
     assert!(failure.diff_summary.contains("COMPOSE"), "{failure:#?}");
     assert!(failure.verdict_reason.contains("values"), "{failure:#?}");
 
+    // The publish gate (asked for by the request) refuses that draft, naming what breaks;
+    // the published Mapping stays as it was.
+    let mut registry = AssetRegistryClient::new(demo.channel.clone());
+    let revision = draft_revision(&mut registry).await;
+    let refused = registry
+        .publish_asset(request(
+            "acme",
+            PublishAssetRequest {
+                r#type: AssetType::Mapping as i32,
+                name: "plant_ops_answer".into(),
+                expected_revision: revision,
+                note: "drop the CI code column".into(),
+                run_golden_set: true,
+            },
+        ))
+        .await
+        .expect_err("the gate refuses a breaking draft");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("would break") && refused.message().contains("COMPOSE"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains(&failure.golden_query_name),
+        "{refused:?}"
+    );
+    assert_eq!(published_version(&mut registry).await, 1);
+
     // A draft that only rewords a sentence keeps every value: warnings at most.
     draft_mapping(
         &demo,
@@ -143,6 +222,39 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
     let reworded = run(&mut regression, &["mapping:plant_ops_answer@draft"]).await;
     assert_eq!(reworded.failed, 0, "{reworded:#?}");
     assert!(reworded.warnings > 0, "{reworded:#?}");
+    // With the Policy's publish_gate on, a plain PublishAsset runs the gate; warnings pass.
+    demo.publish(
+        "acme",
+        vec![(
+            "policy.yaml",
+            format!(
+                "{}  publish_gate: true\n",
+                ops_controlplane::demo::PLANT_OPS_POLICY_YAML
+            ),
+        )],
+    )
+    .await;
+    let revision = draft_revision(&mut registry).await;
+    let published = registry
+        .publish_asset(request(
+            "acme",
+            PublishAssetRequest {
+                r#type: AssetType::Mapping as i32,
+                name: "plant_ops_answer".into(),
+                expected_revision: revision,
+                note: "reword the metric sentence".into(),
+                run_golden_set: false,
+            },
+        ))
+        .await
+        .expect("the gate lets a harmless draft through")
+        .into_inner();
+    let gate = published.gate_run.expect("the gate ran");
+    assert_eq!(
+        (gate.failed, gate.passed as usize + gate.warnings as usize),
+        (0, blessed)
+    );
+    assert_eq!(published_version(&mut registry).await, 2);
     println!(
         "reworded draft: {} passed, {} warnings, {} failed",
         reworded.passed, reworded.warnings, reworded.failed
@@ -154,13 +266,20 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
         .await
         .expect("list runs")
         .into_inner();
+    // The two gate runs are stored too: the passed one newest, the refused one between.
     assert_eq!(
         listed
             .runs
             .iter()
             .map(|r| r.id.as_str())
             .collect::<Vec<_>>(),
-        [reworded.id.as_str(), broken.id.as_str(), clean.id.as_str()]
+        [
+            gate.id.as_str(),
+            reworded.id.as_str(),
+            refused_run(&refused),
+            broken.id.as_str(),
+            clean.id.as_str()
+        ]
     );
     let read = regression
         .get_regression_run(request(

@@ -238,6 +238,7 @@ pub async fn publish(
             name: name.into(),
             expected_revision: revision,
             note: "test".into(),
+            run_golden_set: false,
         }))
         .await?;
     Ok(r.into_inner().asset.expect("asset"))

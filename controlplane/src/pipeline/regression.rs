@@ -281,6 +281,7 @@ impl Pipeline {
         };
         let mut result = RegressionResult {
             golden_query_id: golden.id.clone(),
+            golden_query_name: golden.name.clone(),
             ..Default::default()
         };
         // A golden query that cannot be asked fails; it does not stop the run.
@@ -299,6 +300,67 @@ impl Pipeline {
         result.verdict_reason = verdict.reason;
         result.diff_summary = verdict.diff_summary;
         Ok(result)
+    }
+
+    /// The publish gate: with the Policy's `publish_gate` on (or `requested`), the tenant's
+    /// golden queries run with the draft of `type_slug:name` overridden; any failure refuses
+    /// the publish, naming each failing golden query and where its run diverged. None: the
+    /// gate is off or the tenant has no golden query.
+    pub async fn publish_gate(
+        &self,
+        ctx: &CallerContext,
+        asset: &str,
+        requested: bool,
+    ) -> Result<Option<RegressionRun>, PipelineError> {
+        let gated = requested
+            || self
+                .snapshot(&ctx.tenant, &[])
+                .await
+                .ok()
+                .and_then(|s| s.policy_spec().map(|p| p.publish_gate))
+                .unwrap_or(false);
+        if !gated {
+            return Ok(None);
+        }
+        let any: Option<String> = sqlx::query_scalar(
+            "SELECT golden_query_id FROM golden_queries WHERE tenant_id = $1 LIMIT 1",
+        )
+        .bind(&ctx.tenant)
+        .fetch_optional(self.registry.db().pool())
+        .await?;
+        if any.is_none() {
+            return Ok(None);
+        }
+        let run = self
+            .run_regression(
+                ctx,
+                RunRegressionRequest {
+                    golden_query_ids: Vec::new(),
+                    asset_overrides: vec![format!("{asset}@draft")],
+                },
+            )
+            .await?;
+        if run.failed > 0 {
+            let failing: Vec<String> = run
+                .results
+                .iter()
+                .filter(|r| r.judgment == Judgment::Fail as i32)
+                .map(|r| {
+                    format!(
+                        "{} ({}; {})",
+                        r.golden_query_name, r.verdict_reason, r.diff_summary
+                    )
+                })
+                .collect();
+            return Err(PipelineError::FailedPrecondition(format!(
+                "publishing {asset} would break {} of {} golden queries (regression run {}): {}",
+                run.failed,
+                run.results.len(),
+                run.id,
+                failing.join("; ")
+            )));
+        }
+        Ok(Some(run))
     }
 
     pub async fn get_regression_run(

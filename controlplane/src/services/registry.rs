@@ -167,6 +167,16 @@ impl AssetRegistry for RegistryGrpc {
         request: Request<PublishAssetRequest>,
     ) -> Result<Response<PublishAssetResponse>, Status> {
         let (ctx, req) = split(request)?;
+        // The gate asks questions, so it needs the pipeline; without executors it cannot run.
+        let gate_run = match (&self.pipeline, AssetType::try_from(req.r#type)) {
+            (Some(pipeline), Ok(t)) if t != AssetType::Unspecified => {
+                let asset = format!("{}:{}", crate::model::refs::type_slug(t), req.name);
+                pipeline
+                    .publish_gate(&ctx, &asset, req.run_golden_set)
+                    .await?
+            }
+            _ => None,
+        };
         let asset = self
             .registry
             .publish(
@@ -177,7 +187,10 @@ impl AssetRegistry for RegistryGrpc {
                 &req.note,
             )
             .await?;
-        Ok(Response::new(PublishAssetResponse { asset: Some(asset) }))
+        Ok(Response::new(PublishAssetResponse {
+            asset: Some(asset),
+            gate_run,
+        }))
     }
 
     async fn archive_asset(
