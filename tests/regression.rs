@@ -363,7 +363,7 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_golden_query_with_expected_values_is_judged_on_them() {
+async fn golden_queries_are_judged_on_expected_values_and_a_lost_baseline_fails() {
     let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
     let mut regression = RegressionClient::new(demo.channel.clone());
     let as_of = ops_proto::convert::parse_rfc3339("2026-01-31T00:00:00Z").unwrap();
@@ -385,13 +385,52 @@ async fn a_golden_query_with_expected_values_is_judged_on_them() {
             .await
             .expect("create");
     }
+    // A golden query whose baseline trace retention has since removed.
+    let mut ops = OpsServiceClient::new(demo.channel.clone());
+    let asked = ops
+        .ask(request(
+            "acme",
+            AskRequest {
+                question: "GT-01 CPU average last week".into(),
+                as_of: Some(as_of),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ask")
+        .into_inner();
+    regression
+        .create_golden_query(request(
+            "acme",
+            CreateGoldenQueryRequest {
+                name: "gone".into(),
+                baseline_trace_id: asked.trace_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("bless");
+    for table in ["trace_assets", "traces"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE trace_id = $1"
+        )))
+        .bind(&asked.trace_id)
+        .execute(demo.registry.db().pool())
+        .await
+        .expect("remove the baseline");
+    }
     let judged = run(&mut regression, &[]).await;
     let verdicts: Vec<i32> = judged.results.iter().map(|r| r.judgment).collect();
     assert_eq!(
         verdicts,
-        [Judgment::Pass as i32, Judgment::Fail as i32],
+        [
+            Judgment::Fail as i32,
+            Judgment::Pass as i32,
+            Judgment::Fail as i32
+        ],
         "{judged:#?}"
     );
-    assert!(judged.results[1].verdict_reason.contains("ERP-DB-99"));
+    assert!(judged.results[0].verdict_reason.contains("is gone"));
+    assert!(judged.results[2].verdict_reason.contains("ERP-DB-99"));
     demo.stop().await;
 }

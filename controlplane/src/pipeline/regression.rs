@@ -18,7 +18,7 @@ use super::{Pipeline, PipelineError, invalid, named, parse_overrides};
 use crate::context::CallerContext;
 use crate::model::refs::validate_name;
 use crate::storage::unix_micros;
-use crate::trace::{judge, read};
+use crate::trace::{TraceError, judge, read};
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
@@ -275,14 +275,25 @@ impl Pipeline {
             asset_overrides: overrides.to_vec(),
             ..golden.request.clone().unwrap_or_default()
         };
-        let baseline = match golden.baseline_trace_id.as_str() {
-            "" => None,
-            id => Some(read::get(db, &ctx.tenant, id).await?),
-        };
         let mut result = RegressionResult {
             golden_query_id: golden.id.clone(),
             golden_query_name: golden.name.clone(),
             ..Default::default()
+        };
+        let baseline = match golden.baseline_trace_id.as_str() {
+            "" => None,
+            id => match read::get(db, &ctx.tenant, id).await {
+                Ok(trace) => Some(trace),
+                // Trace retention removed it: nothing to compare with; bless the query again.
+                Err(TraceError::NotFound(_)) => {
+                    result.judgment = Judgment::Fail as i32;
+                    result.verdict_reason = format!(
+                        "the baseline trace {id} is gone (trace retention): bless the query again"
+                    );
+                    return Ok(result);
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         // A golden query that cannot be asked fails; it does not stop the run.
         let answered = match self.ask(ctx, request, None).await {
