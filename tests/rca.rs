@@ -2,7 +2,8 @@
 //! misspelt name, an empty window, a truncated list, a restricted table, a stopped sidecar, a
 //! trapping plugin, a failing source with a fallback) and RCA must name it first; RCA of two runs
 //! around a Resolver or Mapping publish names that asset and its stage; each analysis is traced.
-//! Feedback on an answer is stored against its trace and filters ListTraces.
+//! Feedback on an answer is stored against its trace, filters ListTraces and turns a disliked
+//! answer into a golden-query candidate.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod executor_support;
@@ -13,10 +14,11 @@ use ops_controlplane::demo;
 use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
+use ops_proto::v1::regression_client::RegressionClient;
 use ops_proto::v1::{
-    AskRequest, AssetType, DiffTracesRequest, FeedbackCategory, FeedbackRating, FeedbackRequest,
-    Hypothesis, ListTracesRequest, PluginWorld, RcaOptions, RcaRequest, RcaResponse, Stage,
-    UploadPluginRequest, rca_request,
+    AskRequest, AssetType, CreateGoldenQueryRequest, DiffTracesRequest, FeedbackCategory,
+    FeedbackRating, FeedbackRequest, Hypothesis, ListTracesRequest, PluginWorld, RcaOptions,
+    RcaRequest, RcaResponse, Stage, UploadPluginRequest, rca_request,
 };
 use pipeline_support::{Demo, read_trace, request};
 use tonic::Code;
@@ -396,6 +398,43 @@ async fn feedback_is_stored_against_the_trace_and_filters_list_traces() {
         .map(|t| t.trace_id.as_str())
         .collect();
     assert_eq!(ids, [disliked.as_str()]);
+
+    // The disliked answer becomes a golden-query candidate in one call, with what the right
+    // answer must contain (the disliked run is no baseline).
+    let mut regression = RegressionClient::new(demo.channel.clone());
+    let candidate = regression
+        .create_golden_query(request(
+            "acme",
+            CreateGoldenQueryRequest {
+                name: "erp-servers".into(),
+                feedback_id: stored[1].clone(),
+                expected_values: vec!["ERP-DB-01".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("candidate from feedback")
+        .into_inner()
+        .golden_query
+        .unwrap();
+    assert_eq!(
+        candidate.request.as_ref().map(|r| r.question.as_str()),
+        Some("ERP 시스템의 모든 서버를 나열해줘")
+    );
+    assert!(candidate.baseline_trace_id.is_empty());
+    let bare = regression
+        .create_golden_query(request(
+            "acme",
+            CreateGoldenQueryRequest {
+                name: "erp-servers-2".into(),
+                feedback_id: stored[1].clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("no expectation");
+    assert_eq!(bare.code(), Code::InvalidArgument);
+    assert!(bare.message().contains("expected_values"), "{bare:?}");
 
     // Bad input names the field; another tenant's trace is not found.
     for (bad, field) in [

@@ -88,7 +88,25 @@ impl Pipeline {
     ) -> Result<GoldenQuery, PipelineError> {
         validate_name(&req.name).map_err(|message| invalid("name", message))?;
         let db = self.registry.db();
-        let request = match (req.baseline_trace_id.as_str(), req.request) {
+        let request = if req.feedback_id.is_empty() {
+            req.request
+        } else {
+            let trace_id: String = sqlx::query_scalar(
+                "SELECT trace_id FROM user_feedback WHERE tenant_id = $1 AND feedback_id = $2",
+            )
+            .bind(&ctx.tenant)
+            .bind(&req.feedback_id)
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| {
+                PipelineError::NotFound(format!(
+                    "feedback {:?} does not exist in tenant {}",
+                    req.feedback_id, ctx.tenant
+                ))
+            })?;
+            Some(request_of(&read::get(db, &ctx.tenant, &trace_id).await?))
+        };
+        let request = match (req.baseline_trace_id.as_str(), request) {
             ("", None) => {
                 return Err(invalid(
                     "baseline_trace_id",
