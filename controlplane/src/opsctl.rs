@@ -357,6 +357,17 @@ fn stage_named(name: &str) -> anyhow::Result<ops_proto::v1::Stage> {
         })
 }
 
+async fn inspector_client(
+    server: &str,
+) -> anyhow::Result<ops_proto::v1::inspector_client::InspectorClient<tonic::transport::Channel>> {
+    Ok(
+        ops_proto::v1::inspector_client::InspectorClient::connect(server.to_owned())
+            .await
+            .with_context(|| format!("connect to {server}"))?
+            .max_decoding_message_size(64 << 20),
+    )
+}
+
 async fn ops_client(
     server: &str,
 ) -> anyhow::Result<ops_proto::v1::ops_service_client::OpsServiceClient<tonic::transport::Channel>>
@@ -394,11 +405,8 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
 }
 
 async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
-    use ops_proto::v1::{DiffTracesRequest, inspector_client::InspectorClient};
-    let mut client = InspectorClient::connect(args.target.server.clone())
-        .await
-        .with_context(|| format!("connect to {}", args.target.server))?
-        .max_decoding_message_size(64 << 20);
+    use ops_proto::v1::DiffTracesRequest;
+    let mut client = inspector_client(&args.target.server).await?;
     let request = with_tenant(
         DiffTracesRequest {
             baseline_trace_id: args.baseline.clone(),
@@ -415,13 +423,8 @@ async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
 }
 
 async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
-    use ops_proto::v1::{
-        DiffTracesRequest, RcaOptions, RcaRequest, inspector_client::InspectorClient, rca_request,
-    };
-    let mut client = InspectorClient::connect(args.target.server.clone())
-        .await
-        .with_context(|| format!("connect to {}", args.target.server))?
-        .max_decoding_message_size(64 << 20);
+    use ops_proto::v1::{DiffTracesRequest, RcaOptions, RcaRequest, rca_request};
+    let mut client = inspector_client(&args.target.server).await?;
     let target = match &args.baseline {
         Some(baseline) => rca_request::Target::Diff(DiffTracesRequest {
             baseline_trace_id: baseline.clone(),

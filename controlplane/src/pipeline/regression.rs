@@ -23,30 +23,48 @@ use crate::trace::{TraceError, judge, read};
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
-fn page(size: u32, token: &str) -> Result<(i64, i64), PipelineError> {
-    let size = match i64::from(size) {
+/// One page of a tenant's rows: `sql` selects with `$1` tenant, `$2` limit, `$3` offset; the
+/// page token is the offset of the next page.
+async fn tenant_page<T>(
+    db: &crate::storage::Db,
+    sql: &'static str,
+    tenant: &str,
+    page_size: u32,
+    page_token: &str,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T, PipelineError>,
+) -> Result<(Vec<T>, String), PipelineError> {
+    let size = match i64::from(page_size) {
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
     };
-    let offset = if token.is_empty() {
+    let offset: i64 = if page_token.is_empty() {
         0
     } else {
-        token.parse().map_err(|_| {
+        page_token.parse().map_err(|_| {
             invalid(
                 "page_token",
                 "expected the next_page_token of a previous response",
             )
         })?
     };
-    Ok((size, offset))
-}
-
-fn next_token(more: bool, offset: i64, size: i64) -> String {
-    if more {
+    let rows = sqlx::query(sql)
+        .bind(tenant)
+        .bind(size + 1)
+        .bind(offset)
+        .fetch_all(db.pool())
+        .await?;
+    let more = rows.len() as i64 > size;
+    let items = rows
+        .iter()
+        .take(size as usize)
+        .map(decode)
+        .collect::<Result<_, _>>()?;
+    let next = if more {
         (offset + size).to_string()
     } else {
         String::new()
-    }
+    };
+    Ok((items, next))
 }
 
 /// The request a trace answered: its question, `as_of` and mode.
@@ -181,22 +199,15 @@ impl Pipeline {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<GoldenQuery>, String), PipelineError> {
-        let (size, offset) = page(page_size, page_token)?;
-        let rows = sqlx::query(
+        tenant_page(
+            self.registry.db(),
             "SELECT * FROM golden_queries WHERE tenant_id = $1 ORDER BY name LIMIT $2 OFFSET $3",
+            &ctx.tenant,
+            page_size,
+            page_token,
+            golden_from_row,
         )
-        .bind(&ctx.tenant)
-        .bind(size + 1)
-        .bind(offset)
-        .fetch_all(self.registry.db().pool())
-        .await?;
-        let more = rows.len() as i64 > size;
-        let golden = rows
-            .iter()
-            .take(size as usize)
-            .map(golden_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok((golden, next_token(more, offset, size)))
+        .await
     }
 
     pub async fn delete_golden_query(
@@ -419,22 +430,15 @@ impl Pipeline {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<RegressionRun>, String), PipelineError> {
-        let (size, offset) = page(page_size, page_token)?;
-        let rows = sqlx::query(
+        tenant_page(
+            self.registry.db(),
             "SELECT run FROM regression_runs WHERE tenant_id = $1 ORDER BY started_at DESC, run_id LIMIT $2 OFFSET $3",
+            &ctx.tenant,
+            page_size,
+            page_token,
+            decode_run,
         )
-        .bind(&ctx.tenant)
-        .bind(size + 1)
-        .bind(offset)
-        .fetch_all(self.registry.db().pool())
-        .await?;
-        let more = rows.len() as i64 > size;
-        let runs = rows
-            .iter()
-            .take(size as usize)
-            .map(decode_run)
-            .collect::<Result<_, _>>()?;
-        Ok((runs, next_token(more, offset, size)))
+        .await
     }
 }
 
