@@ -68,6 +68,7 @@ async fn the_demo_mapping_turns_plant_ops_results_into_answer_blocks() {
             files: demo::plant_ops_bundle(&data).expect("demo bundle"),
             publish: true,
             dry_run: false,
+            run_golden_set: false,
         }))
         .await
         .expect("import the demo bundle")

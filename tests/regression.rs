@@ -15,9 +15,9 @@ use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::regression_client::RegressionClient;
 use ops_proto::v1::{
     AskRequest, AssetType, BundleFile, CreateGoldenQueryRequest, DeleteGoldenQueryRequest,
-    GetAssetRequest, GetRegressionRunRequest, Judgment, ListGoldenQueriesRequest,
-    ListRegressionRunsRequest, PublishAssetRequest, RegressionRun, RunRegressionRequest,
-    get_asset_request,
+    GetAssetRequest, GetRegressionRunRequest, ImportBundleRequest, Judgment,
+    ListGoldenQueriesRequest, ListRegressionRunsRequest, PublishAssetRequest, RegressionRun,
+    RegressionTrigger, RunRegressionRequest, get_asset_request,
 };
 use pipeline_support::{Demo, request};
 use tonic::Code;
@@ -167,7 +167,7 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
         "          - {label: name, field: ci_name}",
     );
     assert_ne!(dropped, MAPPING, "the column is in the demo mapping");
-    draft_mapping(&demo, dropped).await;
+    draft_mapping(&demo, dropped.clone()).await;
     let broken = run(&mut regression, &["mapping:plant_ops_answer@draft"]).await;
     assert!(broken.failed > 0, "{broken:#?}");
     println!(
@@ -207,6 +207,32 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
     assert!(
         refused.message().contains(&failure.golden_query_name),
         "{refused:?}"
+    );
+    assert_eq!(published_version(&mut registry).await, 1);
+
+    // ImportBundle with publish goes through the same gate: refused, the published Mapping
+    // unchanged, the bundle kept as its draft.
+    let import_refused = registry
+        .import_bundle(request(
+            "acme",
+            ImportBundleRequest {
+                files: vec![BundleFile {
+                    path: "mapping.yaml".into(),
+                    content: dropped.into_bytes(),
+                }],
+                publish: true,
+                dry_run: false,
+                run_golden_set: true,
+            },
+        ))
+        .await
+        .expect_err("the gate refuses a breaking bundle");
+    assert_eq!(import_refused.code(), Code::FailedPrecondition);
+    assert!(
+        import_refused
+            .message()
+            .contains("publishing mapping:plant_ops_answer would break"),
+        "{import_refused:?}"
     );
     assert_eq!(published_version(&mut registry).await, 1);
 
@@ -276,10 +302,32 @@ async fn a_blessed_golden_set_passes_and_a_breaking_draft_fails_it() {
         [
             gate.id.as_str(),
             reworded.id.as_str(),
+            refused_run(&import_refused),
             refused_run(&refused),
             broken.id.as_str(),
             clean.id.as_str()
         ]
+    );
+    let triggers: Vec<RegressionTrigger> = listed
+        .runs
+        .iter()
+        .map(|r| RegressionTrigger::try_from(r.trigger).unwrap())
+        .collect();
+    use RegressionTrigger::{Manual, PublishGate};
+    assert_eq!(
+        triggers,
+        [
+            PublishGate,
+            Manual,
+            PublishGate,
+            PublishGate,
+            Manual,
+            Manual
+        ]
+    );
+    assert_eq!(
+        listed.runs[0].asset_overrides,
+        ["mapping:plant_ops_answer@draft"]
     );
     let read = regression
         .get_regression_run(request(

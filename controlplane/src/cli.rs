@@ -75,6 +75,10 @@ pub enum AssetsCommand {
         /// Validate and report without writing.
         #[arg(long)]
         dry_run: bool,
+        /// With --publish: run the golden set with the bundle's drafts first (the Policy's
+        /// publish_gate does this for every publish); a failing golden query refuses it.
+        #[arg(long, requires = "publish")]
+        run_golden_set: bool,
     },
     /// Export the latest published assets into DIR (one file per asset).
     Export {
@@ -214,6 +218,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
             target,
             publish,
             dry_run,
+            run_golden_set,
         } => {
             let files = collect_files(&dir)?;
             if files.is_empty() {
@@ -225,15 +230,26 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                     files,
                     publish,
                     dry_run,
+                    run_golden_set,
                 },
                 target.tenant.as_deref(),
             )?;
-            let response = client.import_bundle(request).await.map_err(status_error)?;
-            for r in response.into_inner().results {
+            let response = client
+                .import_bundle(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for r in response.results {
                 let outcome = ImportOutcome::try_from(r.outcome)
                     .unwrap_or_default()
                     .as_str_name();
                 println!("{:<40} {:<28} v{}", r.path, outcome, r.version);
+            }
+            if let Some(run) = response.gate_run {
+                println!(
+                    "golden set: {} passed, {} warnings, {} failed (regression run {})",
+                    run.passed, run.warnings, run.failed, run.id
+                );
             }
             Ok(())
         }

@@ -24,6 +24,56 @@ pub struct Config {
     pub log: LogConfig,
     pub executors: ExecutorsConfig,
     pub plugins: PluginsConfig,
+    pub watch: WatchConfig,
+}
+
+/// What opsd runs on its own: scheduled regression runs (the Policy's `regression_schedule`)
+/// and alert rules delivered to webhooks. Replicas share the work through the database:
+/// each cron occurrence and each alert evaluation is claimed by one replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// Off: this replica neither runs schedules nor evaluates alerts (others still may).
+    pub enabled: bool,
+    /// How often schedules are checked; a cron with seconds needs at most 1000.
+    pub schedule_tick_ms: u64,
+    /// How often alert rules are evaluated.
+    pub alert_interval_ms: u64,
+    pub webhook: WebhookConfig,
+}
+
+/// Webhook delivery: each attempt has a deadline; connection errors, timeouts, 429 and 5xx
+/// are retried with exponential backoff, other statuses are final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub timeout_ms: u64,
+    /// Attempts per delivery, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            schedule_tick_ms: 1000,
+            alert_interval_ms: 15_000,
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5000,
+            max_attempts: 5,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+        }
+    }
 }
 
 /// How the engine allocates plugin instances.
@@ -374,6 +424,15 @@ impl Config {
             return Err(ConfigError::Rule(
                 "executors.retry.max_attempts and executors.max_concurrency must be at least 1"
                     .into(),
+            ));
+        }
+        if self.watch.schedule_tick_ms == 0
+            || self.watch.alert_interval_ms == 0
+            || self.watch.webhook.max_attempts == 0
+            || self.watch.webhook.timeout_ms == 0
+        {
+            return Err(ConfigError::Rule(
+                "watch.schedule_tick_ms, watch.alert_interval_ms, watch.webhook.max_attempts and watch.webhook.timeout_ms must be at least 1".into(),
             ));
         }
         if self.registry.max_content_bytes < 1024 {

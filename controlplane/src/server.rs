@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use ops_proto::v1::alerts_server::AlertsServer;
 use ops_proto::v1::asset_registry_server::AssetRegistryServer;
 use ops_proto::v1::inspector_server::InspectorServer;
 use ops_proto::v1::ops_service_server::OpsServiceServer;
@@ -21,10 +22,12 @@ use crate::pipeline::Pipeline;
 use crate::plugins::{PluginError, PluginHost};
 use crate::registry::Registry;
 use crate::services::RegressionGrpc;
+use crate::services::alerts::AlertsGrpc;
 use crate::services::ops::{InspectorGrpc, OpsGrpc};
 use crate::services::registry::RegistryGrpc;
 use crate::storage::Db;
 use crate::trace::TraceWriter;
+use crate::watch::alerts::AlertStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -88,6 +91,7 @@ pub async fn serve(
     health
         .set_serving::<RegressionServer<RegressionGrpc>>()
         .await;
+    health.set_serving::<AlertsServer<AlertsGrpc>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -106,6 +110,17 @@ pub async fn serve(
         Pipeline::new(registry.clone(), executors, plugins.clone(), traces.clone())
     });
     drop(traces);
+    // Schedules and alerts: stopped after the server drains, before the trace writer (a
+    // scheduled run holds a pipeline, and with it a trace handle).
+    let watch_stop = CancellationToken::new();
+    let watch = config.watch.enabled.then(|| {
+        tokio::spawn(crate::watch::run(
+            pipeline.clone(),
+            registry.db().clone(),
+            config.watch.clone(),
+            watch_stop.clone(),
+        ))
+    });
     let registry_service = AssetRegistryServer::new(RegistryGrpc::new(
         registry.clone(),
         executors,
@@ -133,6 +148,9 @@ pub async fn serve(
                 .max_encoding_message_size(max),
         )
         .add_service(RegressionServer::new(RegressionGrpc::new(pipeline.clone())))
+        .add_service(AlertsServer::new(AlertsGrpc::new(AlertStore::new(
+            registry.db().clone(),
+        ))))
         .add_service(
             // The last handle: once the server is gone, the trace writer can drain and stop.
             InspectorServer::new(InspectorGrpc::new(registry.db().clone(), pipeline))
@@ -161,6 +179,14 @@ pub async fn serve(
         }
     }
     .await;
+    watch_stop.cancel();
+    if let Some(watch) = watch {
+        match watch.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "schedules and alerts stopped abnormally"),
+            Err(error) => tracing::error!(%error, "schedules and alerts task failed"),
+        }
+    }
     // The server (and with it every trace handle) is gone: the writer drains and stops.
     if let Err(error) = trace_writer.await {
         tracing::error!(%error, "trace writer stopped abnormally");

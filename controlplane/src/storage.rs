@@ -240,9 +240,58 @@ pub fn unix_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// `($1, $2, …), (…)` for `rows` rows of `columns` binds each.
+pub fn values_clause(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let binds: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", binds.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A query whose binds are added row by row.
+pub type RowsQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Most binds in one statement: below SQLite's (32766) and PostgreSQL's (65535) limits.
+pub const MAX_BINDS: usize = 30_000;
+
+/// `INSERT INTO {into} VALUES (…), (…) {tail}` for every row, binding each row's `columns`
+/// values with `bind`: one statement per chunk instead of a round trip per row.
+pub async fn insert_rows<'q, R>(
+    conn: &mut sqlx::AnyConnection,
+    into: &str,
+    tail: &str,
+    columns: usize,
+    rows: &'q [R],
+    mut bind: impl FnMut(RowsQuery<'q>, &'q R) -> RowsQuery<'q>,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks((MAX_BINDS / columns).max(1)) {
+        let sql = format!(
+            "INSERT INTO {into} VALUES {} {tail}",
+            values_clause(chunk.len(), columns)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_clauses_number_binds_row_by_row() {
+        assert_eq!(values_clause(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_clause(1, 1), "($1)");
+    }
 
     async fn synchronous(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("PRAGMA synchronous")
@@ -327,15 +376,21 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend an earlier migration (0003: an index on subtasks) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 3")
+        // Pretend the newest migration (0005: schedules and alerts) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 5")
             .execute(db.pool())
             .await?;
         for undo in [
-            "DROP INDEX subtasks_tenant_started_idx",
-            "DROP INDEX user_feedback_trace_idx",
-            "ALTER TABLE user_feedback DROP COLUMN score",
-            "ALTER TABLE user_feedback DROP COLUMN category",
+            "ALTER TABLE regression_runs DROP COLUMN run_trigger",
+            "DROP TABLE regression_results",
+            "DROP TABLE scheduled_runs",
+            "ALTER TABLE alert_configs DROP COLUMN webhook_url",
+            "ALTER TABLE alert_configs DROP COLUMN window_minutes",
+            "ALTER TABLE alert_configs DROP COLUMN secret_ref",
+            "ALTER TABLE alert_configs DROP COLUMN state",
+            "ALTER TABLE alert_configs DROP COLUMN cursor_at",
+            "DROP TABLE alert_deliveries",
+            "ALTER TABLE traces DROP COLUMN data_quality",
         ] {
             sqlx::query(undo).execute(db.pool()).await?;
         }

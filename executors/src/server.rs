@@ -191,7 +191,7 @@ pub fn main_for(kind: ExecutorKind) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listener = match TcpListener::bind(config.server.listen).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -225,5 +225,9 @@ pub fn main_for(kind: ExecutorKind) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Not a plain drop: that waits for the blocking read of stdin (`--exit-with-parent`), which
+    // returns only when the supervisor closes the pipe — a SIGTERMed sidecar would linger.
+    runtime.shutdown_background();
+    code
 }

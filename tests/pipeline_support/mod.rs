@@ -57,6 +57,11 @@ pub struct Demo {
 }
 
 pub async fn start_demo(mode: ExecutorMode) -> Demo {
+    start_demo_with(mode, |_| {}).await
+}
+
+/// [`start_demo`] with the test's own settings applied last.
+pub async fn start_demo_with(mode: ExecutorMode, configure: impl FnOnce(&mut Config)) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.storage.data_dir = dir.path().to_owned();
@@ -77,6 +82,7 @@ pub async fn start_demo(mode: ExecutorMode) -> Demo {
     config.plugins.cache_dir =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
     config.executors.bin_dir = Path::new(&*SQL).parent().map(Path::to_owned);
+    configure(&mut config);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();
     let executors = Executors::start(&config.executors, cancel.clone())

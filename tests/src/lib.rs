@@ -31,6 +31,15 @@ fn build() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(["build", "--bins", "--locked"]);
+    // What cargo set for this test crate is not the nested build's: build scripts that watch
+    // such a variable (ring's watches CARGO_MANIFEST_DIR) would rebuild, and the outer
+    // `cargo test` would then rebuild them back — minutes of thrash per run.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if is_crate_variable(&name) {
+            command.env_remove(&*name);
+        }
+    }
     match profile.as_str() {
         "debug" => {}
         "release" => {
@@ -53,6 +62,23 @@ fn build() -> Result<PathBuf, String> {
         ));
     }
     Ok(dir)
+}
+
+/// A variable cargo sets for the crate being built or run, not one that configures cargo.
+fn is_crate_variable(name: &str) -> bool {
+    name == "OUT_DIR"
+        || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .contains(&name)
 }
 
 /// The directory holding the freshly built workspace binaries.

@@ -285,6 +285,7 @@ pub async fn import(
         files,
         publish,
         dry_run,
+        run_golden_set: false,
     });
     Ok(admin
         .client

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use ops_proto::convert::{micros, timestamp};
 use ops_proto::v1::{
-    AskMode, AskRequest, CreateGoldenQueryRequest, GoldenQuery, Judgment, RegressionResult,
-    RegressionRun, RunRegressionRequest,
+    AskMode, AskRequest, AssetType, BundleFile, CreateGoldenQueryRequest,
+    GetGoldenQueryTrendResponse, GoldenQuery, GoldenQueryJudgment, ImportOutcome, ImportResult,
+    Judgment, RegressionResult, RegressionRun, RegressionTrigger, RunRegressionRequest,
 };
 use prost::Message;
 use sqlx::Row;
@@ -25,10 +26,23 @@ const MAX_PAGE: i64 = 500;
 
 /// One page of a tenant's rows: `sql` selects with `$1` tenant, `$2` limit, `$3` offset; the
 /// page token is the offset of the next page.
-async fn tenant_page<T>(
+pub(super) async fn tenant_page<T>(
     db: &crate::storage::Db,
     sql: &'static str,
     tenant: &str,
+    page_size: u32,
+    page_token: &str,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T, PipelineError>,
+) -> Result<(Vec<T>, String), PipelineError> {
+    tenant_page_with(db, sql, tenant, None, page_size, page_token, decode).await
+}
+
+/// [`tenant_page`] with one more parameter, `$4`, when `extra` is given.
+pub(super) async fn tenant_page_with<T>(
+    db: &crate::storage::Db,
+    sql: &'static str,
+    tenant: &str,
+    extra: Option<&str>,
     page_size: u32,
     page_token: &str,
     decode: fn(&sqlx::any::AnyRow) -> Result<T, PipelineError>,
@@ -47,12 +61,11 @@ async fn tenant_page<T>(
             )
         })?
     };
-    let rows = sqlx::query(sql)
-        .bind(tenant)
-        .bind(size + 1)
-        .bind(offset)
-        .fetch_all(db.pool())
-        .await?;
+    let mut query = sqlx::query(sql).bind(tenant).bind(size + 1).bind(offset);
+    if let Some(extra) = extra {
+        query = query.bind(extra);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
     let more = rows.len() as i64 > size;
     let items = rows
         .iter()
@@ -236,6 +249,7 @@ impl Pipeline {
         &self,
         ctx: &CallerContext,
         req: RunRegressionRequest,
+        trigger: RegressionTrigger,
     ) -> Result<RegressionRun, PipelineError> {
         parse_overrides(&req.asset_overrides)?;
         let started = Instant::now();
@@ -278,17 +292,10 @@ impl Pipeline {
             warnings: count(Judgment::Warning),
             failed: count(Judgment::Fail),
             results,
+            trigger: trigger as i32,
+            asset_overrides: req.asset_overrides,
         };
-        sqlx::query(
-            "INSERT INTO regression_runs (run_id, tenant_id, started_at, duration_ms, run) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&run.id)
-        .bind(&ctx.tenant)
-        .bind(micros(&timestamp(started_at)))
-        .bind(run.duration_ms)
-        .bind(run.encode_to_vec())
-        .execute(db.pool())
-        .await?;
+        store_run(db, &ctx.tenant, &run).await?;
         Ok(run)
     }
 
@@ -342,6 +349,32 @@ impl Pipeline {
         Ok(result)
     }
 
+    /// Whether publishing must pass the golden set first: the Policy's `publish_gate` is on
+    /// (or the caller asked) and the tenant has golden queries.
+    async fn gate_applies(
+        &self,
+        ctx: &CallerContext,
+        requested: bool,
+    ) -> Result<bool, PipelineError> {
+        let gated = requested
+            || self
+                .snapshot(&ctx.tenant, &[])
+                .await
+                .ok()
+                .and_then(|s| s.policy_spec().map(|p| p.publish_gate))
+                .unwrap_or(false);
+        if !gated {
+            return Ok(false);
+        }
+        let any: Option<String> = sqlx::query_scalar(
+            "SELECT golden_query_id FROM golden_queries WHERE tenant_id = $1 LIMIT 1",
+        )
+        .bind(&ctx.tenant)
+        .fetch_optional(self.registry.db().pool())
+        .await?;
+        Ok(any.is_some())
+    }
+
     /// The publish gate: with the Policy's `publish_gate` on (or `requested`), the tenant's
     /// golden queries run with the draft of `type_slug:name` overridden; any failure refuses
     /// the publish, naming each failing golden query and where its run diverged. None: the
@@ -352,32 +385,61 @@ impl Pipeline {
         asset: &str,
         requested: bool,
     ) -> Result<Option<RegressionRun>, PipelineError> {
-        let gated = requested
-            || self
-                .snapshot(&ctx.tenant, &[])
-                .await
-                .ok()
-                .and_then(|s| s.policy_spec().map(|p| p.publish_gate))
-                .unwrap_or(false);
-        if !gated {
+        if !self.gate_applies(ctx, requested).await? {
             return Ok(None);
         }
-        let any: Option<String> = sqlx::query_scalar(
-            "SELECT golden_query_id FROM golden_queries WHERE tenant_id = $1 LIMIT 1",
-        )
-        .bind(&ctx.tenant)
-        .fetch_optional(self.registry.db().pool())
-        .await?;
-        if any.is_none() {
-            return Ok(None);
+        self.gate(ctx, &[asset.to_owned()]).await.map(Some)
+    }
+
+    /// ImportBundle with `publish`, behind the same gate: the bundle is saved as drafts, the
+    /// golden set runs with every asset the import would publish overridden by its draft,
+    /// and only a run without failures publishes. A refused import keeps the drafts (the
+    /// author's work is not lost) and leaves every published version as it was.
+    pub async fn gated_import(
+        &self,
+        ctx: &CallerContext,
+        files: Vec<BundleFile>,
+        requested: bool,
+    ) -> Result<(Vec<ImportResult>, Option<RegressionRun>), PipelineError> {
+        if !self.gate_applies(ctx, requested).await? {
+            return Ok((self.registry.import(ctx, files, true, false).await?, None));
         }
+        // What publishing would change, without writing.
+        let planned = self.registry.import(ctx, files.clone(), true, true).await?;
+        let changed: Vec<String> = planned
+            .iter()
+            .filter(|r| r.outcome != ImportOutcome::Unchanged as i32)
+            .map(|r| {
+                let t = AssetType::try_from(r.r#type).unwrap_or(AssetType::Unspecified);
+                format!("{}:{}", crate::model::refs::type_slug(t), r.name)
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok((self.registry.import(ctx, files, true, false).await?, None));
+        }
+        self.registry
+            .import(ctx, files.clone(), false, false)
+            .await?;
+        let run = self.gate(ctx, &changed).await?;
+        let results = self.registry.import(ctx, files, true, false).await?;
+        Ok((results, Some(run)))
+    }
+
+    /// Runs the golden set with `assets` as drafts; a failure refuses with every failing
+    /// golden query named.
+    async fn gate(
+        &self,
+        ctx: &CallerContext,
+        assets: &[String],
+    ) -> Result<RegressionRun, PipelineError> {
         let run = self
             .run_regression(
                 ctx,
                 RunRegressionRequest {
                     golden_query_ids: Vec::new(),
-                    asset_overrides: vec![format!("{asset}@draft")],
+                    asset_overrides: assets.iter().map(|a| format!("{a}@draft")).collect(),
                 },
+                RegressionTrigger::PublishGate,
             )
             .await?;
         if run.failed > 0 {
@@ -393,14 +455,68 @@ impl Pipeline {
                 })
                 .collect();
             return Err(PipelineError::FailedPrecondition(format!(
-                "publishing {asset} would break {} of {} golden queries (regression run {}): {}",
+                "publishing {} would break {} of {} golden queries (regression run {}): {}",
+                assets.join(", "),
                 run.failed,
                 run.results.len(),
                 run.id,
                 failing.join("; ")
             )));
         }
-        Ok(Some(run))
+        Ok(run)
+    }
+
+    /// One golden query's judgments, newest first, with the counts of the page.
+    pub async fn golden_query_trend(
+        &self,
+        ctx: &CallerContext,
+        id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<GetGoldenQueryTrendResponse, PipelineError> {
+        let db = self.registry.db();
+        let golden = sqlx::query(
+            "SELECT * FROM golden_queries WHERE tenant_id = $1 AND golden_query_id = $2",
+        )
+        .bind(&ctx.tenant)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| {
+            PipelineError::NotFound(format!(
+                "golden query {id:?} does not exist in tenant {}",
+                ctx.tenant
+            ))
+        })?;
+        let golden = golden_from_row(&golden)?;
+        // `$4` is bound after the page's three: the golden query.
+        let (judgments, next_page_token) = tenant_page_with(
+            db,
+            "SELECT r.run_id, r.started_at, r.judgment, r.verdict_reason, r.trace_id, g.run_trigger \
+             FROM regression_results r JOIN regression_runs g ON g.run_id = r.run_id \
+             WHERE r.tenant_id = $1 AND r.golden_query_id = $4 \
+             ORDER BY r.started_at DESC, r.run_id LIMIT $2 OFFSET $3",
+            &ctx.tenant,
+            Some(id),
+            page_size,
+            page_token,
+            judgment_from_row,
+        )
+        .await?;
+        let count = |j: Judgment| {
+            judgments
+                .iter()
+                .filter(|r: &&GoldenQueryJudgment| r.judgment == j as i32)
+                .count() as u32
+        };
+        Ok(GetGoldenQueryTrendResponse {
+            passed: count(Judgment::Pass),
+            warnings: count(Judgment::Warning),
+            failed: count(Judgment::Fail),
+            golden_query: Some(golden),
+            judgments,
+            next_page_token,
+        })
     }
 
     pub async fn get_regression_run(
@@ -440,6 +556,95 @@ impl Pipeline {
         )
         .await
     }
+}
+
+/// The run whole (for GetRegressionRun) and one row per judgment (for a golden query's
+/// trend), in one transaction.
+async fn store_run(
+    db: &crate::storage::Db,
+    tenant: &str,
+    run: &RegressionRun,
+) -> Result<(), PipelineError> {
+    let started = run.started_at.as_ref().map_or_else(unix_micros, micros);
+    let trigger = trigger_slug(run.trigger);
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO regression_runs (run_id, tenant_id, started_at, duration_ms, run, run_trigger) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&run.id)
+    .bind(tenant)
+    .bind(started)
+    .bind(run.duration_ms)
+    .bind(run.encode_to_vec())
+    .bind(trigger)
+    .execute(&mut *tx)
+    .await?;
+    crate::storage::insert_rows(
+        &mut tx,
+        "regression_results (run_id, tenant_id, golden_query_id, started_at, judgment, verdict_reason, trace_id)",
+        "",
+        7,
+        &run.results,
+        |q, r| {
+            q.bind(&run.id)
+                .bind(tenant)
+                .bind(&r.golden_query_id)
+                .bind(started)
+                .bind(judgment_slug(r.judgment))
+                .bind(&r.verdict_reason)
+                .bind(&r.trace_id)
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn trigger_slug(trigger: i32) -> &'static str {
+    match RegressionTrigger::try_from(trigger).unwrap_or(RegressionTrigger::Unspecified) {
+        RegressionTrigger::Schedule => "schedule",
+        RegressionTrigger::PublishGate => "publish_gate",
+        RegressionTrigger::Manual | RegressionTrigger::Unspecified => "manual",
+    }
+}
+
+fn trigger_from_slug(slug: &str) -> RegressionTrigger {
+    match slug {
+        "schedule" => RegressionTrigger::Schedule,
+        "publish_gate" => RegressionTrigger::PublishGate,
+        _ => RegressionTrigger::Manual,
+    }
+}
+
+fn judgment_slug(judgment: i32) -> &'static str {
+    match Judgment::try_from(judgment).unwrap_or(Judgment::Unspecified) {
+        Judgment::Pass => "pass",
+        Judgment::Warning => "warning",
+        Judgment::Fail => "fail",
+        Judgment::Unspecified => "unspecified",
+    }
+}
+
+fn judgment_from_slug(slug: &str) -> Judgment {
+    match slug {
+        "pass" => Judgment::Pass,
+        "warning" => Judgment::Warning,
+        "fail" => Judgment::Fail,
+        _ => Judgment::Unspecified,
+    }
+}
+
+fn judgment_from_row(row: &sqlx::any::AnyRow) -> Result<GoldenQueryJudgment, PipelineError> {
+    let judgment: String = row.try_get("judgment")?;
+    let trigger: String = row.try_get("run_trigger")?;
+    Ok(GoldenQueryJudgment {
+        run_id: row.try_get("run_id")?,
+        started_at: Some(crate::registry::timestamp(row.try_get("started_at")?)),
+        trigger: trigger_from_slug(&trigger) as i32,
+        judgment: judgment_from_slug(&judgment) as i32,
+        verdict_reason: row.try_get("verdict_reason")?,
+        trace_id: row.try_get("trace_id")?,
+    })
 }
 
 fn decode_run(row: &sqlx::any::AnyRow) -> Result<RegressionRun, PipelineError> {

@@ -460,6 +460,34 @@ pub async fn latest_published(
         .collect()
 }
 
+/// Each tenant's Policy as the pipeline applies it (the first published by name), across
+/// tenants: what opsd runs on its own (schedules) reads it without loading whole snapshots.
+pub async fn published_policies(
+    conn: &mut AnyConnection,
+) -> RegistryResult<Vec<(String, ops_proto::v1::PolicySpec)>> {
+    let rows = sqlx::query(
+        "SELECT a.tenant_id, v.content FROM assets a \
+         JOIN asset_versions v ON v.asset_id = a.asset_id AND v.version = a.latest_version \
+         WHERE a.asset_type = 'policy' AND a.status = 'active' ORDER BY a.tenant_id, a.name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut policies: Vec<(String, ops_proto::v1::PolicySpec)> = Vec::new();
+    for row in &rows {
+        let tenant: String = row.try_get(0)?;
+        if policies.last().is_some_and(|(t, _)| *t == tenant) {
+            continue;
+        }
+        let content = decode_content(&row.try_get::<Vec<u8>, _>(1)?)?;
+        if let Some(ops_proto::v1::asset_spec::Kind::Policy(policy)) =
+            content.spec.and_then(|s| s.kind)
+        {
+            policies.push((tenant, policy));
+        }
+    }
+    Ok(policies)
+}
+
 pub struct AuditEntry<'a> {
     pub asset: &'a AssetRow,
     pub action: AuditAction,

@@ -1,7 +1,8 @@
 //! The gRPC adapters — the only layer that names `tonic::Status`: the pipeline's services
 //! (`ops`), the registry's (`registry`), the one mapping of every service error to a status
-//! (`status`) and the regression watch's (here).
+//! (`status`), the alerts' (`alerts`) and the regression watch's (here).
 
+pub mod alerts;
 pub mod ops;
 pub mod registry;
 mod status;
@@ -84,7 +85,7 @@ impl Regression for RegressionGrpc {
         let ctx = CallerContext::from_request(&request)?;
         let run = self
             .pipeline()?
-            .run_regression(&ctx, request.into_inner())
+            .run_regression(&ctx, request.into_inner(), RegressionTrigger::Manual)
             .await?;
         Ok(Response::new(RunRegressionResponse { run: Some(run) }))
     }
@@ -115,5 +116,18 @@ impl Regression for RegressionGrpc {
             runs,
             next_page_token,
         }))
+    }
+
+    async fn get_golden_query_trend(
+        &self,
+        request: Request<GetGoldenQueryTrendRequest>,
+    ) -> Result<Response<GetGoldenQueryTrendResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let req = request.get_ref();
+        let trend = self
+            .pipeline()?
+            .golden_query_trend(&ctx, &req.golden_query_id, req.page_size, &req.page_token)
+            .await?;
+        Ok(Response::new(trend))
     }
 }

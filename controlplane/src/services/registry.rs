@@ -244,11 +244,21 @@ impl AssetRegistry for RegistryGrpc {
         request: Request<ImportBundleRequest>,
     ) -> Result<Response<ImportBundleResponse>, Status> {
         let (ctx, req) = split(request)?;
-        let results = self
-            .registry
-            .import(&ctx, req.files, req.publish, req.dry_run)
-            .await?;
-        Ok(Response::new(ImportBundleResponse { results }))
+        // Publishing goes through the gate, which asks questions and so needs the pipeline.
+        let (results, gate_run) = match &self.pipeline {
+            Some(pipeline) if req.publish && !req.dry_run => {
+                pipeline
+                    .gated_import(&ctx, req.files, req.run_golden_set)
+                    .await?
+            }
+            _ => (
+                self.registry
+                    .import(&ctx, req.files, req.publish, req.dry_run)
+                    .await?,
+                None,
+            ),
+        };
+        Ok(Response::new(ImportBundleResponse { results, gate_run }))
     }
 
     async fn export_bundle(

@@ -9,6 +9,7 @@ use crate::pipeline::PipelineError;
 use crate::plugins::PluginError;
 use crate::registry::{self, RegistryError};
 use crate::trace::TraceError;
+use crate::watch::WatchError;
 
 /// A storage failure: logged with its details; the caller learns only whether retrying helps.
 fn storage(service: &str, error: &sqlx::Error) -> Status {
@@ -42,6 +43,21 @@ impl From<PipelineError> for Status {
             PipelineError::Internal(m) => {
                 tracing::error!(error = %m, "pipeline failure");
                 Status::internal(format!("internal error: {m}"))
+            }
+        }
+    }
+}
+
+impl From<WatchError> for Status {
+    fn from(error: WatchError) -> Self {
+        match error {
+            WatchError::InvalidArgument { field, message } => bad_request(field, message),
+            WatchError::NotFound(m) => Status::not_found(m),
+            WatchError::AlreadyExists(m) => Status::already_exists(m),
+            WatchError::Storage(e) => storage("alerts", &e),
+            WatchError::Internal(m) => {
+                tracing::error!(error = %m, "alerts failure");
+                Status::internal("alerts internal error; see the opsd log")
             }
         }
     }

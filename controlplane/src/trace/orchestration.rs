@@ -5,7 +5,7 @@
 use ops_proto::v1::{Severity, Stage, Trace};
 
 use crate::model::refs::stage_slug;
-use crate::storage::Db;
+use crate::storage::{Db, insert_rows};
 
 /// How long a tenant keeps traces (from its Policy); 0 means no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,49 +69,6 @@ fn task_dag(trace: &Trace) -> String {
         })
         .collect();
     serde_json::json!({"nodes": tasks, "edges": edges}).to_string()
-}
-
-/// `($1, $2, …), (…)` for `rows` rows of `columns` binds each.
-pub(super) fn values_clause(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let binds: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", binds.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A query whose binds are added row by row.
-pub(super) type RowsQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
-/// Most binds in one statement: below SQLite's (32766) and PostgreSQL's (65535) limits.
-const MAX_BINDS: usize = 30_000;
-
-/// `INSERT INTO {into} VALUES (…), (…) {tail}` for every row, binding each row's `columns`
-/// values with `bind`: one statement per chunk instead of a round trip per row.
-pub(super) async fn insert_rows<'q, R>(
-    conn: &mut sqlx::AnyConnection,
-    into: &str,
-    tail: &str,
-    columns: usize,
-    rows: &'q [R],
-    mut bind: impl FnMut(RowsQuery<'q>, &'q R) -> RowsQuery<'q>,
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks((MAX_BINDS / columns).max(1)) {
-        let sql = format!(
-            "INSERT INTO {into} VALUES {} {tail}",
-            values_clause(chunk.len(), columns)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in chunk {
-            query = bind(query, row);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 /// One trace's values shared by its mirror rows.
@@ -405,12 +362,6 @@ mod tests {
     use ops_proto::v1::StageRecord;
 
     use super::*;
-
-    #[test]
-    fn values_clauses_number_binds_row_by_row() {
-        assert_eq!(values_clause(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(values_clause(1, 1), "($1)");
-    }
 
     #[test]
     fn the_task_dag_lists_each_task_and_its_feeding_edge() {

@@ -220,6 +220,7 @@ async fn write_traces(
         status: String,
         replans: i64,
         encoded: Vec<u8>,
+        data_quality: String,
     }
     let rows: Vec<Row<'_>> = traces
         .iter()
@@ -238,14 +239,15 @@ async fn write_traces(
                 .iter()
                 .filter(|e| e.decision == "replan")
                 .count() as i64,
+            data_quality: data_quality_column(&trace.data_quality),
             encoded: trace.encode_to_vec(),
         })
         .collect();
-    orchestration::insert_rows(
+    crate::storage::insert_rows(
         conn,
-        "traces (trace_id, parent_trace_id, tenant_id, principal, question, mode, route, status, started_at, duration_ms, replans, test_mode, answer, trace)",
+        "traces (trace_id, parent_trace_id, tenant_id, principal, question, mode, route, status, started_at, duration_ms, replans, test_mode, answer, trace, data_quality)",
         "",
-        14,
+        15,
         &rows,
         |q, r| {
             q.bind(&r.trace.trace_id)
@@ -262,6 +264,7 @@ async fn write_traces(
                 .bind(r.trace.test_mode)
                 .bind(&r.trace.answer)
                 .bind(&r.encoded)
+                .bind(&r.data_quality)
         },
     )
     .await?;
@@ -269,7 +272,7 @@ async fn write_traces(
         .iter()
         .flat_map(|t| t.applied_assets.iter().map(move |a| (*t, a)))
         .collect();
-    orchestration::insert_rows(
+    crate::storage::insert_rows(
         conn,
         "trace_assets (trace_id, asset_type, name, version)",
         "ON CONFLICT (trace_id, asset_type, name) DO NOTHING",
@@ -285,4 +288,14 @@ async fn write_traces(
         },
     )
     .await
+}
+
+/// `",fallback_source,truncated,"`: each flag delimited on both sides, so
+/// `LIKE '%,flag,%'` matches exactly one flag.
+pub fn data_quality_column(flags: &[String]) -> String {
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(",{},", flags.join(","))
+    }
 }
