@@ -19,6 +19,7 @@ macro_rules! registry_suite {
             bundles_import_atomically_and_round_trip,
             simulate_resolver_and_pending_rpcs,
             traces_commit_with_either_sync_setting,
+            alerts_schedules_and_performance_records,
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

@@ -463,3 +463,166 @@ async fn deliveries_retry_server_errors_and_connection_failures_and_stop_at_a_re
         "{records:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_minutes_roll_up_into_performance_records_read_by_the_inspector_and_rca() {
+    use ops_controlplane::trace::rollup::{self, MINUTE_MICROS};
+    use ops_proto::v1::GetPerformanceRequest;
+    use ops_proto::v1::inspector_client::InspectorClient;
+    use ops_proto::v1::ops_service_client::OpsServiceClient;
+
+    // The watch's own rollup waits for minutes to close; this test rolls up directly.
+    let demo = pipeline_support::start_demo_with(ExecutorMode::Spawn, |config| {
+        config.watch.enabled = false;
+    })
+    .await;
+    let db = demo.registry.db().clone();
+    let mut ops = OpsServiceClient::new(demo.channel.clone());
+    let started = ops_controlplane::storage::unix_micros();
+    let questions: Vec<serde_json::Value> = plant_ops::QUESTIONS_JSONL
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|q: &serde_json::Value| q["tenant"] == "acme")
+        .take(24)
+        .collect();
+    for q in &questions {
+        ops.ask(request(
+            "acme",
+            AskRequest {
+                question: q["question"].as_str().unwrap().into(),
+                as_of: ops_proto::convert::parse_rfc3339(q["as_of"].as_str().unwrap()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ask");
+    }
+    // The mirror rows (stage runs) follow the answers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = ops_controlplane::storage::unix_micros();
+    let mut minute = started - started.rem_euclid(MINUTE_MICROS);
+    let first = minute;
+    let mut written = 0;
+    while minute <= now {
+        let metrics = rollup::minute(&db, minute).await.unwrap();
+        rollup::store(&db, &metrics).await.unwrap();
+        // A second replica rolling up the same minute writes nothing new.
+        rollup::store(&db, &metrics).await.unwrap();
+        written += metrics.len();
+        minute += MINUTE_MICROS;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM performance_metrics")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, written);
+
+    let mut inspector = InspectorClient::new(demo.channel.clone());
+    let read = |names: &[&str], page_size: u32, page_token: String| GetPerformanceRequest {
+        since: Some(ops_proto::convert::timestamp(
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(first) * 1000).unwrap(),
+        )),
+        until: None,
+        names: names.iter().map(|n| (*n).to_owned()).collect(),
+        page_size,
+        page_token,
+    };
+    let points = inspector
+        .get_performance(request("acme", read(&[], 0, String::new())))
+        .await
+        .unwrap()
+        .into_inner()
+        .points;
+    let sum = |name: &str| -> f64 {
+        points
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.value)
+            .sum()
+    };
+    assert_eq!(
+        sum("asks") as usize,
+        questions.len(),
+        "every ask is counted once"
+    );
+    let replans: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(replans), 0) FROM traces WHERE test_mode = FALSE")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(sum("replans") as i64, replans, "replans by trigger add up");
+    for stage in ["route_plan", "validate", "execute", "compose", "present"] {
+        let of = |q: &str| {
+            points
+                .iter()
+                .filter(|p| {
+                    p.name == "stage_latency_ms"
+                        && p.labels.get("stage").map(String::as_str) == Some(stage)
+                        && p.labels.get("quantile").map(String::as_str) == Some(q)
+                })
+                .map(|p| p.value)
+                .collect::<Vec<_>>()
+        };
+        let (p50, p99) = (of("p50"), of("p99"));
+        assert!(!p50.is_empty(), "{stage} has per-minute latencies");
+        assert!(
+            p50.iter().zip(&p99).all(|(a, b)| a <= b),
+            "{stage}: p50 <= p99"
+        );
+    }
+    assert!(
+        points
+            .iter()
+            .all(|p| !p.unit.is_empty() && p.minute.is_some())
+    );
+
+    // Names filter and pages.
+    let latency = inspector
+        .get_performance(request("acme", read(&["ask_latency_ms"], 2, String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(latency.points.len(), 2);
+    assert!(latency.points.iter().all(|p| p.name == "ask_latency_ms"));
+    assert!(!latency.next_page_token.is_empty());
+    let rest = inspector
+        .get_performance(request(
+            "acme",
+            read(&["ask_latency_ms"], 0, latency.next_page_token.clone()),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        latency.points.len() + rest.points.len(),
+        points.iter().filter(|p| p.name == "ask_latency_ms").count()
+    );
+    let other_tenant = inspector
+        .get_performance(request("globex", read(&[], 0, String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        other_tenant.points.is_empty(),
+        "records are the tenant's own"
+    );
+    let bad = inspector
+        .get_performance(request("acme", read(&[], 0, "not-a-token".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // RCA's "slower than usual" reads the tenant's usual p95 from these records.
+    let usual = ops_controlplane::trace::read::recent_stage_p95(&db, "acme")
+        .await
+        .unwrap();
+    let recorded = rollup::usual_stage_p95(&db, "acme", first, 20.0)
+        .await
+        .unwrap();
+    assert!(!recorded.is_empty(), "24 asks give every stage 20 runs");
+    for (slug, p95) in &recorded {
+        let stage = ops_controlplane::model::refs::parse_stage_slug(slug).unwrap();
+        assert_eq!(usual.get(&(stage as i32)), Some(p95), "{slug}");
+    }
+    demo.stop().await;
+}

@@ -39,6 +39,8 @@ pub struct WatchConfig {
     pub schedule_tick_ms: u64,
     /// How often alert rules are evaluated.
     pub alert_interval_ms: u64,
+    /// How often closed minutes are rolled up into performance records.
+    pub rollup_interval_ms: u64,
     pub webhook: WebhookConfig,
 }
 
@@ -60,6 +62,7 @@ impl Default for WatchConfig {
             enabled: true,
             schedule_tick_ms: 1000,
             alert_interval_ms: 15_000,
+            rollup_interval_ms: 10_000,
             webhook: WebhookConfig::default(),
         }
     }
@@ -428,11 +431,12 @@ impl Config {
         }
         if self.watch.schedule_tick_ms == 0
             || self.watch.alert_interval_ms == 0
+            || self.watch.rollup_interval_ms == 0
             || self.watch.webhook.max_attempts == 0
             || self.watch.webhook.timeout_ms == 0
         {
             return Err(ConfigError::Rule(
-                "watch.schedule_tick_ms, watch.alert_interval_ms, watch.webhook.max_attempts and watch.webhook.timeout_ms must be at least 1".into(),
+                "watch.schedule_tick_ms, watch.alert_interval_ms, watch.rollup_interval_ms, watch.webhook.max_attempts and watch.webhook.timeout_ms must be at least 1".into(),
             ));
         }
         if self.registry.max_content_bytes < 1024 {

@@ -390,6 +390,7 @@ mod tests {
             "ALTER TABLE alert_configs DROP COLUMN state",
             "ALTER TABLE alert_configs DROP COLUMN cursor_at",
             "DROP TABLE alert_deliveries",
+            "DROP INDEX traces_started_idx",
             "ALTER TABLE traces DROP COLUMN data_quality",
         ] {
             sqlx::query(undo).execute(db.pool()).await?;

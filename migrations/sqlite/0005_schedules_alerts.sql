@@ -45,3 +45,5 @@ CREATE INDEX alert_deliveries_tenant_idx ON alert_deliveries (tenant_id, created
 -- The trace's data-quality flags, comma-delimited (",fallback_source,truncated,"), so alert
 -- rules and rollups can filter traces without decoding them.
 ALTER TABLE traces ADD COLUMN data_quality TEXT NOT NULL DEFAULT '';
+-- Per-minute rollups and alert rules read every tenant's traces of a time range.
+CREATE INDEX traces_started_idx ON traces (started_at);

@@ -1617,3 +1617,161 @@ async fn task_rows(env: &Env, trace_id: &str) -> i64 {
         .await
         .expect("count task rows")
 }
+
+/// What opsd runs on its own, on either backend: alert rules evaluated over committed traces
+/// (claimed once), a schedule's occurrence claimed once, a Policy's schedule read across
+/// tenants, a minute rolled up into performance records (written once) and read back.
+pub async fn alerts_schedules_and_performance_records(backend: Backend) {
+    use ops_controlplane::config::TraceSync;
+    use ops_controlplane::context::CallerContext;
+    use ops_controlplane::storage::unix_micros;
+    use ops_controlplane::trace::rollup::{self, MINUTE_MICROS};
+    use ops_controlplane::trace::{Retention, TraceWriter};
+    use ops_controlplane::watch::{alerts, schedule};
+    use ops_proto::v1::{AlertConfig, AlertRule, GetPerformanceRequest, TraceStatus};
+
+    // This case evaluates and rolls up itself: the server's own watch stays off.
+    let database = TestDatabase::create(backend).await;
+    let mut config = database.config();
+    config.watch.enabled = false;
+    let server = TestServer::start_with(config).await;
+    let env = Env { database, server };
+    let admin = env.server.admin("acme").await;
+    let db = env.server.db.clone();
+    let store = alerts::AlertStore::new(db.clone());
+    let ctx = CallerContext::new("acme", "admin");
+    for (name, rule) in [
+        ("error-rate", AlertRule::AskErrorRate),
+        ("fallback", AlertRule::FallbackSourceUsed),
+    ] {
+        store
+            .create(
+                &ctx,
+                Some(AlertConfig {
+                    name: name.into(),
+                    rule: rule as i32,
+                    threshold_percent: 50.0,
+                    window_minutes: 5,
+                    webhook_url: "http://127.0.0.1:9/hook".into(),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .expect("alert");
+    }
+    let now = unix_micros();
+    let (writer, task) = TraceWriter::start(db.clone(), TraceSync::Normal);
+    for (status, flags) in [
+        (TraceStatus::Error, vec![]),
+        (TraceStatus::Error, vec![]),
+        (TraceStatus::Success, vec!["fallback_source".to_owned()]),
+    ] {
+        writer
+            .commit(
+                Trace {
+                    trace_id: uuid::Uuid::new_v4().to_string(),
+                    tenant: "acme".into(),
+                    mode: "all".into(),
+                    question: "q".into(),
+                    status: status as i32,
+                    started_at: Some(ops_proto::convert::timestamp(
+                        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1000)
+                            .expect("now"),
+                    )),
+                    duration_ms: 5.0,
+                    data_quality: flags,
+                    ..Default::default()
+                },
+                Retention::default(),
+            )
+            .await
+            .expect("commit");
+    }
+    drop(writer);
+    task.await.expect("writer drains");
+
+    let due = alerts::evaluate(&db, now + 10_000_000)
+        .await
+        .expect("evaluate");
+    let mut events: Vec<String> = due.iter().map(|d| d.event.name.clone()).collect();
+    events.sort();
+    assert_eq!(events, ["ask_error_rate", "fallback_source_used"]);
+    assert!(
+        alerts::evaluate(&db, now + 10_000_000)
+            .await
+            .expect("evaluate")
+            .is_empty(),
+        "an evaluation is claimed once"
+    );
+
+    assert!(schedule::claim(&db, "acme", now, now).await.expect("claim"));
+    assert!(!schedule::claim(&db, "acme", now, now).await.expect("claim"));
+    let policy = format!(
+        "{}  regression_schedule: \"0 6 * * *\"\n",
+        ops_controlplane::demo::PLANT_OPS_POLICY_YAML
+    );
+    import(
+        &admin,
+        vec![BundleFile {
+            path: "policy.yaml".into(),
+            content: policy.into_bytes(),
+        }],
+        true,
+        false,
+    )
+    .await
+    .expect("policy with a schedule");
+    let policies = {
+        let mut conn = db.pool().acquire().await.expect("connection");
+        ops_controlplane::registry::store::published_policies(&mut conn)
+            .await
+            .expect("policies")
+    };
+    assert!(
+        policies
+            .iter()
+            .any(|(tenant, p)| tenant == "acme" && p.regression_schedule == "0 6 * * *"),
+        "{policies:?}"
+    );
+
+    let minute = now - now.rem_euclid(MINUTE_MICROS);
+    let mut written = 0;
+    for m in [minute, minute + MINUTE_MICROS] {
+        let metrics = rollup::minute(&db, m).await.expect("rollup");
+        rollup::store(&db, &metrics).await.expect("store");
+        rollup::store(&db, &metrics).await.expect("store again");
+        written += metrics.len();
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM performance_metrics")
+        .fetch_one(db.pool())
+        .await
+        .expect("count");
+    assert_eq!(stored as usize, written);
+    let points = rollup::performance(
+        &db,
+        "acme",
+        &GetPerformanceRequest {
+            since: Some(ops_proto::convert::timestamp(
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(minute) * 1000)
+                    .expect("minute"),
+            )),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("read")
+    .points;
+    let value = |name: &str| -> f64 {
+        points
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.value)
+            .sum()
+    };
+    assert_eq!(value("asks"), 3.0);
+    assert!(
+        (value("fallback_rate") - 1.0 / 3.0).abs() < 1e-9,
+        "{points:?}"
+    );
+    env.stop().await;
+}

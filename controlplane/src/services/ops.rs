@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::context::CallerContext;
 use crate::pipeline::Pipeline;
 use crate::storage::Db;
-use crate::trace::{TraceError, diff, feedback, read};
+use crate::trace::{TraceError, diff, feedback, read, rollup};
 
 /// Stage events buffered per stream before the pipeline waits for the client.
 const STREAM_BUFFER: usize = 8;
@@ -185,6 +185,16 @@ impl Inspector for InspectorGrpc {
         })?;
         Ok(Response::new(
             pipeline.rca(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_performance(
+        &self,
+        request: Request<GetPerformanceRequest>,
+    ) -> Result<Response<GetPerformanceResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        Ok(Response::new(
+            rollup::performance(&self.db, &ctx.tenant, request.get_ref()).await?,
         ))
     }
 }

@@ -7,6 +7,7 @@ pub mod judge;
 pub mod orchestration;
 pub mod rca;
 pub mod read;
+pub mod rollup;
 pub mod writer;
 
 use ops_proto::v1::TraceStatus;

@@ -202,6 +202,18 @@ pub async fn recent_stage_p95(
     db: &Db,
     tenant: &str,
 ) -> Result<std::collections::BTreeMap<i32, f64>, TraceError> {
+    // The per-minute records of the last hour first (the median minute's p95 per stage);
+    // without them (a new tenant, no minute rolled up yet), the last stage runs themselves.
+    let since = crate::storage::unix_micros() - 60 * super::rollup::MINUTE_MICROS;
+    let usual = super::rollup::usual_stage_p95(db, tenant, since, 20.0).await?;
+    if !usual.is_empty() {
+        return Ok(usual
+            .into_iter()
+            .filter_map(|(slug, p95)| {
+                crate::model::refs::parse_stage_slug(&slug).map(|stage| (stage as i32, p95))
+            })
+            .collect());
+    }
     let rows: Vec<(String, f64)> = sqlx::query_as(
         "SELECT stage, duration_ms FROM subtasks WHERE tenant_id = $1 ORDER BY started_at DESC LIMIT $2",
     )

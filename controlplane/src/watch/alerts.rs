@@ -334,18 +334,23 @@ pub async fn run(db: Db, webhooks: Arc<Webhooks>, interval: Duration, stop: Canc
         }
         match evaluate(&db, unix_micros() - SETTLE_MICROS).await {
             Ok(due) => {
-                for (alert, event) in due {
+                for Due {
+                    tenant,
+                    alert,
+                    event,
+                } in due
+                {
                     let webhooks = webhooks.clone();
                     // Deliveries retry for a while: they must not hold up the next evaluation.
                     deliveries.spawn(async move {
                         let target = Target {
-                            tenant: &alert.tenant,
-                            alert_id: &alert.config.id,
-                            url: &alert.config.webhook_url,
-                            secret_ref: &alert.config.secret_ref,
+                            tenant: &tenant,
+                            alert_id: &alert.id,
+                            url: &alert.webhook_url,
+                            secret_ref: &alert.secret_ref,
                         };
                         if let Err(error) = webhooks.deliver(&target, &event.name, event.payload).await {
-                            tracing::error!(alert = %alert.config.id, %error, "alert delivery not recorded");
+                            tracing::error!(alert = %alert.id, %error, "alert delivery not recorded");
                         }
                     });
                 }
@@ -355,6 +360,14 @@ pub async fn run(db: Db, webhooks: Arc<Webhooks>, interval: Duration, stop: Canc
         while deliveries.try_join_next().is_some() {}
     }
     deliveries.shutdown().await;
+}
+
+/// An event to deliver for an alert.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub tenant: String,
+    pub alert: AlertConfig,
+    pub event: Event,
 }
 
 /// One event to deliver.
@@ -367,7 +380,7 @@ pub struct Event {
 
 /// The events of every enabled alert up to `until`, each claimed by advancing the alert's
 /// cursor; an alert another replica evaluated meanwhile is skipped.
-async fn evaluate(db: &Db, until: i64) -> Result<Vec<(Stored, Event)>, WatchError> {
+pub async fn evaluate(db: &Db, until: i64) -> Result<Vec<Due>, WatchError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SELECT_ALERTS} WHERE enabled = TRUE"
     )))
@@ -400,7 +413,11 @@ async fn evaluate(db: &Db, until: i64) -> Result<Vec<(Stored, Event)>, WatchErro
         .execute(db.pool())
         .await?;
         if claimed.rows_affected() == 1 {
-            due.extend(events.into_iter().map(|e| (alert.clone(), e)));
+            due.extend(events.into_iter().map(|event| Due {
+                tenant: alert.tenant.clone(),
+                alert: alert.config.clone(),
+                event,
+            }));
         }
     }
     Ok(due)
@@ -669,7 +686,13 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("evaluate: {e}"))
             .into_iter()
-            .map(|(_, e)| format!("{} {}", e.name, e.payload["summary"].as_str().unwrap_or("")))
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d.event.name,
+                    d.event.payload["summary"].as_str().unwrap_or("")
+                )
+            })
             .collect()
     }
 

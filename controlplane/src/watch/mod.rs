@@ -1,9 +1,11 @@
 //! What opsd runs on its own, around the pipeline: the Policy's scheduled regression runs
 //! (`schedule`), alert rules evaluated over the tenant's runs (`alerts`) and their webhook
-//! delivery with retries and records (`webhook`). Replicas share the work through the
+//! delivery with retries and records (`webhook`), and the per-minute performance records
+//! (`rollup`). Replicas share the work through the
 //! database: a cron occurrence and an alert evaluation are each claimed by one replica.
 
 pub mod alerts;
+pub mod rollup;
 pub mod schedule;
 pub mod webhook;
 
@@ -57,6 +59,11 @@ pub async fn run(
             stop.clone(),
         ));
     }
+    tasks.spawn(rollup::run(
+        db.clone(),
+        Duration::from_millis(config.rollup_interval_ms),
+        stop.clone(),
+    ));
     tasks.spawn(alerts::run(
         db,
         webhooks,

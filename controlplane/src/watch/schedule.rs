@@ -89,20 +89,25 @@ async fn due(
         let Some(fire_at) = schedule.latest_between(after, now) else {
             continue;
         };
-        let claimed = sqlx::query(
-            "INSERT INTO scheduled_runs (tenant_id, fire_at, claimed_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (tenant_id, fire_at) DO NOTHING",
-        )
-        .bind(&tenant)
-        .bind(fire_at)
-        .bind(now)
-        .execute(db.pool())
-        .await?;
-        if claimed.rows_affected() == 1 {
+        if claim(db, &tenant, fire_at, now).await? {
             due.push((tenant, fire_at));
         }
     }
     Ok(due)
+}
+
+/// Claims one occurrence of a tenant's schedule: true for exactly one caller among replicas.
+pub async fn claim(db: &Db, tenant: &str, fire_at: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO scheduled_runs (tenant_id, fire_at, claimed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, fire_at) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(fire_at)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 async fn run_one(pipeline: &Pipeline, db: &Db, tenant: &str, fire_at: i64) {
