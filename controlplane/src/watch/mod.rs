@@ -1,8 +1,8 @@
 //! What opsd runs on its own, around the pipeline: the Policy's scheduled regression runs
 //! (`schedule`), alert rules evaluated over the tenant's runs (`alerts`) and their webhook
 //! delivery with retries and records (`webhook`), and the per-minute performance records
-//! (`rollup`). Replicas share the work through the
-//! database: a cron occurrence and an alert evaluation are each claimed by one replica.
+//! (`rollup`). Replicas share the work through the database: a cron occurrence and an alert
+//! evaluation are each claimed by one replica, rollup rows are written once.
 
 pub mod alerts;
 pub mod rollup;
@@ -41,8 +41,9 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> WatchError {
     }
 }
 
-/// Runs schedules (with a pipeline) and alert evaluation until `stop`; a run or delivery
-/// still going then is abandoned (its claim row stays, so no replica repeats it).
+/// Runs schedules (with a pipeline), the rollup and alert evaluation until `stop`; a run or
+/// delivery still going then is abandoned (its claim row stays, so no replica repeats it; a
+/// delivery cut short stays "pending" in its record).
 pub async fn run(
     pipeline: Option<Pipeline>,
     db: Db,
