@@ -26,7 +26,7 @@ const MAX_PAGE: i64 = 500;
 
 /// One page of a tenant's rows: `sql` selects with `$1` tenant, `$2` limit, `$3` offset; the
 /// page token is the offset of the next page.
-pub(super) async fn tenant_page<T>(
+async fn tenant_page<T>(
     db: &crate::storage::Db,
     sql: &'static str,
     tenant: &str,
@@ -38,7 +38,7 @@ pub(super) async fn tenant_page<T>(
 }
 
 /// [`tenant_page`] with one more parameter, `$4`, when `extra` is given.
-pub(super) async fn tenant_page_with<T>(
+async fn tenant_page_with<T>(
     db: &crate::storage::Db,
     sql: &'static str,
     tenant: &str,
