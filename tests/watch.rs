@@ -429,6 +429,35 @@ async fn deliveries_retry_server_errors_and_connection_failures_and_stop_at_a_re
     assert_eq!((out.delivered, out.attempts), (false, 0));
     assert!(unsigned.seen().is_empty());
 
+    // A delivery an opsd left pending long ago is closed as failed; a recent one is not.
+    for (id, age_s) in [("abandoned", 3600), ("in-progress", 1)] {
+        sqlx::query(
+            "INSERT INTO alert_deliveries (delivery_id, alert_id, tenant_id, event, payload, status, created_at) \
+             VALUES ($1, 'alert-2', 'acme', 'regression_failed', '{}', 'pending', $2)",
+        )
+        .bind(id)
+        .bind(ops_controlplane::storage::unix_micros() - age_s * 1_000_000)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    assert_eq!(webhooks.close_abandoned().await.unwrap(), 1);
+    let statuses: Vec<(String, String)> =
+        sqlx::query("SELECT delivery_id, status FROM alert_deliveries WHERE alert_id = 'alert-2' ORDER BY delivery_id")
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("abandoned".to_owned(), "failed".to_owned()),
+            ("in-progress".to_owned(), "pending".to_owned())
+        ]
+    );
+
     let records = AlertStore::new(db)
         .deliveries(&CallerContext::new("acme", "admin"), "alert-1", 0, "")
         .await

@@ -43,7 +43,7 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> WatchError {
 
 /// Runs schedules (with a pipeline), the rollup and alert evaluation until `stop`; a run or
 /// delivery still going then is abandoned (its claim row stays, so no replica repeats it; a
-/// delivery cut short stays "pending" in its record).
+/// delivery cut short is marked failed by the next opsd to start).
 pub async fn run(
     pipeline: Option<Pipeline>,
     db: Db,
@@ -51,6 +51,14 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), WatchError> {
     let webhooks = Arc::new(webhook::Webhooks::new(db.clone(), &config.webhook)?);
+    match webhooks.close_abandoned().await {
+        Ok(0) => {}
+        Ok(closed) => tracing::warn!(
+            closed,
+            "alert deliveries an earlier opsd left unfinished are marked failed"
+        ),
+        Err(error) => tracing::error!(%error, "closing abandoned alert deliveries failed"),
+    }
     let mut tasks = JoinSet::new();
     if let Some(pipeline) = pipeline {
         tasks.spawn(schedule::run(

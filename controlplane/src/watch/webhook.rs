@@ -32,6 +32,7 @@ pub struct Webhooks {
     client: reqwest::Client,
     db: Db,
     max_attempts: u32,
+    timeout: Duration,
     initial_backoff: Duration,
     max_backoff: Duration,
 }
@@ -43,6 +44,7 @@ impl Webhooks {
                 .map_err(WatchError::Internal)?,
             db,
             max_attempts: config.max_attempts.max(1),
+            timeout: Duration::from_millis(config.timeout_ms),
             initial_backoff: Duration::from_millis(config.initial_backoff_ms),
             max_backoff: Duration::from_millis(config.max_backoff_ms),
         })
@@ -144,6 +146,24 @@ impl Webhooks {
         Err(WatchError::Internal(
             "webhook delivery ended without an outcome".into(),
         ))
+    }
+
+    /// Deliveries left "pending" by an opsd that stopped mid-delivery become "failed". Only
+    /// those older than the longest a delivery can take (every attempt timing out after the
+    /// longest backoff), so another replica's delivery in progress is never touched.
+    pub async fn close_abandoned(&self) -> Result<u64, WatchError> {
+        let longest = (self.timeout + self.max_backoff) * self.max_attempts;
+        let before = unix_micros() - i64::try_from(longest.as_micros()).unwrap_or(i64::MAX);
+        let closed = sqlx::query(
+            "UPDATE alert_deliveries SET status = 'failed', last_error = $1, finished_at = $2 \
+             WHERE status = 'pending' AND created_at < $3",
+        )
+        .bind("opsd stopped before the delivery finished")
+        .bind(unix_micros())
+        .bind(before)
+        .execute(self.db.pool())
+        .await?;
+        Ok(closed.rows_affected())
     }
 
     async fn finish(
