@@ -240,6 +240,64 @@ pub fn unix_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// In SQL, when a row with `started_at` (unix micros) and `duration_ms` finished — a trace or
+/// a regression run; `table` is the alias to qualify the columns with, or "".
+pub fn finished_at(table: &str) -> String {
+    let qualify = if table.is_empty() {
+        String::new()
+    } else {
+        format!("{table}.")
+    };
+    format!("({qualify}started_at + CAST({qualify}duration_ms * 1000 AS BIGINT))")
+}
+
+/// One offset page of a listing: `page_size` (0 for the default, capped) and the
+/// `next_page_token` of a previous response (the offset of the next page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub size: i64,
+    pub offset: i64,
+}
+
+/// What a listing says about a `page_token` it did not hand out.
+pub const PAGE_TOKEN_MESSAGE: &str = "expected the next_page_token of a previous response";
+
+impl Page {
+    /// The page asked for; `Err` carries [`PAGE_TOKEN_MESSAGE`] for a token that is no offset.
+    pub fn parse(
+        page_size: u32,
+        page_token: &str,
+        default: i64,
+        max: i64,
+    ) -> Result<Self, &'static str> {
+        let size = match i64::from(page_size) {
+            0 => default,
+            n => n.min(max),
+        };
+        let offset = if page_token.is_empty() {
+            0
+        } else {
+            page_token.parse().map_err(|_| PAGE_TOKEN_MESSAGE)?
+        };
+        Ok(Self { size, offset })
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether another page follows.
+    pub fn limit(&self) -> i64 {
+        self.size + 1
+    }
+
+    /// Drops the extra row fetched by [`Page::limit`]; the next page's token, or "" at the end.
+    pub fn finish<T>(&self, rows: &mut Vec<T>) -> String {
+        if rows.len() as i64 > self.size {
+            rows.truncate(self.size as usize);
+            (self.offset + self.size).to_string()
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// `($1, $2, …), (…)` for `rows` rows of `columns` binds each.
 pub fn values_clause(rows: usize, columns: usize) -> String {
     (0..rows)
@@ -286,6 +344,25 @@ pub async fn insert_rows<'q, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_parse_their_token_and_say_whether_more_follow() {
+        assert_eq!(
+            Page::parse(0, "", 50, 500),
+            Ok(Page {
+                size: 50,
+                offset: 0
+            })
+        );
+        let page = Page::parse(900, "20", 50, 500).unwrap_or(Page { size: 0, offset: 0 });
+        assert_eq!((page.size, page.offset, page.limit()), (500, 20, 501));
+        assert_eq!(Page::parse(5, "x", 50, 500), Err(PAGE_TOKEN_MESSAGE));
+        let page = Page { size: 2, offset: 4 };
+        let mut rows = vec![1, 2, 3];
+        assert_eq!(page.finish(&mut rows), "6");
+        assert_eq!(rows, [1, 2]);
+        assert_eq!(page.finish(&mut rows), "");
+    }
 
     #[test]
     fn values_clauses_number_binds_row_by_row() {

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use super::{Pipeline, PipelineError, invalid, named, parse_overrides};
 use crate::context::CallerContext;
 use crate::model::refs::validate_name;
-use crate::storage::unix_micros;
-use crate::trace::{TraceError, judge, read};
+use crate::storage::{Page, unix_micros};
+use crate::trace::{TraceError, enum_slug, judge, read};
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
@@ -47,36 +47,18 @@ async fn tenant_page_with<T>(
     page_token: &str,
     decode: fn(&sqlx::any::AnyRow) -> Result<T, PipelineError>,
 ) -> Result<(Vec<T>, String), PipelineError> {
-    let size = match i64::from(page_size) {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    };
-    let offset: i64 = if page_token.is_empty() {
-        0
-    } else {
-        page_token.parse().map_err(|_| {
-            invalid(
-                "page_token",
-                "expected the next_page_token of a previous response",
-            )
-        })?
-    };
-    let mut query = sqlx::query(sql).bind(tenant).bind(size + 1).bind(offset);
+    let page = Page::parse(page_size, page_token, DEFAULT_PAGE, MAX_PAGE)
+        .map_err(|message| invalid("page_token", message))?;
+    let mut query = sqlx::query(sql)
+        .bind(tenant)
+        .bind(page.limit())
+        .bind(page.offset);
     if let Some(extra) = extra {
         query = query.bind(extra);
     }
-    let rows = query.fetch_all(db.pool()).await?;
-    let more = rows.len() as i64 > size;
-    let items = rows
-        .iter()
-        .take(size as usize)
-        .map(decode)
-        .collect::<Result<_, _>>()?;
-    let next = if more {
-        (offset + size).to_string()
-    } else {
-        String::new()
-    };
+    let mut rows = query.fetch_all(db.pool()).await?;
+    let next = page.finish(&mut rows);
+    let items = rows.iter().map(decode).collect::<Result<_, _>>()?;
     Ok((items, next))
 }
 
@@ -600,38 +582,31 @@ async fn store_run(
     Ok(())
 }
 
-fn trigger_slug(trigger: i32) -> &'static str {
-    match RegressionTrigger::try_from(trigger).unwrap_or(RegressionTrigger::Unspecified) {
-        RegressionTrigger::Schedule => "schedule",
-        RegressionTrigger::PublishGate => "publish_gate",
-        RegressionTrigger::Manual | RegressionTrigger::Unspecified => "manual",
+/// How runs and judgments spell their enums in storage: `schedule`, `publish_gate`, `pass`…
+fn trigger_slug(trigger: i32) -> String {
+    match RegressionTrigger::try_from(trigger).unwrap_or_default() {
+        // A run that names no trigger was asked for by hand.
+        RegressionTrigger::Unspecified => "manual".into(),
+        t => enum_slug(t.as_str_name(), "REGRESSION_TRIGGER_"),
     }
 }
 
 fn trigger_from_slug(slug: &str) -> RegressionTrigger {
-    match slug {
-        "schedule" => RegressionTrigger::Schedule,
-        "publish_gate" => RegressionTrigger::PublishGate,
-        _ => RegressionTrigger::Manual,
-    }
+    RegressionTrigger::from_str_name(&format!("REGRESSION_TRIGGER_{}", slug.to_uppercase()))
+        .unwrap_or(RegressionTrigger::Manual)
 }
 
-fn judgment_slug(judgment: i32) -> &'static str {
-    match Judgment::try_from(judgment).unwrap_or(Judgment::Unspecified) {
-        Judgment::Pass => "pass",
-        Judgment::Warning => "warning",
-        Judgment::Fail => "fail",
-        Judgment::Unspecified => "unspecified",
-    }
+fn judgment_slug(judgment: i32) -> String {
+    enum_slug(
+        Judgment::try_from(judgment)
+            .unwrap_or_default()
+            .as_str_name(),
+        "JUDGMENT_",
+    )
 }
 
 fn judgment_from_slug(slug: &str) -> Judgment {
-    match slug {
-        "pass" => Judgment::Pass,
-        "warning" => Judgment::Warning,
-        "fail" => Judgment::Fail,
-        _ => Judgment::Unspecified,
-    }
+    Judgment::from_str_name(&format!("JUDGMENT_{}", slug.to_uppercase())).unwrap_or_default()
 }
 
 fn judgment_from_row(row: &sqlx::any::AnyRow) -> Result<GoldenQueryJudgment, PipelineError> {

@@ -9,7 +9,7 @@ use prost::Message;
 use sqlx::Row;
 
 use crate::model::refs::{AssetReference, VersionSelector, type_slug};
-use crate::storage::Db;
+use crate::storage::{Db, Page};
 
 /// Failures of trace reads.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +25,8 @@ pub enum TraceError {
     Internal(String),
 }
 
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
 
 /// One trace of `tenant`; another tenant's id is "not found", never "forbidden".
 pub async fn get(db: &Db, tenant: &str, trace_id: &str) -> Result<Trace, TraceError> {
@@ -57,20 +57,13 @@ pub async fn list(
     tenant: &str,
     req: &ListTracesRequest,
 ) -> Result<ListTracesResponse, TraceError> {
-    let page = match req.page_size {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    };
-    let offset: i64 = if req.page_token.is_empty() {
-        0
-    } else {
-        req.page_token
-            .parse()
-            .map_err(|_| TraceError::InvalidArgument {
+    let page =
+        Page::parse(req.page_size, &req.page_token, DEFAULT_PAGE, MAX_PAGE).map_err(|message| {
+            TraceError::InvalidArgument {
                 field: "page_token".into(),
-                message: "expected the next_page_token of a previous response".into(),
-            })?
-    };
+                message: message.into(),
+            }
+        })?;
     let mut q = Filtered {
         sql: String::from(
             "SELECT t.trace_id, t.parent_trace_id, t.question, t.route, t.status, t.started_at, t.duration_ms, t.replans, t.answer FROM traces t WHERE t.tenant_id = $1",
@@ -125,9 +118,9 @@ pub async fn list(
     }
     q.push(
         " ORDER BY t.started_at DESC, t.trace_id LIMIT ?",
-        Bound::Number(i64::from(page) + 1),
+        Bound::Number(page.limit()),
     );
-    q.push(" OFFSET ?", Bound::Number(offset));
+    q.push(" OFFSET ?", Bound::Number(page.offset));
     let mut query = sqlx::query(sqlx::AssertSqlSafe(q.sql));
     for bound in q.binds {
         query = match bound {
@@ -135,11 +128,10 @@ pub async fn list(
             Bound::Number(n) => query.bind(n),
         };
     }
-    let rows = query.fetch_all(db.pool()).await?;
-    let more = rows.len() > page as usize;
+    let mut rows = query.fetch_all(db.pool()).await?;
+    let next_page_token = page.finish(&mut rows);
     let traces = rows
         .iter()
-        .take(page as usize)
         .map(|r| -> Result<TraceSummary, sqlx::Error> {
             let route: String = r.try_get(3)?;
             let status: String = r.try_get(4)?;
@@ -164,11 +156,7 @@ pub async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ListTracesResponse {
         traces,
-        next_page_token: if more {
-            (offset + i64::from(page)).to_string()
-        } else {
-            String::new()
-        },
+        next_page_token,
     })
 }
 

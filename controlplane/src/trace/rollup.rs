@@ -15,7 +15,7 @@ use prost::Message;
 use sqlx::Row;
 
 use super::TraceError;
-use crate::storage::Db;
+use crate::storage::{Db, Page, finished_at};
 
 pub const MINUTE_MICROS: i64 = 60_000_000;
 /// Latency quantiles recorded per minute.
@@ -54,16 +54,15 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Finish time of a trace in SQL: runs count in the minute they finished.
-const FINISHED: &str = "(started_at + CAST(duration_ms * 1000 AS BIGINT))";
-
 /// The metrics of the minute starting at `minute` (unix micros, a whole minute), all tenants.
 /// Asks are the runs people made: test runs and RCA analyses are left out.
 pub async fn minute(db: &Db, minute: i64) -> Result<Vec<Metric>, TraceError> {
     let end = minute + MINUTE_MICROS;
+    // Runs count in the minute they finished.
+    let finished = finished_at("");
     let traces = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT trace_id, tenant_id, route, status, duration_ms, replans, data_quality FROM traces \
-         WHERE test_mode = FALSE AND mode <> 'rca' AND {FINISHED} >= $1 AND {FINISHED} < $2 \
+         WHERE test_mode = FALSE AND mode <> 'rca' AND {finished} >= $1 AND {finished} < $2 \
          AND started_at >= $3"
     )))
     .bind(minute)
@@ -175,14 +174,12 @@ async fn replans_by_trigger(
 
 /// Per tenant and stage: the runs of the stage in the minute's asks and their quantiles.
 async fn stage_latencies(db: &Db, minute: i64) -> Result<Vec<Metric>, TraceError> {
+    let finished = finished_at("t");
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT t.tenant_id, s.stage, s.duration_ms FROM traces t \
          JOIN tasks k ON k.trace_id = t.trace_id JOIN subtasks s ON s.task_id = k.task_id \
-         WHERE t.test_mode = FALSE AND t.mode <> 'rca' AND {FINISHED} >= $1 AND {FINISHED} < $2 \
-         AND t.started_at >= $3",
-        FINISHED = FINISHED
-            .replace("started_at", "t.started_at")
-            .replace("duration_ms", "t.duration_ms")
+         WHERE t.test_mode = FALSE AND t.mode <> 'rca' AND {finished} >= $1 AND {finished} < $2 \
+         AND t.started_at >= $3"
     )))
     .bind(minute)
     .bind(minute + MINUTE_MICROS)
@@ -282,43 +279,25 @@ pub async fn performance(
     if since >= until {
         return Err(invalid("since", "must be before until"));
     }
-    let size = match i64::from(req.page_size) {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    };
-    let offset: i64 = if req.page_token.is_empty() {
-        0
-    } else {
-        req.page_token.parse().map_err(|_| {
-            invalid(
-                "page_token",
-                "expected the next_page_token of a previous response",
-            )
-        })?
-    };
-    let mut points = read(db, tenant, since, until, &req.names, size, offset).await?;
-    let next_page_token = if points.len() as i64 > size {
-        points.truncate(size as usize);
-        (offset + size).to_string()
-    } else {
-        String::new()
-    };
+    let page = Page::parse(req.page_size, &req.page_token, DEFAULT_PAGE, MAX_PAGE)
+        .map_err(|message| invalid("page_token", message))?;
+    let mut points = read(db, tenant, since, until, &req.names, page).await?;
+    let next_page_token = page.finish(&mut points);
     Ok(GetPerformanceResponse {
         points,
         next_page_token,
     })
 }
 
-/// A tenant's points in `[from, to)`, oldest first, optionally only the `names` given; at
-/// most `limit` + 1 rows are read so the caller knows whether more exist.
+/// A tenant's points in `[from, to)`, oldest first, optionally only the `names` given: one
+/// `page` (with the row that tells whether another follows).
 async fn read(
     db: &Db,
     tenant: &str,
     from: i64,
     to: i64,
     names: &[String],
-    limit: i64,
-    offset: i64,
+    page: Page,
 ) -> Result<Vec<PerformancePoint>, TraceError> {
     let only = if names.is_empty() {
         String::new()
@@ -335,8 +314,8 @@ async fn read(
         .bind(tenant)
         .bind(from)
         .bind(to)
-        .bind(limit + 1)
-        .bind(offset);
+        .bind(page.limit())
+        .bind(page.offset);
     for name in names {
         query = query.bind(name);
     }

@@ -17,7 +17,7 @@ use super::webhook::{Target, Webhooks};
 use super::{WatchError, invalid};
 use crate::context::CallerContext;
 use crate::model::refs::validate_name;
-use crate::storage::{Db, unix_micros};
+use crate::storage::{Db, Page, finished_at, unix_micros};
 
 /// Events newer than this are left for the next evaluation: a trace or a regression run is
 /// committed a moment after it finishes, and the cursor must not pass it before then.
@@ -31,22 +31,13 @@ const SELECT_ALERTS: &str = "SELECT alert_id, tenant_id, name, metric, threshold
 /// Trace ids listed in one "fallback source used" payload.
 const MAX_LISTED: usize = 20;
 
-fn rule_slug(rule: AlertRule) -> &'static str {
-    match rule {
-        AlertRule::RegressionFailed => "regression_failed",
-        AlertRule::AskErrorRate => "ask_error_rate",
-        AlertRule::FallbackSourceUsed => "fallback_source_used",
-        AlertRule::Unspecified => "unspecified",
-    }
+/// How alert rules are spelled in storage and payloads: `regression_failed`, …
+fn rule_slug(rule: AlertRule) -> String {
+    crate::trace::enum_slug(rule.as_str_name(), "ALERT_RULE_")
 }
 
 fn rule_from_slug(slug: &str) -> AlertRule {
-    match slug {
-        "regression_failed" => AlertRule::RegressionFailed,
-        "ask_error_rate" => AlertRule::AskErrorRate,
-        "fallback_source_used" => AlertRule::FallbackSourceUsed,
-        _ => AlertRule::Unspecified,
-    }
+    AlertRule::from_str_name(&format!("ALERT_RULE_{}", slug.to_uppercase())).unwrap_or_default()
 }
 
 /// A stored alert with its evaluation state.
@@ -202,16 +193,16 @@ impl AlertStore {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<AlertConfig>, String), WatchError> {
-        let (size, offset) = page(page_size, page_token)?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let page = page(page_size, page_token)?;
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{SELECT_ALERTS} WHERE tenant_id = $1 ORDER BY name LIMIT $2 OFFSET $3"
         )))
         .bind(&ctx.tenant)
-        .bind(size + 1)
-        .bind(offset)
+        .bind(page.limit())
+        .bind(page.offset)
         .fetch_all(self.db.pool())
         .await?;
-        let (rows, next) = next_page(rows, size, offset);
+        let next = page.finish(&mut rows);
         let alerts = rows
             .iter()
             .map(|r| from_row(r).map(|s| s.config))
@@ -270,18 +261,18 @@ impl AlertStore {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<AlertDelivery>, String), WatchError> {
-        let (size, offset) = page(page_size, page_token)?;
-        let rows = sqlx::query(
+        let page = page(page_size, page_token)?;
+        let mut rows = sqlx::query(
             "SELECT * FROM alert_deliveries WHERE tenant_id = $1 AND ($4 = '' OR alert_id = $4) \
              ORDER BY created_at DESC, delivery_id LIMIT $2 OFFSET $3",
         )
         .bind(&ctx.tenant)
-        .bind(size + 1)
-        .bind(offset)
+        .bind(page.limit())
+        .bind(page.offset)
         .bind(alert_id)
         .fetch_all(self.db.pool())
         .await?;
-        let (rows, next) = next_page(rows, size, offset);
+        let next = page.finish(&mut rows);
         let deliveries = rows
             .iter()
             .map(delivery_from_row)
@@ -297,31 +288,9 @@ impl AlertStore {
     }
 }
 
-fn page(page_size: u32, page_token: &str) -> Result<(i64, i64), WatchError> {
-    let size = match i64::from(page_size) {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    };
-    let offset = if page_token.is_empty() {
-        0
-    } else {
-        page_token.parse().map_err(|_| {
-            invalid(
-                "page_token",
-                "expected the next_page_token of a previous response",
-            )
-        })?
-    };
-    Ok((size, offset))
-}
-
-fn next_page<T>(mut rows: Vec<T>, size: i64, offset: i64) -> (Vec<T>, String) {
-    if rows.len() as i64 > size {
-        rows.truncate(size as usize);
-        (rows, (offset + size).to_string())
-    } else {
-        (rows, String::new())
-    }
+fn page(page_size: u32, page_token: &str) -> Result<Page, WatchError> {
+    Page::parse(page_size, page_token, DEFAULT_PAGE, MAX_PAGE)
+        .map_err(|message| invalid("page_token", message))
 }
 
 /// Evaluates every enabled alert each `interval` until `stop`.
@@ -452,11 +421,11 @@ async fn regression_failures(
     alert: &Stored,
     until: i64,
 ) -> Result<Vec<Event>, WatchError> {
-    let rows = sqlx::query(
+    let finished = finished_at("");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT run, run_trigger FROM regression_runs WHERE tenant_id = $1 AND run_trigger <> 'publish_gate' \
-         AND started_at + CAST(duration_ms * 1000 AS BIGINT) > $2 AND started_at + CAST(duration_ms * 1000 AS BIGINT) <= $3 \
-         ORDER BY started_at",
-    )
+         AND {finished} > $2 AND {finished} <= $3 ORDER BY started_at"
+    )))
     .bind(&alert.tenant)
     .bind(alert.cursor_at)
     .bind(until)
@@ -472,10 +441,17 @@ async fn regression_failures(
         if run.failed == 0 {
             continue;
         }
-        let failing: Vec<serde_json::Value> = run
+        let failed: Vec<_> = run
             .results
             .iter()
             .filter(|r| r.judgment == ops_proto::v1::Judgment::Fail as i32)
+            .collect();
+        let names: Vec<&str> = failed
+            .iter()
+            .map(|r| r.golden_query_name.as_str())
+            .collect();
+        let failing: Vec<serde_json::Value> = failed
+            .iter()
             .map(|r| {
                 json!({
                     "golden_query_id": r.golden_query_id,
@@ -485,12 +461,6 @@ async fn regression_failures(
                     "trace_id": r.trace_id,
                 })
             })
-            .collect();
-        let names: Vec<&str> = run
-            .results
-            .iter()
-            .filter(|r| r.judgment == ops_proto::v1::Judgment::Fail as i32)
-            .map(|r| r.golden_query_name.as_str())
             .collect();
         let summary = format!(
             "Regression run {} ({trigger}) failed {} of {} golden queries: {}",
@@ -520,12 +490,12 @@ async fn regression_failures(
 
 /// One event for the answers since the cursor that came from a fallback source.
 async fn fallback_sources(db: &Db, alert: &Stored, until: i64) -> Result<Vec<Event>, WatchError> {
-    let rows = sqlx::query(
+    let finished = finished_at("");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT trace_id, question FROM traces WHERE tenant_id = $1 AND test_mode = FALSE \
          AND data_quality LIKE '%,fallback_source,%' \
-         AND started_at + CAST(duration_ms * 1000 AS BIGINT) > $2 AND started_at + CAST(duration_ms * 1000 AS BIGINT) <= $3 \
-         ORDER BY started_at",
-    )
+         AND {finished} > $2 AND {finished} <= $3 ORDER BY started_at"
+    )))
     .bind(&alert.tenant)
     .bind(alert.cursor_at)
     .bind(until)
