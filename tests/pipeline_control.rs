@@ -115,7 +115,11 @@ async fn every_trigger_is_decided_under_the_policy_and_traced() {
         "{}",
         r.answer
     );
-    assert!(r.answer.contains("CPU usage"), "{}", r.answer);
+    assert!(
+        r.answer.contains("ERP-DB-01") && r.answer.contains("CPU 사용률 평균"),
+        "{}",
+        r.answer
+    );
     assert_eq!(t.plan_validated.as_ref().unwrap().ci_codes, ["ERP-DB-01"]);
     assert_eq!(r.meta.as_ref().unwrap().replans, 1);
 
@@ -137,7 +141,14 @@ async fn every_trigger_is_decided_under_the_policy_and_traced() {
         "{}",
         r.answer
     );
-    assert!(r.answer.contains("No data"), "{}", r.answer);
+    // The empty answer restates what found nothing, in the question's language.
+    assert!(
+        r.answer.contains("GT-01")
+            && r.answer.contains("최근 1시간")
+            && r.answer.contains("없습니다"),
+        "{}",
+        r.answer
+    );
 
     // empty_result: a defaulted window doubles twice (GT-05 is in maintenance and reports
     // nothing), then max_replans (2) stops the loop.
@@ -325,7 +336,11 @@ async fn ask_stream_mode_fixed_asks_and_trace_retention() {
     );
     let last = last.expect("final response");
     assert_eq!(last.route, Route::Orch as i32);
-    assert!(last.answer.contains("related items"), "{}", last.answer);
+    assert!(
+        last.answer.contains("영향받는 CI는 8개입니다"),
+        "{}",
+        last.answer
+    );
 
     // Mode-fixed: the same words answered as history, whatever the planner would pick.
     let (r, t) = c.ask_in("GT-01", AskMode::History).await;
@@ -402,7 +417,7 @@ async fn a_failing_source_falls_back_to_the_policys_next_source() {
     let meta = r.meta.as_ref().unwrap();
     assert!(meta.fallback_used, "{}", r.answer);
     assert!(meta.data_quality.contains(&"fallback_source".to_owned()));
-    assert!(r.answer.starts_with("5 results"), "{}", r.answer);
+    assert!(r.answer.contains("5개입니다"), "{}", r.answer);
     assert!(
         t.tool_calls
             .iter()
@@ -485,5 +500,87 @@ async fn a_tool_can_run_a_written_query_with_params_from_the_plan() {
     let (r, t) = c.ask("이벤트 이력").await;
     assert_eq!(t.status, TraceStatus::Rejected as i32, "{}", r.answer);
     assert!(r.answer.contains(":ci_code"), "{}", r.answer);
+    demo.stop().await;
+}
+
+/// A tenant's Prompt of purpose `answer` words its answer lines: its sentences and words
+/// override the built-in ones, the rest stay; PRESENT records the prompt's version; a prompt
+/// that does not compile is refused at publish, naming the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_words_its_answers_with_an_answer_prompt() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Connect).await;
+    let mut c = client(&demo).await;
+    let (r, _) = c.ask("지난 7일간 critical 알람 몇 건?").await;
+    assert_eq!(r.answer, "최근 7일간 심각 알람은 17건입니다.");
+    let (r, _) = c.ask("How many Windows servers are there?").await;
+    assert_eq!(
+        r.answer,
+        "There are 6 configuration items with type Server, OS Windows."
+    );
+
+    let prompt = r#"type: prompt
+name: acme_answers
+spec:
+  purpose: PROMPT_PURPOSE_ANSWER
+  vocabulary:
+    - {meaning: "sentence:en:count", terms: ["{subject}: {count} in all."]}
+    - {meaning: "word:ko:window.last_week", terms: ["지난 한 주 동안"]}
+"#;
+    demo.publish("acme", vec![("answers.yaml", prompt.to_owned())])
+        .await;
+    let (r, t) = c.ask("How many Windows servers are there?").await;
+    assert_eq!(
+        r.answer,
+        "configuration items with type Server, OS Windows: 6 in all."
+    );
+    let present = t
+        .stages
+        .iter()
+        .find(|s| s.stage == Stage::Present as i32)
+        .expect("PRESENT record");
+    assert!(
+        present
+            .applied_assets
+            .iter()
+            .any(|a| a.name == "acme_answers"),
+        "{:?}",
+        present.applied_assets
+    );
+    let (r, _) = c.ask("지난주 ERP-DB-01 장애 몇 건?").await;
+    assert!(r.answer.starts_with("지난 한 주 동안 "), "{}", r.answer);
+    // Globex did not publish it: the built-in wording.
+    let mut globex = OpsServiceClient::new(demo.channel.clone());
+    let g = globex
+        .ask(request(
+            "globex",
+            ask_request("How many Windows servers are there?", AskMode::All),
+        ))
+        .await
+        .expect("ask")
+        .into_inner();
+    assert!(g.answer.starts_with("There are "), "{}", g.answer);
+
+    let broken = prompt.replace(
+        "    - {meaning: \"word:ko:window.last_week\"",
+        "    - {meaning: \"language:ja\", terms: [\"kana\"]}\n    - {meaning: \"summary:ja\", terms: [\"x\"]}\n    - {meaning: \"word:ko:window.last_week\"",
+    );
+    let err = demo
+        .registry
+        .import(
+            &ops_controlplane::context::CallerContext::new("acme", "test-admin"),
+            vec![ops_proto::v1::BundleFile {
+                path: "answers.yaml".into(),
+                content: broken.into_bytes(),
+            }],
+            true,
+            false,
+        )
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("summary:ja") && message.contains("language:ja"),
+        "{message}"
+    );
     demo.stop().await;
 }

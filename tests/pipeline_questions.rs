@@ -123,6 +123,9 @@ fn check(q: &Json, response: &AskResponse, o: &Observed) -> Result<(), String> {
             response.answer
         ));
     }
+    if route != "direct" {
+        sentence_in_language(q["lang"].as_str().unwrap_or_default(), &response.answer)?;
+    }
     let e = &q["expect"];
     if let Some(expected) = e.get("codes") {
         let mut expected = strings(expected);
@@ -201,6 +204,34 @@ fn check(q: &Json, response: &AskResponse, o: &Observed) -> Result<(), String> {
         if o.text.contains(&needle) {
             return Err(format!("{needle:?} must not appear in the answer"));
         }
+    }
+    Ok(())
+}
+
+/// The answer line is a sentence in the question's language, not a debug label. (Direct
+/// answers are the tenant's own text.)
+fn sentence_in_language(lang: &str, answer: &str) -> Result<(), String> {
+    let hangul = |c: char| ('가'..='힣').contains(&c);
+    if !answer.trim_end().ends_with('.') {
+        return Err(format!("the answer line is not a sentence: {answer:?}"));
+    }
+    for label in [
+        "slot_missing",
+        "policy:",
+        "_tool",
+        "Refused (",
+        "results; first",
+    ] {
+        if answer.contains(label) {
+            return Err(format!("the answer line shows {label:?}: {answer:?}"));
+        }
+    }
+    let in_language = match lang {
+        "ko" => answer.chars().any(hangul),
+        _ => !answer.chars().next().is_some_and(hangul),
+    };
+    if !in_language {
+        return Err(format!("the answer line is not in {lang}: {answer:?}"));
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod plan_kind;
 pub mod refs;
 pub mod requests;
 pub mod schedule;
+pub mod sentences;
 pub mod snapshot;
 pub mod stages;
 pub mod task;

@@ -12,6 +12,7 @@ use ops_proto::v1::{
 };
 
 use super::asset_label;
+use super::sentences::Sentences;
 use crate::route_plan::planner::Knowledge;
 use ops_sqlguard::sql_guard::{Dialect, GuardPolicy};
 use ops_sqlguard::sql_prepare::GuardContext;
@@ -72,6 +73,10 @@ pub struct Snapshot {
     pub policy: Option<Applied<PolicySpec>>,
     pub planner_prompt: Option<Applied<PromptSpec>>,
     pub direct_prompt: Option<Applied<PromptSpec>>,
+    /// The tenant's answer sentences (Prompt of purpose `answer`), if it published any.
+    pub answer_prompt: Option<Applied<PromptSpec>>,
+    /// The built-in answer sentences with the tenant's over them.
+    pub sentences: Sentences,
     pub resolver: Option<Applied<ResolverSpec>>,
     pub tools: BTreeMap<String, Applied<ToolSpec>>,
     /// Query assets, by name, for tools that run a written query (`query_ref`).

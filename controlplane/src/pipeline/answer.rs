@@ -4,6 +4,7 @@
 use ops_proto::v1::{Block, Plan, block};
 use time::OffsetDateTime;
 
+use crate::model::sentences::{fill, render};
 use crate::model::snapshot::Snapshot;
 
 pub(super) fn direct_answer(snapshot: &Snapshot, intent: &str, as_of: OffsetDateTime) -> String {
@@ -34,44 +35,130 @@ pub(super) fn direct_answer(snapshot: &Snapshot, intent: &str, as_of: OffsetDate
         .replace("{{as_of}}", &as_of_text)
 }
 
-pub(super) fn slot_missing_answer(snapshot: &Snapshot, plan: &Plan, tenant: &str) -> String {
+/// What a `slot_missing` answer says is missing, in the question's language.
+pub(super) fn slot_missing_answer(
+    snapshot: &Snapshot,
+    question: &str,
+    plan: &Plan,
+    tenant: &str,
+) -> String {
+    let sentences = &snapshot.sentences;
+    let lang = sentences.language_of(question);
+    let word = |key: &str, vars: &[(&str, String)]| {
+        sentences
+            .word(lang, key)
+            .map(|w| fill(w, vars))
+            .unwrap_or_default()
+    };
+    let example_code = snapshot
+        .knowledge
+        .entities
+        .first()
+        .map(|e| e.code.clone())
+        .unwrap_or_default();
+    let example_metrics: Vec<String> = snapshot
+        .catalog
+        .spec
+        .metrics
+        .iter()
+        .flat_map(|m| m.metrics.iter())
+        .take(3)
+        .map(|m| {
+            if m.display_name.is_empty() {
+                m.name.clone()
+            } else {
+                m.display_name.clone()
+            }
+        })
+        .collect();
     let parts: Vec<String> = plan
         .missing_slots
         .iter()
         .map(|slot| match slot.split_once(':') {
             Some(("entity", token)) => {
-                let prefix: String = token
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphabetic())
-                    .collect();
-                let similar: Vec<&str> = snapshot
-                    .knowledge
-                    .entities
-                    .iter()
-                    .filter(|e| !prefix.is_empty() && e.code.starts_with(&prefix))
-                    .map(|e| e.code.as_str())
-                    .take(5)
-                    .collect();
-                if similar.is_empty() {
-                    format!("{token} is not a configuration item of tenant {tenant}")
-                } else {
-                    format!(
-                        "{token} is not a configuration item of tenant {tenant} (similar: {})",
-                        similar.join(", ")
-                    )
+                let similar = similar_to(snapshot, token);
+                let mut text = word(
+                    "missing.unknown_entity",
+                    &[("token", token.to_owned()), ("tenant", tenant.to_owned())],
+                );
+                if !similar.is_empty() {
+                    text.push_str(&word("missing.similar", &[("codes", similar.join(", "))]));
                 }
+                text
             }
-            Some(("tool", mode)) => format!("no published tool answers {mode} questions"),
+            Some(("tool", mode)) => word("missing.tool", &[("mode", mode.to_owned())]),
             _ => match slot.as_str() {
-                "entity" => "which configuration item (e.g. a CI code such as GT-01)".to_owned(),
-                "target_entity" => "the second configuration item of the path".to_owned(),
-                "metric" => "which metric (e.g. CPU, memory, temperature)".to_owned(),
-                "document_query" => "what to search the documents for".to_owned(),
+                "entity" => word("missing.entity", &[("example", example_code.clone())]),
+                "target_entity" => word("missing.target_entity", &[]),
+                "metric" => word("missing.metric", &[("example", example_metrics.join(", "))]),
+                "document_query" => word("missing.document_query", &[]),
                 other => other.to_owned(),
             },
         })
         .collect();
-    format!("Missing information (slot_missing): {}.", parts.join("; "))
+    say(
+        snapshot,
+        question,
+        "missing",
+        &[("missing", parts.join("; "))],
+    )
+}
+
+/// Codes of the tenant's CIs like `token` (the same letters before the digits), at most 5.
+fn similar_to<'s>(snapshot: &'s Snapshot, token: &str) -> Vec<&'s str> {
+    let prefix: String = token
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    snapshot
+        .knowledge
+        .entities
+        .iter()
+        .filter(|e| !prefix.is_empty() && e.code.starts_with(&prefix))
+        .map(|e| e.code.as_str())
+        .take(5)
+        .collect()
+}
+
+/// Codes like the unknown names among `plan`'s missing slots.
+pub(super) fn similar_codes<'s>(snapshot: &'s Snapshot, plan: &Plan) -> Vec<&'s str> {
+    let mut codes = Vec::new();
+    for token in plan
+        .missing_slots
+        .iter()
+        .filter_map(|s| s.strip_prefix("entity:"))
+    {
+        for code in similar_to(snapshot, token) {
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+    }
+    codes
+}
+
+/// A refusal in the question's language, with the rule's own reason.
+pub(super) fn refused_answer(snapshot: &Snapshot, question: &str, reason: &str) -> String {
+    say(
+        snapshot,
+        question,
+        "refused",
+        &[("reason", reason.to_owned())],
+    )
+}
+
+fn say(snapshot: &Snapshot, question: &str, case: &str, vars: &[(&str, String)]) -> String {
+    let sentences = &snapshot.sentences;
+    let lang = sentences.language_of(question);
+    sentences
+        .sentence(lang, case)
+        .map(|t| render(t, vars))
+        .unwrap_or_else(|| {
+            vars.iter()
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
 }
 
 /// One line of text: a number (a count or an aggregate) first, then text (with how many lines

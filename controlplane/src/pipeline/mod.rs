@@ -19,6 +19,7 @@ pub mod render;
 mod replay;
 mod rerun;
 mod run;
+mod sentence;
 pub mod snapshot;
 mod stage_test;
 mod ui_action;

@@ -281,10 +281,12 @@ pub(super) fn present(
     ran: &mut Ran<Result<PresentOutput, String>>,
 ) -> StageRecord {
     let input = ran.input_struct();
+    // PRESENT also words the answer line, from the answer sentences.
     let applied = snapshot
         .screen
         .iter()
         .map(|s| s.reference.clone())
+        .chain(snapshot.answer_prompt.iter().map(|p| p.reference.clone()))
         .collect();
     match &ran.output {
         Ok(output) => {

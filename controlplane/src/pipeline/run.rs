@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::control::{self, Decision, Loop};
 use super::record::{self, Ran};
-use super::{Pipeline, answer};
+use super::{Pipeline, answer, sentence};
 use crate::execute::tasks::all_empty;
 use crate::model::plan_kind::{self, Mode};
 use crate::model::snapshot::Snapshot;
@@ -86,6 +86,9 @@ pub(super) struct Outcome {
     pub first_result_rows: usize,
     /// The answer's blocks as COMPOSE's record encoded them (the trace's `answer_blocks`).
     pub answer_blocks: Option<Struct>,
+    /// The answer line as a sentence in the question's language, from the plan and the
+    /// tool results COMPOSE received.
+    pub sentence: Option<String>,
 }
 
 impl Outcome {
@@ -204,7 +207,7 @@ impl Run<'_> {
                 self.outcome.end(
                     TraceStatus::Rejected,
                     "refused",
-                    format!("Refused ({rule}): {reason}"),
+                    answer::refused_answer(self.snapshot, self.question, &reason),
                 );
                 None
             }
@@ -215,16 +218,27 @@ impl Run<'_> {
                 if plan.missing_slots.is_empty() {
                     return Some(plan);
                 }
+                // The codes like an unknown name, for the answer and for RCA.
+                let similar = answer::similar_codes(self.snapshot, &plan);
+                let mut reason = format!("missing {}", plan.missing_slots.join(", "));
+                if !similar.is_empty() {
+                    reason.push_str(&format!("; similar codes: {}", similar.join(", ")));
+                }
                 match self.control.decide(
                     Stage::RoutePlan,
                     ReplanTrigger::SlotMissing,
-                    &format!("missing {}", plan.missing_slots.join(", ")),
+                    &reason,
                     &plan,
                     control::resolve_missing_entity(self.snapshot, &plan),
                 ) {
                     Decision::Replan(p) => Some(*p),
                     Decision::GiveUp(_) => {
-                        let answer = answer::slot_missing_answer(self.snapshot, &plan, self.tenant);
+                        let answer = answer::slot_missing_answer(
+                            self.snapshot,
+                            self.question,
+                            &plan,
+                            self.tenant,
+                        );
                         self.outcome
                             .end(TraceStatus::Partial, "slot_missing", answer);
                         self.outcome.flag("slot_missing");
@@ -377,7 +391,7 @@ impl Run<'_> {
             self.outcome.end(
                 TraceStatus::Rejected,
                 "refused",
-                format!("Refused by the policy: {first}"),
+                answer::refused_answer(self.snapshot, self.question, &first),
             );
             self.outcome.plan_validated = Some(plan.clone());
             return None;
@@ -433,6 +447,13 @@ impl Run<'_> {
 
     async fn compose_and_present(&mut self, input: ComposeInput) {
         self.outcome.first_result_rows = input.results.first().map_or(0, |r| r.rows.len());
+        let plan = self
+            .outcome
+            .plan_validated
+            .as_ref()
+            .or(self.outcome.plan_raw.as_ref());
+        self.outcome.sentence =
+            plan.and_then(|p| sentence::sentence(self.snapshot, self.question, p, &input.results));
         let references = record::references(&input.results);
         self.outcome.references = references.clone();
         let started = Instant::now();
@@ -497,7 +518,20 @@ impl Run<'_> {
                 TraceStatus::Success
             };
         }
-        self.outcome.answer = answer::answer_line(&blocks, &self.outcome.data_quality);
+        // An empty answer restates what found nothing ("no critical alarms yesterday") when
+        // its sentence can, else says no data matched.
+        let empty = self
+            .outcome
+            .data_quality
+            .iter()
+            .any(|q| q == "empty_result");
+        let sentence = self
+            .outcome
+            .sentence
+            .take()
+            .or_else(|| empty.then(|| sentence::no_data(self.snapshot, self.question))?);
+        self.outcome.answer =
+            sentence.unwrap_or_else(|| answer::answer_line(&blocks, &self.outcome.data_quality));
         self.outcome.blocks = blocks;
     }
 }

@@ -24,6 +24,7 @@ use crate::execute::{Executors, failover};
 use crate::model::plan_kind::Mode;
 use crate::model::refs::{AssetReference, VersionSelector};
 use crate::model::requests;
+use crate::model::sentences::Sentences;
 use crate::model::snapshot::{Applied, GuardSettings, Snapshot, SourceBinding};
 use crate::model::source_dialect;
 use crate::registry::Registry;
@@ -321,6 +322,14 @@ async fn load(
     };
     let planner_prompt = prompt_for(PromptPurpose::Planner);
     let direct_prompt = prompt_for(PromptPurpose::DirectAnswer);
+    let answer_prompt = prompt_for(PromptPurpose::Answer);
+    // Publishing refuses a Prompt whose entries do not compile; one published before that
+    // check leaves the built-in sentences in place.
+    let sentences =
+        Sentences::with_tenant(answer_prompt.as_ref().map(|p| &p.spec)).unwrap_or_else(|error| {
+            tracing::warn!(tenant, %error, "answer sentences ignored");
+            Sentences::base().clone()
+        });
 
     let guard = GuardSettings {
         policy: GuardPolicy {
@@ -420,6 +429,8 @@ async fn load(
         policy,
         planner_prompt,
         direct_prompt,
+        answer_prompt,
+        sentences,
         resolver,
         tools: tools
             .into_iter()

@@ -5,13 +5,14 @@ use std::collections::HashSet;
 
 use ops_proto::v1::{
     AssetContent, AssetType, BlockType, DeclarativeMapping, DeclarativeScreen, MappingSpec,
-    ParamType, PolicySpec, PromptSpec, QuerySpec, ResolverRuleType, ResolverSpec,
+    ParamType, PolicySpec, PromptPurpose, PromptSpec, QuerySpec, ResolverRuleType, ResolverSpec,
     ResolverTransform, SchemaCatalogSpec, ScreenLayout, ScreenSpec, Severity, SourceKind,
     SourceSpec, SqlDialect, ToolSpec, ToolType, Violation, asset_spec, mapping_spec, screen_spec,
 };
 
 use super::bindings;
 use crate::model::refs::type_slug;
+use crate::model::sentences::Sentences;
 use crate::validate::sql_guard::{self, GuardPolicy};
 
 /// Upper bounds that keep limits sane.
@@ -745,6 +746,26 @@ impl Checker<'_> {
                     "every vocabulary entry needs a meaning and at least one term",
                 );
             }
+            if s.purpose == PromptPurpose::Answer as i32
+                && !["language:", "sentence:", "word:"]
+                    .iter()
+                    .any(|p| entry.meaning.starts_with(p))
+            {
+                self.err(
+                    &format!("vocabulary[{i}].meaning"),
+                    "spec",
+                    "prompt.answer_meaning",
+                    format!(
+                        "unknown meaning {:?} in an answer prompt: expected language:<lang>, sentence:<lang>:<case> or word:<lang>:<key>",
+                        entry.meaning
+                    ),
+                );
+            }
+        }
+        if s.purpose == PromptPurpose::Answer as i32
+            && let Err(error) = Sentences::with_tenant(Some(s))
+        {
+            self.err("vocabulary", "spec", "prompt.answer_language", error);
         }
     }
 

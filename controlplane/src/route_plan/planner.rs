@@ -217,7 +217,7 @@ fn reject(k: &Knowledge, lower: &str) -> Option<Planned> {
             return Some(Planned {
                 routed: Routed::Reject {
                     rule: format!("policy:{}/restricted_tables", k.policy_name),
-                    reason: format!("table `{table}` is restricted by policy:{}", k.policy_name),
+                    reason: format!("the table `{table}` is restricted"),
                 },
                 resolution: None,
                 reason: format!("restricted table `{table}` named"),
@@ -633,16 +633,29 @@ impl Planner<'_> {
             Some((_, name)) => metric.metric = name,
             None => self.plan.missing_slots.push("metric".into()),
         }
-        metric.aggregation = self
+        // Every aggregation the question names, in its order ("average and peak"); the
+        // current value only alone (it has no window to aggregate over).
+        let mut named: Vec<(Span, &str)> = self
             .v
             .with_prefix("aggregation:")
             .filter_map(|(agg, terms)| {
                 text::find_any(masked, terms.iter().map(String::as_str)).map(|s| (s, agg))
             })
-            .min_by_key(|(s, _)| s.0)
-            .map(|(_, agg)| agg.to_owned())
-            .or_else(|| self.setting("default:aggregation").map(str::to_owned))
-            .unwrap_or_default();
+            .collect();
+        named.sort_by_key(|(s, _)| s.0);
+        let mut aggregations: Vec<String> = named.iter().map(|(_, a)| (*a).to_owned()).collect();
+        if aggregations.len() > 1 {
+            aggregations.retain(|a| a.parse() != Ok(Aggregation::Latest));
+        }
+        let explicit = !aggregations.is_empty();
+        metric.aggregation = if explicit {
+            aggregations.remove(0)
+        } else {
+            self.setting("default:aggregation")
+                .unwrap_or_default()
+                .to_owned()
+        };
+        metric.extra_aggregations = aggregations;
         let series = self.v.has(masked, "shape:series");
         if series {
             metric.bucket = self
@@ -656,7 +669,18 @@ impl Planner<'_> {
             self.v.has(masked, "rank:desc") || (superlative && self.v.has(masked, "rank:high"));
         let rank_asc =
             self.v.has(masked, "rank:asc") || (superlative && self.v.has(masked, "rank:low"));
-        if rank_desc || rank_asc {
+        // A superlative about the CIs the question names ("lowest RX power on X yesterday")
+        // asks for their extreme, not for a ranking of every CI.
+        let about_named = !self.plan.ci_codes.is_empty() && self.count_number(masked).is_none();
+        if (rank_desc || rank_asc) && about_named {
+            if !explicit {
+                metric.aggregation = if rank_desc { "max" } else { "min" }.to_owned();
+                self.reasons.push(format!(
+                    "superlative about named CIs: {}",
+                    metric.aggregation
+                ));
+            }
+        } else if rank_desc || rank_asc {
             metric.ascending = rank_asc && !rank_desc;
             metric.top_n = self.count_number(masked).unwrap_or_else(|| {
                 self.setting("default:top_n")
@@ -755,6 +779,19 @@ impl Planner<'_> {
                     to,
                 ),
                 "last_week" => (to - Duration::days(7), to),
+                "this_month" => (midnight.replace_day(1).unwrap_or(midnight), to),
+                "last_month" => {
+                    let first = midnight.replace_day(1).unwrap_or(midnight);
+                    let previous = (first - Duration::days(1)).replace_day(1).unwrap_or(first);
+                    (previous, first)
+                }
+                "this_year" => (
+                    midnight
+                        .replace_day(1)
+                        .and_then(|d| d.replace_month(time::Month::January))
+                        .unwrap_or(midnight),
+                    to,
+                ),
                 _ => continue,
             };
             return TimeWindow {
@@ -1033,6 +1070,74 @@ mod tests {
         );
         assert_eq!(planner.relative_window("지난 7일간의 알람"), Some(168));
         assert_eq!(planner.relative_window("top 3 databases"), None);
+    }
+
+    #[test]
+    fn named_windows_cover_days_weeks_months_and_the_year() {
+        let k = knowledge(&[
+            ("time:this_month", &["이번 달", "this month"]),
+            ("time:last_month", &["지난달", "last month"]),
+            ("time:this_year", &["올해", "this year"]),
+            ("time:today", &["오늘", "today"]),
+        ]);
+        let as_of = OffsetDateTime::parse(
+            "2026-03-15T10:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let mut planner = Planner {
+            k: &k,
+            v: &k.vocabulary,
+            text: String::new(),
+            cased: None,
+            as_of,
+            plan: Plan::default(),
+            reasons: Vec::new(),
+            named: Vec::new(),
+            group_filters: BTreeMap::new(),
+        };
+        let day = |text: &str| {
+            let t = OffsetDateTime::parse(
+                &format!("{text}T00:00:00Z"),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            Some(timestamp(t))
+        };
+        for (question, from, to, label) in [
+            (
+                "이번 달 알람",
+                day("2026-03-01"),
+                Some(timestamp(as_of)),
+                "this month",
+            ),
+            (
+                "alarms last month",
+                day("2026-02-01"),
+                day("2026-03-01"),
+                "last month",
+            ),
+            (
+                "올해 장애",
+                day("2026-01-01"),
+                Some(timestamp(as_of)),
+                "this year",
+            ),
+            (
+                "events today",
+                day("2026-03-15"),
+                Some(timestamp(as_of)),
+                "today",
+            ),
+        ] {
+            let w = planner.window(question, "default:history_window");
+            assert_eq!(
+                (w.from, w.to, w.label.as_str()),
+                (from, to, label),
+                "{question}"
+            );
+            assert!(!w.defaulted);
+        }
     }
 
     #[test]

@@ -213,7 +213,7 @@ fn unresolved_names(run: &Run<'_>) -> Vec<Finding> {
     let Some(plan) = run.trace.plan_raw.as_ref() else {
         return Vec::new();
     };
-    let similar = similar_codes(&run.trace.answer);
+    let similar = similar_codes(run);
     plan.missing_slots
         .iter()
         .enumerate()
@@ -254,11 +254,14 @@ fn unresolved_names(run: &Run<'_>) -> Vec<Finding> {
         .collect()
 }
 
-/// The "(similar: A, B)" list the slot-missing answer gives.
-fn similar_codes(answer: &str) -> Option<String> {
-    let start = answer.find("(similar: ")? + "(similar: ".len();
-    let end = answer[start..].find(')')? + start;
-    Some(answer[start..end].to_owned())
+/// The codes like the unresolved name that the slot_missing event records ("…; similar
+/// codes: A, B"), whatever language the answer is in.
+fn similar_codes(run: &Run<'_>) -> Option<String> {
+    const MARK: &str = "similar codes: ";
+    run.events(ReplanTrigger::SlotMissing).find_map(|(_, e)| {
+        let start = e.reason.find(MARK)? + MARK.len();
+        Some(e.reason[start..].to_owned())
+    })
 }
 
 fn other_missing_slots(run: &Run<'_>) -> Vec<Finding> {
@@ -983,7 +986,12 @@ mod tests {
             missing_slots: vec!["entity:GT-99".into(), "entity".into()],
             ..Default::default()
         });
-        t.answer = "GT-99 is not a configuration item (similar: GT-01, GT-02); which one".into();
+        t.replan_events = vec![ops_proto::v1::ReplanEvent {
+            trigger: ReplanTrigger::SlotMissing as i32,
+            reason: "missing entity:GT-99, entity; similar codes: GT-01, GT-02".into(),
+            decision: "give_up".into(),
+            ..Default::default()
+        }];
         let found = single(&t, &Context::default());
         assert_eq!(rules(&found), ["unresolved_name"]);
         let top = &found[0];

@@ -775,7 +775,32 @@ fn metric_tasks(
         values::json_text(metric.aggregation.clone()),
     );
     window_fields(&mut t, metric.window.as_ref());
+    // "Average and peak CPU": one value per further aggregation, the same CIs and window.
+    let extras: Vec<Task> = if metric.bucket.is_empty() && metric.top_n == 0 {
+        metric
+            .extra_aggregations
+            .iter()
+            .filter(|a| **a != metric.aggregation)
+            .map(|aggregation| {
+                let mut extra = t.clone();
+                let variant = ops_proto::v1::MetricPlan {
+                    aggregation: aggregation.clone(),
+                    ..Default::default()
+                };
+                if let TaskRequest::Metric { request, .. } = &mut extra.request {
+                    request.aggregation = executor_aggregation(&variant) as i32;
+                }
+                extra
+                    .fields
+                    .insert("aggregation".into(), values::json_text(aggregation.clone()));
+                extra
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     tasks.push(t);
+    tasks.extend(extras);
     Ok(tasks)
 }
 

@@ -1,0 +1,737 @@
+//! The answer line as a sentence in the question's language: it restates what was asked (the
+//! CI, metric, aggregation, window, filters) from the plan and gives the result from the tool
+//! results, with the wording of the snapshot's answer sentences (built in, or the tenant's
+//! Prompt of purpose `answer`). Data the sentence cannot place leaves the generic line.
+
+use ops_proto::v1::{Plan, TimeWindow, ToolResult};
+use pbjson_types::value::Kind;
+
+use crate::model::plan_kind::{Aggregation, Intent, Mode, View};
+use crate::model::sentences::{Sentences, fill, number, render, with_unit};
+use crate::model::snapshot::Snapshot;
+use crate::route_plan::planner::ToolChoice;
+
+/// Items a list names before "and N more".
+const LISTED: usize = 10;
+
+/// The answer line of `plan`'s results, or `None` when no sentence fits them.
+pub(super) fn sentence(
+    snapshot: &Snapshot,
+    question: &str,
+    plan: &Plan,
+    results: &[ToolResult],
+) -> Option<String> {
+    let words = Words::new(snapshot, question);
+    match plan.mode.parse::<Mode>().ok()? {
+        Mode::Metric => words.metric(plan, results),
+        Mode::Config => words.config(plan, results),
+        Mode::History => words.history(plan, results),
+        Mode::Graph => words.graph(plan, results),
+        Mode::Document => words.documents(plan, results),
+    }
+}
+
+/// "No data matched the question." in the question's language.
+pub(super) fn no_data(snapshot: &Snapshot, question: &str) -> Option<String> {
+    let words = Words::new(snapshot, question);
+    words.say("no_data", Vec::new())
+}
+
+struct Words<'a> {
+    snapshot: &'a Snapshot,
+    sentences: &'a Sentences,
+    lang: &'a str,
+}
+
+type Vars = Vec<(&'static str, String)>;
+
+impl<'a> Words<'a> {
+    fn new(snapshot: &'a Snapshot, question: &str) -> Self {
+        let sentences = &snapshot.sentences;
+        Words {
+            snapshot,
+            sentences,
+            lang: sentences.language_of(question),
+        }
+    }
+
+    /// The sentence of `case`; of `<case>_none` or `<case>_one` first when the count is 0 or
+    /// 1 and the language has one (English nouns change with the count, Korean ones do not).
+    fn say(&self, case: &str, vars: Vars) -> Option<String> {
+        let count = vars
+            .iter()
+            .find(|(k, _)| *k == "count")
+            .map(|(_, v)| v.as_str());
+        let variant = match count {
+            Some("0") => Some(format!("{case}_none")),
+            Some("1") => Some(format!("{case}_one")),
+            _ => None,
+        };
+        let template = variant
+            .and_then(|v| self.sentences.sentence_exact(self.lang, &v))
+            .or_else(|| self.sentences.sentence(self.lang, case))?;
+        Some(render(template, &vars))
+    }
+
+    fn word(&self, key: &str, vars: &[(&str, String)]) -> String {
+        self.sentences
+            .word(self.lang, key)
+            .map(|w| fill(w, vars))
+            .unwrap_or_default()
+    }
+
+    /// `display` when it is written in the question's language, else the fullest synonym
+    /// that is ("CPU 사용률" rather than "CPU"; the first among equals), else `fallback`.
+    fn pick(&self, display: &str, synonyms: &[String], fallback: &str) -> String {
+        if !display.is_empty() && self.sentences.is_in(self.lang, display) {
+            return display.to_owned();
+        }
+        synonyms
+            .iter()
+            .filter(|c| self.sentences.is_in(self.lang, c))
+            .min_by_key(|c| std::cmp::Reverse(c.chars().count()))
+            .cloned()
+            .unwrap_or_else(|| fallback.to_owned())
+    }
+
+    /// A CI as the answer names it: its name in the question's language with its code.
+    fn entity(&self, code: &str) -> String {
+        let Some(entity) = self
+            .snapshot
+            .knowledge
+            .entities
+            .iter()
+            .find(|e| e.code == code)
+        else {
+            return code.to_owned();
+        };
+        let name = entity
+            .names
+            .iter()
+            .find(|n| self.sentences.is_in(self.lang, n) && !n.eq_ignore_ascii_case(code));
+        match name {
+            Some(name) => self.word(
+                "named",
+                &[("name", name.clone()), ("code", code.to_owned())],
+            ),
+            None => code.to_owned(),
+        }
+    }
+
+    fn entities(&self, plan: &Plan) -> String {
+        let names: Vec<String> = plan.ci_codes.iter().map(|c| self.entity(c)).collect();
+        names.join(&self.word("and", &[]))
+    }
+
+    fn metric_name(&self, metric: &str) -> String {
+        let definition = self
+            .snapshot
+            .catalog
+            .spec
+            .metrics
+            .as_ref()
+            .and_then(|m| m.metrics.iter().find(|d| d.name == metric));
+        match definition {
+            Some(d) => {
+                let fallback = if d.display_name.is_empty() {
+                    &d.name
+                } else {
+                    &d.display_name
+                };
+                self.pick(&d.display_name, &d.synonyms, fallback)
+            }
+            None => metric.to_owned(),
+        }
+    }
+
+    fn table_name(&self, table: &str) -> String {
+        match self
+            .snapshot
+            .catalog
+            .spec
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+        {
+            Some(t) => {
+                let fallback = if t.display_name.is_empty() {
+                    &t.name
+                } else {
+                    &t.display_name
+                };
+                self.pick(&t.display_name, &t.synonyms, fallback)
+            }
+            None => table.to_owned(),
+        }
+    }
+
+    fn column_name(&self, table: &str, column: &str) -> String {
+        let found = self
+            .snapshot
+            .catalog
+            .spec
+            .tables
+            .iter()
+            .filter(|t| t.name == table)
+            .flat_map(|t| t.columns.iter())
+            .find(|c| c.name == column);
+        match found {
+            Some(c) => {
+                let fallback = if c.display_name.is_empty() {
+                    &c.name
+                } else {
+                    &c.display_name
+                };
+                self.pick(&c.display_name, &c.synonyms, fallback)
+            }
+            None => column.to_owned(),
+        }
+    }
+
+    /// A column value in the question's language: a vocabulary synonym of it
+    /// (`value:<table>.<column>=<value>`) written in that language, else the value.
+    fn value_name(&self, table: &str, column: &str, value: &str) -> String {
+        let meaning = format!("value:{table}.{column}={value}");
+        let terms = self.snapshot.knowledge.vocabulary.terms(&meaning);
+        if self.sentences.is_in(self.lang, value) || value.chars().all(|c| !c.is_alphabetic()) {
+            return value.to_owned();
+        }
+        self.pick("", terms, value)
+    }
+
+    fn window(&self, window: Option<&TimeWindow>) -> String {
+        let Some(w) = window else {
+            return String::new();
+        };
+        let named = w.label.replace(' ', "_");
+        if self
+            .sentences
+            .word(self.lang, &format!("window.{named}"))
+            .is_some()
+        {
+            return self.word(&format!("window.{named}"), &[]);
+        }
+        let (Some(from), Some(to)) = (&w.from, &w.to) else {
+            return String::new();
+        };
+        let hours = (to.seconds - from.seconds) / 3600;
+        match hours {
+            1 => self.word("window.hour", &[]),
+            h if h >= 48 && h % 24 == 0 => self.word("window.days", &[("n", (h / 24).to_string())]),
+            h => self.word("window.hours", &[("n", h.to_string())]),
+        }
+    }
+
+    fn aggregation(&self, aggregation: &str) -> String {
+        self.word(&format!("aggregation.{aggregation}"), &[])
+    }
+
+    fn tool(&self, plan: &Plan) -> Option<&'a ToolChoice> {
+        let name = plan.tools.first()?;
+        self.snapshot
+            .knowledge
+            .tools
+            .iter()
+            .find(|t| &t.name == name)
+    }
+
+    /// "average and maximum" / "평균과 최댓값": the last item joined by the language's "and".
+    fn series(&self, mut items: Vec<String>) -> String {
+        let Some(last) = items.pop() else {
+            return String::new();
+        };
+        if items.is_empty() {
+            return last;
+        }
+        let and_last = self
+            .sentences
+            .word(self.lang, "and_last")
+            .unwrap_or(" and ");
+        // Filled as one text, so a particle in "and" follows the item before it.
+        fill(
+            &format!("{}{and_last}{last}", items.join(&self.word("and", &[]))),
+            &[],
+        )
+    }
+
+    /// `items` joined, the first [`LISTED`] of them, and the "and N more" of the rest.
+    fn listed(&self, items: Vec<String>) -> (String, String) {
+        let more = items.len().saturating_sub(LISTED);
+        let shown: Vec<String> = items.into_iter().take(LISTED).collect();
+        let more = if more > 0 {
+            self.word("more", &[("n", more.to_string())])
+        } else {
+            String::new()
+        };
+        (shown.join(&self.word("and", &[])), more)
+    }
+
+    /// "configuration items with system ERP, type server": a table's rows narrowed by filters.
+    fn subject(&self, table: &str, things: String, filters: &[(String, String)]) -> String {
+        if filters.is_empty() {
+            return things;
+        }
+        let described: Vec<String> = filters
+            .iter()
+            .map(|(column, value)| {
+                format!(
+                    "{} {}",
+                    self.column_name(table, column),
+                    self.value_name(table, column, value)
+                )
+            })
+            .collect();
+        self.word(
+            "filtered",
+            &[
+                ("things", things),
+                ("filters", described.join(&self.word("and", &[]))),
+            ],
+        )
+    }
+
+    fn metric(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+        let metric = plan.metric.as_ref()?;
+        let result = results.iter().rev().find(|r| r.kind == "metric")?;
+        let unit = text_field(result, "unit");
+        let rows = Rows::new(result);
+        let code_of = |row: usize| rows.text(row, "ci_code");
+        let value_of = |row: usize| rows.number(row, "value");
+        let mut vars: Vars = vec![
+            ("metric", self.metric_name(&metric.metric)),
+            ("aggregation", self.aggregation(&metric.aggregation)),
+            ("window", self.window(metric.window.as_ref())),
+            ("entity", self.entities(plan)),
+        ];
+        // "average and peak": one single-valued result per aggregation.
+        let per_aggregation: Vec<&ToolResult> =
+            results.iter().filter(|r| r.kind == "metric").collect();
+        if per_aggregation.len() > 1
+            && metric.bucket.is_empty()
+            && metric.top_n == 0
+            && per_aggregation.iter().all(|r| r.rows.len() == 1)
+        {
+            let mut names = Vec::new();
+            let mut values = Vec::new();
+            for r in &per_aggregation {
+                let rows = Rows::new(r);
+                names.push(self.aggregation(&text_field(r, "aggregation")));
+                values.push(with_unit(rows.number(0, "value")?, &unit));
+            }
+            if let Some(code) = Rows::new(per_aggregation[0]).text(0, "ci_code") {
+                vars.retain(|(k, _)| *k != "entity");
+                vars.push(("entity", self.entity(&code)));
+            }
+            vars.retain(|(k, _)| *k != "aggregation");
+            vars.extend([
+                ("aggregations", self.series(names)),
+                ("values", self.series(values)),
+            ]);
+            return self.say("metric_aggregates", vars);
+        }
+        if !metric.bucket.is_empty() {
+            let values: Vec<f64> = (0..rows.len()).filter_map(value_of).collect();
+            let min = values.iter().copied().reduce(f64::min)?;
+            let max = values.iter().copied().reduce(f64::max)?;
+            vars.extend([
+                ("points", values.len().to_string()),
+                ("min", with_unit(min, &unit)),
+                ("max", with_unit(max, &unit)),
+            ]);
+            return self.say("metric_series", vars);
+        }
+        let items: Vec<String> = (0..rows.len())
+            .filter_map(|row| {
+                let value = with_unit(value_of(row)?, &unit);
+                Some(match code_of(row) {
+                    Some(code) => self.word("item_value", &[("code", code), ("value", value)]),
+                    None => value,
+                })
+            })
+            .collect();
+        if metric.top_n > 0 {
+            let order = if metric.ascending { "bottom" } else { "top" };
+            vars.extend([
+                ("order", self.word(&format!("order.{order}"), &[])),
+                ("n", items.len().to_string()),
+                ("items", items.join(&self.word("and", &[]))),
+            ]);
+            return self.say("metric_rank", vars);
+        }
+        if rows.len() == 1 {
+            let value = with_unit(value_of(0)?, &unit);
+            if let Some(code) = code_of(0) {
+                vars.retain(|(k, _)| *k != "entity");
+                vars.push(("entity", self.entity(&code)));
+            }
+            vars.push(("value", value));
+            let latest = metric.aggregation.parse() == Ok(Aggregation::Latest);
+            return self.say(
+                if latest {
+                    "metric_latest"
+                } else {
+                    "metric_value"
+                },
+                vars,
+            );
+        }
+        if items.is_empty() {
+            return None;
+        }
+        let (items, more) = self.listed(items);
+        vars.extend([("items", items), ("more", more)]);
+        self.say("metric_values", vars)
+    }
+
+    fn config(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+        let tool = self.tool(plan)?;
+        let table = tool.table.as_str();
+        let result = results.last()?;
+        let intent = plan.intent.parse::<Intent>().ok()?;
+        let filters: Vec<(String, String)> = plan
+            .filters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        let subject = self.subject(table, self.table_name(table), &filters);
+        let rows = Rows::new(result);
+        match intent {
+            Intent::Aggregate => {
+                let count = number_field(result, "count")?;
+                self.say(
+                    "count",
+                    vec![("subject", subject), ("count", number(count))],
+                )
+            }
+            Intent::Lookup if !plan.attributes.is_empty() => {
+                // Rows of (code, attribute, value).
+                let pairs: Vec<(String, String, String)> = (0..rows.len())
+                    .filter_map(|row| {
+                        Some((
+                            rows.cell_text(row, 0)?,
+                            rows.cell_text(row, 1)?,
+                            rows.cell_text(row, 2).unwrap_or_default(),
+                        ))
+                    })
+                    .collect();
+                if let [(code, attribute, value)] = pairs.as_slice() {
+                    return self.say(
+                        "attribute",
+                        vec![
+                            ("entity", self.entity(code)),
+                            ("attribute", self.column_name(table, attribute)),
+                            ("value", value.clone()),
+                        ],
+                    );
+                }
+                let code = pairs.first().map(|p| p.0.clone())?;
+                let details = pairs
+                    .iter()
+                    .map(|(_, a, v)| self.detail(&self.column_name(table, a), v))
+                    .collect::<Vec<_>>()
+                    .join(&self.word("and", &[]));
+                self.say(
+                    "lookup",
+                    vec![("entity", self.entity(&code)), ("details", details)],
+                )
+            }
+            Intent::Lookup => {
+                let code_column = tool.config.get("code_column")?.as_str()?;
+                let code = rows.text(0, code_column)?;
+                // The CI's filterable attributes: what it is, where, in what state.
+                let details: Vec<String> = self
+                    .snapshot
+                    .catalog
+                    .spec
+                    .tables
+                    .iter()
+                    .filter(|t| t.name == table)
+                    .flat_map(|t| t.columns.iter().filter(|c| c.filterable))
+                    .filter_map(|c| {
+                        let value = rows.text(0, &c.name).filter(|v| !v.is_empty())?;
+                        Some(self.detail(
+                            &self.column_name(table, &c.name),
+                            &self.value_name(table, &c.name, &value),
+                        ))
+                    })
+                    .collect();
+                if details.is_empty() {
+                    return None;
+                }
+                self.say(
+                    "lookup",
+                    vec![
+                        ("entity", self.entity(&code)),
+                        ("details", details.join(&self.word("and", &[]))),
+                    ],
+                )
+            }
+            _ => {
+                let code_column = tool.config.get("code_column").and_then(|c| c.as_str());
+                let codes: Vec<String> = (0..rows.len())
+                    .filter_map(|row| match code_column {
+                        Some(c) => rows.text(row, c),
+                        None => rows.cell_text(row, 0),
+                    })
+                    .collect();
+                let count = if result.truncated {
+                    format!("{}+", codes.len())
+                } else {
+                    codes.len().to_string()
+                };
+                let (items, more) = self.listed(codes);
+                self.say(
+                    "list",
+                    vec![
+                        ("subject", subject),
+                        ("count", count),
+                        ("items", items),
+                        ("more", more),
+                    ],
+                )
+            }
+        }
+    }
+
+    /// "type GasTurbine" / "유형은 가스터빈".
+    fn detail(&self, label: &str, value: &str) -> String {
+        self.word(
+            "detail",
+            &[("label", label.to_owned()), ("value", value.to_owned())],
+        )
+    }
+
+    fn history(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+        let history = plan.history.as_ref()?;
+        let tool = self.tool(plan)?;
+        let table = tool.table.as_str();
+        let result = results.last()?;
+        let role = |key: &str| tool.config.get(key).and_then(|c| c.as_str());
+        // "critical alarm events": severities and types in the question's words.
+        let mut words: Vec<String> = Vec::new();
+        if history.unresolved_only {
+            words.push(self.word("unresolved", &[]));
+        }
+        if let Some(column) = role("severity_column") {
+            words.extend(
+                history
+                    .severities
+                    .iter()
+                    .map(|s| self.value_name(table, column, s)),
+            );
+        }
+        let types: Vec<String> = match role("type_column") {
+            Some(column) => history
+                .event_types
+                .iter()
+                .map(|t| self.value_name(table, column, t))
+                .collect(),
+            None => Vec::new(),
+        };
+        let things = self.table_name(table);
+        // "alarm events" / "알람": how a language names events of some types.
+        words.push(if types.is_empty() {
+            things
+        } else {
+            self.word(
+                "typed",
+                &[
+                    ("types", types.join(&self.word("and", &[]))),
+                    ("things", things),
+                ],
+            )
+        });
+        let filters: Vec<(String, String)> = plan
+            .filters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut subject = self.subject(table, words.join(" "), &filters);
+        if !plan.ci_codes.is_empty() {
+            subject = self.word(
+                "of_entity",
+                &[("subject", subject), ("entity", self.entities(plan))],
+            );
+        }
+        let window = self.window(history.window.as_ref());
+        let rows = Rows::new(result);
+        if plan.intent.parse() == Ok(Intent::Aggregate) {
+            let count = number_field(result, "count")?;
+            return self.say(
+                "history_count",
+                vec![
+                    ("subject", subject),
+                    ("window", window),
+                    ("count", number(count)),
+                ],
+            );
+        }
+        let id_column = self
+            .snapshot
+            .catalog
+            .spec
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .and_then(|t| t.columns.iter().find(|c| c.primary_key))
+            .map(|c| c.name.clone());
+        let ids: Vec<String> = (0..rows.len())
+            .filter_map(|row| match &id_column {
+                Some(c) => rows.text(row, c),
+                None => rows.cell_text(row, 0),
+            })
+            .collect();
+        let count = ids.len().to_string();
+        let (items, more) = self.listed(ids);
+        self.say(
+            "history_list",
+            vec![
+                ("subject", subject),
+                ("window", window),
+                ("count", count),
+                ("items", items),
+                ("more", more),
+            ],
+        )
+    }
+
+    fn graph(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+        let result = results.iter().rev().find(|r| r.graph.is_some())?;
+        let network = result.graph.as_ref()?;
+        let entity = self.entities(plan);
+        let view = plan.view.parse::<View>().ok()?;
+        if view == View::Path {
+            let target = plan.graph.as_ref().map(|g| self.entity(&g.target_ci_code));
+            let target = target.unwrap_or_default();
+            if network.path.is_empty() {
+                return self.say("no_path", vec![("entity", entity), ("target", target)]);
+            }
+            return self.say(
+                "path",
+                vec![
+                    ("entity", entity),
+                    ("target", target),
+                    ("path", network.path.join(" → ")),
+                ],
+            );
+        }
+        let related: Vec<String> = network
+            .nodes
+            .iter()
+            .filter(|n| n.depth > 0)
+            .map(|n| n.id.clone())
+            .collect();
+        let case = match view {
+            View::Impact => "impact",
+            View::Dependents => "dependents",
+            View::Dependencies => "dependencies",
+            View::Composition => "composition",
+            _ => "neighbors",
+        };
+        let count = related.len().to_string();
+        let (items, more) = self.listed(related);
+        self.say(
+            case,
+            vec![
+                ("entity", entity),
+                ("count", count),
+                ("items", items),
+                ("more", more),
+            ],
+        )
+    }
+
+    fn documents(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+        let tool = self.tool(plan)?;
+        let result = results.iter().rev().find(|r| r.kind == "document")?;
+        let column = |key: &str, default: &str| {
+            tool.config
+                .get(key)
+                .and_then(|c| c.as_str())
+                .unwrap_or(default)
+                .to_owned()
+        };
+        let (id_column, title_column) =
+            (column("id_column", "id"), column("title_column", "title"));
+        let rows = Rows::new(result);
+        let docs: Vec<String> = (0..rows.len())
+            .filter_map(|row| {
+                let id = rows.text(row, &id_column)?;
+                Some(match rows.text(row, &title_column) {
+                    Some(title) => self.word("named", &[("name", title), ("code", id)]),
+                    None => id,
+                })
+            })
+            .collect();
+        let count = docs.len().to_string();
+        let (items, more) = self.listed(docs);
+        self.say(
+            "documents",
+            vec![("count", count), ("items", items), ("more", more)],
+        )
+    }
+}
+
+/// A tool result's rows, read by column name.
+struct Rows<'r> {
+    result: &'r ToolResult,
+}
+
+impl<'r> Rows<'r> {
+    fn new(result: &'r ToolResult) -> Self {
+        Rows { result }
+    }
+
+    fn len(&self) -> usize {
+        self.result.rows.len()
+    }
+
+    fn cell(&self, row: usize, index: usize) -> Option<&'r Kind> {
+        self.result.rows.get(row)?.values.get(index)?.kind.as_ref()
+    }
+
+    fn index(&self, column: &str) -> Option<usize> {
+        self.result.columns.iter().position(|c| c == column)
+    }
+
+    fn cell_text(&self, row: usize, index: usize) -> Option<String> {
+        match self.cell(row, index)? {
+            Kind::StringValue(s) => Some(s.clone()),
+            Kind::NumberValue(n) => Some(number(*n)),
+            Kind::BoolValue(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    fn text(&self, row: usize, column: &str) -> Option<String> {
+        self.cell_text(row, self.index(column)?)
+    }
+
+    fn number(&self, row: usize, column: &str) -> Option<f64> {
+        match self.cell(row, self.index(column)?)? {
+            Kind::NumberValue(n) => Some(*n),
+            Kind::StringValue(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+fn field<'r>(result: &'r ToolResult, name: &str) -> Option<&'r Kind> {
+    result.fields.as_ref()?.fields.get(name)?.kind.as_ref()
+}
+
+fn text_field(result: &ToolResult, name: &str) -> String {
+    match field(result, name) {
+        Some(Kind::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn number_field(result: &ToolResult, name: &str) -> Option<f64> {
+    match field(result, name)? {
+        Kind::NumberValue(n) => Some(*n),
+        _ => None,
+    }
+}
