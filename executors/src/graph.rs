@@ -527,6 +527,18 @@ pub async fn run(
         edges = path_edges.into_iter().flatten().rev().collect();
     }
 
+    // "Which servers would be hit": related nodes of the asked kinds only; edges to the
+    // others go with them.
+    if target.is_none() && !request.node_kinds.is_empty() {
+        by_key.retain(|_, n| {
+            n.depth == 0
+                || request
+                    .node_kinds
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(&n.kind))
+        });
+    }
+
     // Edges refer to nodes by code, which is what a network block shows.
     let code_of: HashMap<String, String> = by_key
         .iter()

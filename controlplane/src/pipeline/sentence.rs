@@ -271,9 +271,11 @@ impl<'a> Words<'a> {
         if filters.is_empty() {
             return things;
         }
+        // A key may name another table's column ("ci_master.system" on events).
         let described: Vec<String> = filters
             .iter()
-            .map(|(column, value)| {
+            .map(|(key, value)| {
+                let (table, column) = key.split_once('.').unwrap_or((table, key));
                 format!(
                     "{} {}",
                     self.column_name(table, column),
@@ -543,17 +545,28 @@ impl<'a> Words<'a> {
                 ],
             )
         });
-        let filters: Vec<(String, String)> = plan
-            .filters
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut subject = self.subject(table, words.join(" "), &filters);
-        if !plan.ci_codes.is_empty() {
-            subject = self.word(
-                "of_entity",
-                &[("subject", subject), ("entity", self.entities(plan))],
-            );
+        // The events' own filters describe them; the CIs' ("ci_master.os") describe the CIs
+        // they happened on.
+        let mut own: Vec<(String, String)> = Vec::new();
+        let mut of_cis: Vec<(String, String)> = Vec::new();
+        for (key, value) in &plan.filters {
+            match key.split_once('.') {
+                Some((t, _)) if t != table => of_cis.push((key.clone(), value.clone())),
+                _ => own.push((key.clone(), value.clone())),
+            }
+        }
+        own.sort();
+        of_cis.sort();
+        let mut subject = self.subject(table, words.join(" "), &own);
+        let cis = if !plan.ci_codes.is_empty() {
+            Some(self.entities(plan))
+        } else if let (false, Some(entity_table)) = (of_cis.is_empty(), role("entity_table")) {
+            Some(self.subject(entity_table, self.table_name(entity_table), &of_cis))
+        } else {
+            None
+        };
+        if let Some(cis) = cis {
+            subject = self.word("of_entity", &[("subject", subject), ("entity", cis)]);
         }
         let window = self.window(history.window.as_ref());
         let rows = Rows::new(result);
@@ -632,6 +645,33 @@ impl<'a> Words<'a> {
         };
         let count = related.len().to_string();
         let (items, more) = self.listed(related);
+        // "servers" when the question narrowed the related CIs to kinds, else "CIs".
+        let kinds: Vec<String> = plan
+            .graph
+            .as_ref()
+            .map(|g| g.node_kinds.clone())
+            .unwrap_or_default();
+        let (words, word_one) = if kinds.is_empty() {
+            (self.word("related", &[]), self.word("related_one", &[]))
+        } else {
+            let kind_column = self
+                .snapshot
+                .catalog
+                .spec
+                .graph
+                .as_ref()
+                .map(|g| (g.node_table.clone(), g.node_kind_column.clone()))
+                .unwrap_or_default();
+            let named: Vec<String> = kinds
+                .iter()
+                .map(|k| self.value_name(&kind_column.0, &kind_column.1, k))
+                .collect();
+            let kinds = self.series(named);
+            (
+                self.word("related_kinds", &[("kinds", kinds.clone())]),
+                self.word("related_kinds_one", &[("kinds", kinds)]),
+            )
+        };
         self.say(
             case,
             vec![
@@ -639,6 +679,8 @@ impl<'a> Words<'a> {
                 ("count", count),
                 ("items", items),
                 ("more", more),
+                ("related", words),
+                ("related_one", word_one),
             ],
         )
     }

@@ -118,6 +118,15 @@ impl Patterns {
     }
 }
 
+/// A column value a question names, where it names it.
+#[derive(Debug, Clone)]
+struct Candidate {
+    column: String,
+    value: String,
+    span: Span,
+    exact: bool,
+}
+
 /// A Tool asset as the planner chooses among them.
 #[derive(Debug, Clone)]
 pub struct ToolChoice {
@@ -265,7 +274,7 @@ impl Planner<'_> {
                 (Some(mode), mode.as_str())
             }
         };
-        if matches!(mode, Some(Mode::Config | Mode::Metric)) {
+        if matches!(mode, Some(Mode::Config | Mode::Metric | Mode::History)) {
             self.named_groups(&masked);
         }
         let (intent, view) = match mode {
@@ -419,13 +428,38 @@ impl Planner<'_> {
             Mode::Document
         } else if metric {
             Mode::Metric
-        } else if self.v.has(masked, "mode:history") || self.table_named(masked, Mode::History) {
+        } else if self.v.has(masked, "mode:history")
+            || self.table_named(masked, Mode::History)
+            || self.history_type_named(masked)
+        {
             Mode::History
         } else {
             Mode::Config
         };
         self.reasons.push(format!("mode `{mode}` from its words"));
         mode
+    }
+
+    /// "deployments in the last 14 days": a value of the history table's type column names
+    /// events, unless a configuration value claims the same words as long or longer ("servers
+    /// in maintenance" is a status).
+    fn history_type_named(&self, masked: &str) -> bool {
+        let Some(tool) = self.k.tools.iter().find(|t| t.mode == Some(Mode::History)) else {
+            return false;
+        };
+        let Some(type_column) = tool.config.get("type_column").and_then(|c| c.as_str()) else {
+            return false;
+        };
+        let config = self.value_matches(masked, &self.tool_table(Mode::Config), &[]);
+        let len = |s: Span| s.1 - s.0;
+        self.value_matches(masked, &tool.table, &[])
+            .iter()
+            .filter(|c| c.column == type_column)
+            .any(|c| {
+                !config
+                    .iter()
+                    .any(|o| text::overlaps(o.span, c.span) && len(o.span) >= len(c.span))
+            })
     }
 
     /// True when a synonym of the table that mode's tool reads appears.
@@ -478,12 +512,14 @@ impl Planner<'_> {
         masked: &str,
         table: &str,
     ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-        struct Candidate {
-            column: String,
-            value: String,
-            span: Span,
-            exact: bool,
-        }
+        let taken = self.value_matches(masked, table, &[]);
+        self.bind_filters(masked, &taken)
+    }
+
+    /// The values of `table`'s filterable columns the question names, one per span (an
+    /// exact-case match wins, then the longer match), in question order; spans in `claimed`
+    /// are another table's words and are skipped.
+    fn value_matches(&self, masked: &str, table: &str, claimed: &[Span]) -> Vec<Candidate> {
         let filterable: Vec<&str> = self
             .k
             .catalog
@@ -534,11 +570,22 @@ impl Planner<'_> {
         });
         let mut taken: Vec<Candidate> = Vec::new();
         for c in candidates {
-            if !taken.iter().any(|t| text::overlaps(t.span, c.span)) {
+            if !taken.iter().any(|t| text::overlaps(t.span, c.span))
+                && !claimed.iter().any(|s| text::overlaps(*s, c.span))
+            {
                 taken.push(c);
             }
         }
         taken.sort_by_key(|c| c.span);
+        taken
+    }
+
+    /// Filters and qualifiers from matched values: the first value of a column binds it.
+    fn bind_filters(
+        &self,
+        masked: &str,
+        taken: &[Candidate],
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
         let adjacent = |a: Span, b: Span| {
             let (first, second) = if a.0 < b.0 { (a, b) } else { (b, a) };
             masked
@@ -815,7 +862,30 @@ impl Planner<'_> {
     /// The slots of a history question, and the plan's intent and view.
     fn history(&mut self, masked: &str) -> (Intent, View) {
         let table = self.tool_table(Mode::History);
-        let (filters, _) = self.filters(masked, &table);
+        let own = self.value_matches(masked, &table, &[]);
+        let (filters, _) = self.bind_filters(masked, &own);
+        // Attributes of the CIs narrow their events ("SCADA 서버 이벤트"), in words the
+        // events' own values did not claim; a named group stands for its attributes.
+        let mut entity_filters = BTreeMap::new();
+        if self.plan.ci_codes.is_empty() {
+            let entity_table = self
+                .k
+                .tools
+                .iter()
+                .find(|t| t.mode == Some(Mode::History))
+                .and_then(|t| t.config.get("entity_table"))
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| self.tool_table(Mode::Config));
+            let claimed: Vec<Span> = own.iter().map(|c| c.span).collect();
+            let matched = self.value_matches(masked, &entity_table, &claimed);
+            // A qualifier ("ERP 시스템": the type beside the system) only says which column.
+            let (mut found, _) = self.bind_filters(masked, &matched);
+            found.extend(self.group_filters.clone());
+            for (column, value) in found {
+                entity_filters.insert(format!("{entity_table}.{column}"), value);
+            }
+        }
         let mut history = HistoryPlan {
             window: Some(self.window(masked, "default:history_window")),
             unresolved_only: self.v.has(masked, "filter:unresolved"),
@@ -832,7 +902,7 @@ impl Planner<'_> {
                 .map(str::to_owned)
         };
         let (type_column, severity_column) = (role("type_column"), role("severity_column"));
-        let mut rest = BTreeMap::new();
+        let mut rest = entity_filters;
         for (column, value) in filters {
             if type_column.as_deref() == Some(column.as_str()) {
                 history.event_types.push(value);
@@ -860,10 +930,22 @@ impl Planner<'_> {
         } else {
             Intent::Expand
         };
-        if self.plan.ci_codes.is_empty() {
+        let named = !self.plan.ci_codes.is_empty();
+        if !named {
             self.single_out_entity(masked);
         }
         let mut graph = GraphPlan::default();
+        // "Which servers would be hit": a kind narrows the related CIs (not words that
+        // singled out the CI itself, as in "SCADA 시스템 구성 요소").
+        if named && view != View::Path {
+            graph.node_kinds = self.node_kinds(masked);
+            if !graph.node_kinds.is_empty() {
+                self.reasons.push(format!(
+                    "related CIs of kind {}",
+                    graph.node_kinds.join(", ")
+                ));
+            }
+        }
         match view {
             View::Path => {
                 if self.plan.ci_codes.len() >= 2 {
@@ -924,6 +1006,23 @@ impl Planner<'_> {
                 .push(format!("{} singled out by its attributes", entity.code));
             self.plan.ci_codes.push(entity.code.clone());
         }
+    }
+
+    /// Values of the graph's node kind column the question names.
+    fn node_kinds(&self, masked: &str) -> Vec<String> {
+        let Some(graph) = self.k.catalog.graph.as_ref() else {
+            return Vec::new();
+        };
+        if graph.node_kind_column.is_empty() {
+            return Vec::new();
+        }
+        let mut kinds: Vec<String> = Vec::new();
+        for c in self.value_matches(masked, &graph.node_table, &[]) {
+            if c.column == graph.node_kind_column && !kinds.contains(&c.value) {
+                kinds.push(c.value);
+            }
+        }
+        kinds
     }
 
     fn relation_types(&self, masked: &str) -> Vec<String> {

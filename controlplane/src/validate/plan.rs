@@ -602,6 +602,43 @@ fn history_tasks(
             .collect();
         select = select.filter_in(&format!("e.{severity_column}"), names);
     }
+    // Filters on the events' own columns, or on the CIs' ("ci_master.system"): the CIs'
+    // attributes narrow their events.
+    let filterable =
+        |table: &str, column: &str| {
+            snapshot.catalog.spec.tables.iter().any(|t| {
+                t.name == table && t.columns.iter().any(|c| c.name == column && c.filterable)
+            })
+        };
+    let mut filters: Vec<(&String, &String)> = plan.filters.iter().collect();
+    filters.sort();
+    for (key, value) in filters {
+        let target = match key.split_once('.') {
+            Some((table, column)) if table == entity_table && filterable(table, column) => {
+                Some(format!("c.{column}"))
+            }
+            Some((table, column)) if table == choice.table && filterable(table, column) => {
+                Some(format!("e.{column}"))
+            }
+            None if filterable(&choice.table, key) => Some(format!("e.{key}")),
+            None if filterable(&entity_table, key) => Some(format!("c.{key}")),
+            _ => None,
+        };
+        let Some(target) = target else {
+            return Err(vec![violation(
+                "plan.filter_column",
+                &format!("plan.filters[{key}]"),
+                format!(
+                    "{key} is not a filterable column of {} or of {entity_table}",
+                    choice.table
+                ),
+                "a filterable catalog column, optionally as <table>.<column>",
+                key,
+            )]);
+        };
+        let p = params.add("f", values::text(value));
+        select = select.filter_eq(&target, &p);
+    }
     if history.unresolved_only && !resolved_column.is_empty() {
         select = select.filter_is_null(&format!("e.{resolved_column}"));
     }
@@ -844,6 +881,7 @@ fn graph_tasks(
         relation_types: graph.relation_types.clone(),
         max_nodes,
         max_edges: 0,
+        node_kinds: graph.node_kinds.clone(),
     };
     let mut t = task(
         tool,
