@@ -268,11 +268,22 @@ impl<'a> Words<'a> {
 
     /// "configuration items with system ERP, type server": a table's rows narrowed by filters.
     fn subject(&self, table: &str, things: String, filters: &[(String, String)]) -> String {
-        if filters.is_empty() {
+        self.subject_with(table, things, filters, Vec::new())
+    }
+
+    /// [`Self::subject`] with further conditions already worded (comparisons).
+    fn subject_with(
+        &self,
+        table: &str,
+        things: String,
+        filters: &[(String, String)],
+        more: Vec<String>,
+    ) -> String {
+        if filters.is_empty() && more.is_empty() {
             return things;
         }
         // A key may name another table's column ("ci_master.system" on events).
-        let described: Vec<String> = filters
+        let mut described: Vec<String> = filters
             .iter()
             .map(|(key, value)| {
                 let (table, column) = key.split_once('.').unwrap_or((table, key));
@@ -283,6 +294,7 @@ impl<'a> Words<'a> {
                 )
             })
             .collect();
+        described.extend(more);
         self.word(
             "filtered",
             &[
@@ -397,7 +409,27 @@ impl<'a> Words<'a> {
             .collect::<std::collections::BTreeMap<_, _>>()
             .into_iter()
             .collect();
-        let subject = self.subject(table, self.table_name(table), &filters);
+        // "capacity over 100", "registered before 2025-01-01".
+        let compared: Vec<String> = plan
+            .comparisons
+            .iter()
+            .map(|c| {
+                let date = c.value.len() > 10 && c.value.as_bytes().get(4) == Some(&b'-');
+                let (key, value) = if date {
+                    (format!("compare.date_{}", c.op), c.value[..10].to_owned())
+                } else {
+                    (format!("compare.{}", c.op), c.value.clone())
+                };
+                self.word(
+                    &key,
+                    &[
+                        ("column", self.column_name(table, &c.column)),
+                        ("value", value),
+                    ],
+                )
+            })
+            .collect();
+        let subject = self.subject_with(table, self.table_name(table), &filters, compared);
         let rows = Rows::new(result);
         match intent {
             Intent::Aggregate => {
@@ -516,13 +548,15 @@ impl<'a> Words<'a> {
         if history.unresolved_only {
             words.push(self.word("unresolved", &[]));
         }
-        if let Some(column) = role("severity_column") {
-            words.extend(
-                history
-                    .severities
-                    .iter()
-                    .map(|s| self.value_name(table, column, s)),
-            );
+        if let Some(column) = role("severity_column")
+            && !history.severities.is_empty()
+        {
+            let named = history
+                .severities
+                .iter()
+                .map(|s| self.value_name(table, column, s))
+                .collect();
+            words.push(self.series(named));
         }
         let types: Vec<String> = match role("type_column") {
             Some(column) => history

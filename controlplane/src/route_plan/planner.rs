@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use ops_proto::convert::timestamp;
 use ops_proto::v1::{
-    DocumentPlan, GraphPlan, HistoryPlan, MetricPlan, Plan, Resolution, SchemaCatalogSpec,
-    TimeWindow,
+    Comparison, DocumentPlan, GraphPlan, HistoryPlan, MetricPlan, Plan, Resolution,
+    SchemaCatalogSpec, SemanticType, TimeWindow,
 };
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
@@ -75,6 +75,8 @@ pub struct Patterns {
     windows: Vec<(Regex, i64)>,
     /// "3개", "top 3": a number next to a count word (`unit:count`).
     count: Option<Regex>,
+    /// A date (2024-05-01) or a number, the value of a comparison.
+    number: Option<Regex>,
 }
 
 impl Patterns {
@@ -114,7 +116,13 @@ impl Patterns {
             })
             .transpose()
             .map_err(|e| e.to_string())?;
-        Ok(Self { windows, count })
+        let number =
+            Some(compile_bounded(r"\d{4}-\d{2}-\d{2}|\d+(?:\.\d+)?").map_err(|e| e.to_string())?);
+        Ok(Self {
+            windows,
+            count,
+            number,
+        })
     }
 }
 
@@ -648,6 +656,7 @@ impl Planner<'_> {
         filters.extend(self.group_filters.clone());
         let intent = if self.plan.ci_codes.is_empty() {
             self.plan.filters = filters.into_iter().collect();
+            self.plan.comparisons = self.comparisons(masked, &table);
             if self.intent_count(masked) {
                 Intent::Aggregate
             } else {
@@ -658,6 +667,92 @@ impl Planner<'_> {
             Intent::Lookup
         };
         (intent, View::Summary)
+    }
+
+    /// "capacity over 100", "용량 200 이상", "registered before 2025": a measure or timestamp
+    /// column of `table`, then within a few words a comparison word and a number or a date.
+    fn comparisons(&mut self, masked: &str, table: &str) -> Vec<Comparison> {
+        let Some(number) = self.k.patterns.number.as_ref() else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let columns = self
+            .k
+            .catalog
+            .tables
+            .iter()
+            .filter(|t| t.name == table)
+            .flat_map(|t| t.columns.iter())
+            .filter(|c| {
+                c.semantic_type == SemanticType::Measure as i32
+                    || c.semantic_type == SemanticType::Timestamp as i32
+            });
+        for column in columns {
+            let names = column
+                .synonyms
+                .iter()
+                .chain(std::iter::once(&column.display_name))
+                .filter(|n| !n.is_empty());
+            let Some(span) = text::find_synonym(masked, names) else {
+                continue;
+            };
+            // The value after the column ("capacity over 100"), else just before it
+            // ("2024년 이후 등록된").
+            let ahead = prefix(&masked[span.1..], 48);
+            let behind = suffix(&masked[..span.0], 32);
+            let (m, between, after) = if let Some(m) = number.find(ahead) {
+                (m, &ahead[..m.start()], prefix(&ahead[m.end()..], 16))
+            } else if let Some(m) = number.find_iter(behind).last() {
+                (m, "", &behind[m.end()..])
+            } else {
+                continue;
+            };
+            let said = |op: &str| {
+                let terms = self.v.terms(&format!("compare:{op}"));
+                text::find_any(between, terms.iter().map(String::as_str)).is_some()
+                    || text::find_any(after, terms.iter().map(String::as_str)).is_some()
+            };
+            let comparison = if column.semantic_type == SemanticType::Timestamp as i32 {
+                let Some(day) = calendar_day(m.as_str()) else {
+                    continue;
+                };
+                let next = if m.as_str().len() == 4 {
+                    day.replace_year(day.year() + 1).ok()
+                } else {
+                    day.next_day()
+                };
+                let at = |d: time::Date| {
+                    d.with_time(time::Time::MIDNIGHT)
+                        .assume_utc()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                };
+                if said("before") {
+                    at(day).map(|v| ("lt", v))
+                } else if said("after") {
+                    next.and_then(at).map(|v| ("gte", v))
+                } else if said("since") {
+                    at(day).map(|v| ("gte", v))
+                } else {
+                    None
+                }
+            } else {
+                ["gte", "lte", "gt", "lt"]
+                    .into_iter()
+                    .find(|op| said(op))
+                    .map(|op| (op, m.as_str().to_owned()))
+            };
+            if let Some((op, value)) = comparison {
+                self.reasons
+                    .push(format!("comparison {} {op} {value}", column.name));
+                found.push(Comparison {
+                    column: column.name.clone(),
+                    op: op.to_owned(),
+                    value,
+                });
+            }
+        }
+        found
     }
 
     fn metric_name(&self, masked: &str) -> Option<(Span, String)> {
@@ -904,10 +999,16 @@ impl Planner<'_> {
         let (type_column, severity_column) = (role("type_column"), role("severity_column"));
         let mut rest = entity_filters;
         for (column, value) in filters {
+            // "major 이상": an ordered column's value with a comparison is a range of values.
+            let values = own
+                .iter()
+                .find(|c| c.column == column && c.value == value)
+                .and_then(|c| self.ordered_range(masked, &table, c))
+                .unwrap_or_else(|| vec![value.clone()]);
             if type_column.as_deref() == Some(column.as_str()) {
-                history.event_types.push(value);
+                history.event_types.extend(values);
             } else if severity_column.as_deref() == Some(column.as_str()) {
-                history.severities.push(value);
+                history.severities.extend(values);
             } else {
                 rest.insert(column, value);
             }
@@ -1006,6 +1107,55 @@ impl Planner<'_> {
                 .push(format!("{} singled out by its attributes", entity.code));
             self.plan.ci_codes.push(entity.code.clone());
         }
+    }
+
+    /// "major 이상", "P2 or higher", "at least major": the values of an ordered enum column
+    /// (listed highest first) at or above, above, at or below, or below the one named.
+    fn ordered_range(&self, masked: &str, table: &str, c: &Candidate) -> Option<Vec<String>> {
+        let column = self
+            .k
+            .catalog
+            .tables
+            .iter()
+            .filter(|t| t.name == table)
+            .flat_map(|t| t.columns.iter())
+            .find(|col| col.name == c.column && col.ordered)?;
+        let values = &column.enum_values;
+        let at = values
+            .iter()
+            .position(|v| v.eq_ignore_ascii_case(&c.value))?;
+        let mut after = masked.get(c.span.1..)?.trim_start();
+        // "major severity or higher": the column's own name may sit between.
+        for name in column
+            .synonyms
+            .iter()
+            .chain([&column.display_name, &column.name])
+        {
+            let name = name.to_lowercase();
+            if !name.is_empty() && text::starts_with_word(after, &name) {
+                after = after[name.len()..].trim_start();
+                break;
+            }
+        }
+        let before = masked.get(..c.span.0)?.trim_end();
+        let said = |op: &str| {
+            self.v
+                .terms(&format!("compare:{op}"))
+                .iter()
+                .any(|t| text::starts_with_word(after, t) || before.ends_with(t.as_str()))
+        };
+        let range = if said("gte") {
+            &values[..=at]
+        } else if said("lte") {
+            &values[at..]
+        } else if said("gt") {
+            &values[..at]
+        } else if said("lt") {
+            &values[at + 1..]
+        } else {
+            return None;
+        };
+        Some(range.to_vec())
     }
 
     /// Values of the graph's node kind column the question names.
@@ -1110,6 +1260,36 @@ fn graph_view(v: &Vocabulary, masked: &str) -> Option<View> {
     View::GRAPH
         .into_iter()
         .find(|view| v.has(masked, &format!("view:{}", view.as_str().to_lowercase())))
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// At most the last `max` bytes of `text`, cut at a character boundary.
+fn suffix(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// "2024" (its first day) or "2024-05-01".
+fn calendar_day(text: &str) -> Option<time::Date> {
+    let mut parts = text.split('-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    if !(1900..=2200).contains(&year) {
+        return None;
+    }
+    let month: u8 = parts.next().map_or(Some(1), |m| m.parse().ok())?;
+    let day: u8 = parts.next().map_or(Some(1), |d| d.parse().ok())?;
+    time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
 }
 
 fn parse_hours(text: &str) -> Option<i64> {

@@ -51,6 +51,20 @@ pub fn find_all(hay: &str, term: &str) -> Vec<Span> {
     found
 }
 
+/// True when `hay` begins with the word `term` (an ASCII term must end at a word boundary;
+/// a Korean one may carry a particle: "이상인").
+pub fn starts_with_word(hay: &str, term: &str) -> bool {
+    if term.is_empty() || !hay.starts_with(term) {
+        return false;
+    }
+    let ends_in_word = term.as_bytes().last().is_some_and(|b| is_word_byte(*b));
+    !ends_in_word
+        || hay
+            .as_bytes()
+            .get(term.len())
+            .is_none_or(|b| !is_word_byte(*b))
+}
+
 /// The first match of any of `terms`, preferring the longest term at the earliest position.
 pub fn find_any<'t>(hay: &str, terms: impl IntoIterator<Item = &'t str>) -> Option<Span> {
     terms

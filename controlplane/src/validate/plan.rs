@@ -338,6 +338,7 @@ fn config_tasks(
     tenant: &str,
 ) -> Tasks {
     let code_column = text_config(choice, "code_column");
+    let comparisons = comparison_binds(snapshot, plan, &choice.table)?;
     let base = |params: &mut Params| {
         let mut select = Select::from(&choice.table);
         if !plan.ci_codes.is_empty() {
@@ -353,6 +354,15 @@ fn config_tasks(
         for (column, value) in filters {
             let p = params.add("f", values::text(value));
             select = select.filter_eq(column, &p);
+        }
+        for (column, op, value) in &comparisons {
+            let p = params.add("v", value.clone());
+            select = match *op {
+                "gt" => select.filter_gt(column, &p),
+                "gte" => select.filter_gte(column, &p),
+                "lt" => select.filter_lt(column, &p),
+                _ => select.filter_lte(column, &p),
+            };
         }
         select
     };
@@ -411,6 +421,80 @@ fn config_tasks(
         ));
     }
     Ok(tasks)
+}
+
+/// The plan's comparisons as (column, op, bind): a measure or timestamp column of `table`,
+/// one of gt/gte/lt/lte, and a number or an RFC 3339 time.
+fn comparison_binds(
+    snapshot: &Snapshot,
+    plan: &Plan,
+    table: &str,
+) -> Result<Vec<(String, &'static str, ExValue)>, Vec<Violation>> {
+    use ops_proto::v1::SemanticType;
+    let mut out = Vec::new();
+    for (i, c) in plan.comparisons.iter().enumerate() {
+        let field = format!("plan.comparisons[{i}]");
+        let column = snapshot
+            .catalog
+            .spec
+            .tables
+            .iter()
+            .filter(|t| t.name == table)
+            .flat_map(|t| t.columns.iter())
+            .find(|col| col.name == c.column);
+        let kind = column.and_then(|col| SemanticType::try_from(col.semantic_type).ok());
+        let op = match c.op.as_str() {
+            "gt" => "gt",
+            "gte" => "gte",
+            "lt" => "lt",
+            "lte" => "lte",
+            other => {
+                return Err(vec![violation(
+                    "plan.comparison_op",
+                    &format!("{field}.op"),
+                    format!("unknown comparison {other:?}"),
+                    "gt, gte, lt or lte",
+                    other,
+                )]);
+            }
+        };
+        let value = match kind {
+            Some(SemanticType::Measure) => c.value.parse::<f64>().ok().map(|f| ExValue {
+                kind: Some(ops_proto::executor::value::Kind::FloatValue(f)),
+            }),
+            Some(SemanticType::Timestamp) => {
+                OffsetDateTime::parse(&c.value, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .map(values::timestamp)
+            }
+            _ => {
+                return Err(vec![violation(
+                    "plan.comparison_column",
+                    &format!("{field}.column"),
+                    format!(
+                        "{:?} is not a measure or timestamp column of {table}",
+                        c.column
+                    ),
+                    "a catalog column of semantic type MEASURE or TIMESTAMP",
+                    &c.column,
+                )]);
+            }
+        };
+        let Some(value) = value else {
+            return Err(vec![violation(
+                "plan.comparison_value",
+                &format!("{field}.value"),
+                format!(
+                    "{:?} is not a value {} can be compared with",
+                    c.value, c.column
+                ),
+                "a number, or an RFC 3339 time for a timestamp column",
+                &c.value,
+            )]);
+        };
+        out.push((c.column.clone(), op, value));
+    }
+    Ok(out)
 }
 
 /// The value the plan gives a written query's `:name`: a filter on that column, the CI for
