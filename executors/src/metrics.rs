@@ -96,6 +96,18 @@ pub fn build(engine: Engine, request: &MetricRequest) -> Result<MetricSql, Execu
         .as_ref()
         .ok_or_else(|| ExecutorError::invalid("metric.columns", "a column mapping is required"))?;
     let n = names(engine, columns)?;
+    if !matches!(
+        request.threshold_op.as_str(),
+        "" | "gt" | "gte" | "lt" | "lte"
+    ) {
+        return Err(ExecutorError::invalid(
+            "metric.threshold_op",
+            format!(
+                "unknown comparison {:?}: expected gt, gte, lt or lte",
+                request.threshold_op
+            ),
+        ));
+    }
     if request.metric.is_empty() {
         return Err(ExecutorError::invalid(
             "metric.metric",
@@ -249,6 +261,19 @@ fn order_and_limit(request: &MetricRequest, code: &str) -> String {
     }
 }
 
+/// True when the request has no threshold or `value` passes it.
+fn passes(request: &MetricRequest, value: Option<f64>) -> bool {
+    let t = request.threshold;
+    match (request.threshold_op.as_str(), value) {
+        ("", _) => true,
+        ("gt", Some(v)) => v > t,
+        ("gte", Some(v)) => v >= t,
+        ("lt", Some(v)) => v < t,
+        ("lte", Some(v)) => v <= t,
+        _ => false,
+    }
+}
+
 fn as_f64(value: &Value) -> Option<f64> {
     match value.kind.as_ref()? {
         Kind::FloatValue(v) => Some(*v),
@@ -282,7 +307,16 @@ pub async fn run(
 ) -> Result<(ResultSet, String), ExecutorError> {
     let built = build(handle.engine(), request)?;
     let Some(p) = built.percentile else {
-        let rows = sql::run(handle, &built.sql, &built.params, caps, deadline).await?;
+        let mut rows = sql::run(handle, &built.sql, &built.params, caps, deadline).await?;
+        if !built.bucketed {
+            let value = rows.columns.iter().position(|c| c.name == "value");
+            rows.rows.retain(|r| {
+                passes(
+                    request,
+                    value.and_then(|i| r.values.get(i)).and_then(as_f64),
+                )
+            });
+        }
         return Ok((rows, built.sql));
     };
     let point_caps = Caps {
@@ -316,6 +350,9 @@ pub async fn run(
             Some(Row { values: key })
         })
         .collect();
+    if !built.bucketed {
+        rows.retain(|r| passes(request, r.values.get(1).and_then(as_f64)));
+    }
     if request.top_n > 0 && !built.bucketed {
         rows.sort_by(|a, b| {
             let (x, y) = (
@@ -402,6 +439,23 @@ mod tests {
         assert_eq!(
             build(Engine::Sqlite, &r).err().and_then(|e| e.field),
             Some("metric.tenant".into())
+        );
+    }
+
+    #[test]
+    fn thresholds_keep_the_cis_that_pass_and_unknown_comparisons_are_refused() {
+        let mut r = request(Aggregation::Avg);
+        r.threshold_op = "gte".into();
+        r.threshold = 80.0;
+        assert!(passes(&r, Some(80.0)) && !passes(&r, Some(79.9)) && !passes(&r, None));
+        r.threshold_op = "lt".into();
+        assert!(passes(&r, Some(79.9)) && !passes(&r, Some(80.0)));
+        r.threshold_op.clear();
+        assert!(passes(&r, None));
+        r.threshold_op = "between".into();
+        assert_eq!(
+            build(Engine::Sqlite, &r).err().and_then(|e| e.field),
+            Some("metric.threshold_op".into())
         );
     }
 

@@ -317,6 +317,31 @@ impl<'a> Words<'a> {
             ("window", self.window(metric.window.as_ref())),
             ("entity", self.entities(plan)),
         ];
+        // "CPU above 80%": the CIs whose aggregate passed, however many.
+        if !metric.threshold_op.is_empty() && metric.bucket.is_empty() {
+            let items: Vec<String> = (0..rows.len())
+                .filter_map(|row| {
+                    let value = with_unit(value_of(row)?, &unit);
+                    let code = code_of(row)?;
+                    Some(self.word("item_value", &[("code", code), ("value", value)]))
+                })
+                .collect();
+            let count = items.len().to_string();
+            let (items, more) = self.listed(items);
+            vars.extend([
+                (
+                    "threshold",
+                    self.word(
+                        &format!("threshold.{}", metric.threshold_op),
+                        &[("value", with_unit(metric.threshold, &unit))],
+                    ),
+                ),
+                ("count", count),
+                ("items", items),
+                ("more", more),
+            ]);
+            return self.say("metric_threshold", vars);
+        }
         // "average and peak": one single-valued result per aggregation.
         let per_aggregation: Vec<&ToolResult> =
             results.iter().filter(|r| r.kind == "metric").collect();
@@ -414,11 +439,13 @@ impl<'a> Words<'a> {
             .comparisons
             .iter()
             .map(|c| {
-                let date = c.value.len() > 10 && c.value.as_bytes().get(4) == Some(&b'-');
-                let (key, value) = if date {
-                    (format!("compare.date_{}", c.op), c.value[..10].to_owned())
-                } else {
-                    (format!("compare.{}", c.op), c.value.clone())
+                let day = c
+                    .value
+                    .get(..10)
+                    .filter(|d| c.value.len() > 10 && d.as_bytes().get(4) == Some(&b'-'));
+                let (key, value) = match day {
+                    Some(day) => (format!("compare.date_{}", c.op), day.to_owned()),
+                    None => (format!("compare.{}", c.op), c.value.clone()),
                 };
                 self.word(
                     &key,

@@ -32,10 +32,12 @@ pub fn build(
     assets: PlannerAssets<'_>,
     rows: &BTreeMap<String, Rows>,
 ) -> Result<Knowledge, String> {
-    let vocabulary = assets
-        .prompt
-        .map(|p| Vocabulary::from_entries(&p.vocabulary))
-        .unwrap_or_default();
+    let vocabulary = Vocabulary::with_base(
+        assets
+            .prompt
+            .map(|p| p.vocabulary.as_slice())
+            .unwrap_or_default(),
+    );
     let resolver = assets.resolver.map(ResolverEngine::compile).transpose()?;
     let code_pattern = vocabulary
         .terms("pattern:ci_code")

@@ -669,6 +669,32 @@ impl Planner<'_> {
         (intent, View::Summary)
     }
 
+    /// True when `at` (a byte offset of `masked`) lies in a number-and-unit window ("over
+    /// the last 7 days": 7 is the window's, not a value to compare with).
+    fn in_window(&self, masked: &str, at: usize) -> bool {
+        self.k.patterns.windows.iter().any(|(re, _)| {
+            re.find_iter(masked)
+                .any(|m| (m.start()..m.end()).contains(&at))
+        })
+    }
+
+    /// `<op> <number>` (or `<number> <op>`) within a few words after `span`: "above 80%",
+    /// "80% 이상". The number is not a window's.
+    fn compared_number(&self, masked: &str, span: Span) -> Option<(&'static str, f64)> {
+        let number = self.k.patterns.number.as_ref()?;
+        let ahead = prefix(masked.get(span.1..)?, 48);
+        let m = number
+            .find_iter(ahead)
+            .find(|m| !self.in_window(masked, span.1 + m.start()))?;
+        let (between, after) = (&ahead[..m.start()], prefix(&ahead[m.end()..], 16));
+        let op = ["gte", "lte", "gt", "lt"].into_iter().find(|op| {
+            let terms = self.v.terms(&format!("compare:{op}"));
+            text::find_any(between, terms.iter().map(String::as_str)).is_some()
+                || text::find_any(after, terms.iter().map(String::as_str)).is_some()
+        })?;
+        Some((op, m.as_str().parse().ok()?))
+    }
+
     /// "capacity over 100", "용량 200 이상", "registered before 2025": a measure or timestamp
     /// column of `table`, then within a few words a comparison word and a number or a date.
     fn comparisons(&mut self, masked: &str, table: &str) -> Vec<Comparison> {
@@ -700,7 +726,10 @@ impl Planner<'_> {
             // ("2024년 이후 등록된").
             let ahead = prefix(&masked[span.1..], 48);
             let behind = suffix(&masked[..span.0], 32);
-            let (m, between, after) = if let Some(m) = number.find(ahead) {
+            let first_ahead = number
+                .find_iter(ahead)
+                .find(|m| !self.in_window(masked, span.1 + m.start()));
+            let (m, between, after) = if let Some(m) = first_ahead {
                 (m, &ahead[..m.start()], prefix(&ahead[m.end()..], 16))
             } else if let Some(m) = number.find_iter(behind).last() {
                 (m, "", &behind[m.end()..])
@@ -842,7 +871,19 @@ impl Planner<'_> {
                 self.window(masked, "default:metric_window")
             },
         );
-        let intent = if metric.top_n > 0 {
+        // "CPU above 80% in the last day": the CIs whose aggregate passes.
+        if self.plan.ci_codes.is_empty()
+            && metric.top_n == 0
+            && metric.bucket.is_empty()
+            && let Some((op, value)) = self
+                .metric_name(masked)
+                .and_then(|(span, _)| self.compared_number(masked, span))
+        {
+            metric.threshold_op = op.to_owned();
+            metric.threshold = value;
+            self.reasons.push(format!("threshold {op} {value}"));
+        }
+        let intent = if metric.top_n > 0 || !metric.threshold_op.is_empty() {
             Intent::Aggregate
         } else {
             Intent::Lookup
@@ -851,7 +892,7 @@ impl Planner<'_> {
             let table = self.tool_table(Mode::Config);
             let (mut filters, _) = self.filters(masked, &table);
             filters.extend(self.group_filters.clone());
-            if filters.is_empty() && metric.top_n == 0 {
+            if filters.is_empty() && metric.top_n == 0 && metric.threshold_op.is_empty() {
                 self.plan.missing_slots.push("entity".into());
             }
             self.plan.filters = filters.into_iter().collect();

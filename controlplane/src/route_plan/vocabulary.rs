@@ -1,10 +1,13 @@
-//! The planner's word lists, read from assets: the planner Prompt's vocabulary entries
-//! (`meaning` → terms), the SchemaCatalog's synonyms and the Policy's reject rules. Nothing
-//! here knows a word of any language; an operator teaches the planner by publishing assets.
+//! The planner's word lists, read from assets: the built-in vocabulary of generic words
+//! (`controlplane/assets/planner.yaml`, itself a Prompt asset document) extended by the
+//! tenant's planner Prompt (`meaning` → terms), the SchemaCatalog's synonyms and the Policy's
+//! reject rules. The code knows no word of any language; an operator teaches the planner by
+//! publishing assets.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-use ops_proto::v1::VocabularyEntry;
+use ops_proto::v1::{PromptSpec, VocabularyEntry};
 
 use super::text::{self, Span};
 
@@ -14,7 +17,35 @@ pub struct Vocabulary {
     meanings: BTreeMap<String, Vec<String>>,
 }
 
+/// The built-in vocabulary (generic words, Korean and English), a Prompt asset document.
+pub const BASE_PLANNER_YAML: &str = include_str!("../../assets/planner.yaml");
+
+/// The built-in entries; empty if the embedded file does not parse (a unit test parses it).
+fn base_entries() -> &'static [VocabularyEntry] {
+    static BASE: OnceLock<Vec<VocabularyEntry>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let parsed = serde_yaml::from_str::<serde_json::Value>(BASE_PLANNER_YAML)
+            .ok()
+            .and_then(|doc| serde_json::from_value::<PromptSpec>(doc["spec"].clone()).ok());
+        parsed.map(|spec| spec.vocabulary).unwrap_or_default()
+    })
+}
+
 impl Vocabulary {
+    /// The built-in vocabulary extended by a tenant's entries: the tenant's terms add to a
+    /// built-in meaning, and its settings (`default:`) and patterns replace the built-in ones.
+    pub fn with_base(tenant: &[VocabularyEntry]) -> Self {
+        let replaced: Vec<&str> = tenant
+            .iter()
+            .map(|e| e.meaning.trim())
+            .filter(|m| m.starts_with("default:") || m.starts_with("pattern:"))
+            .collect();
+        let base = base_entries()
+            .iter()
+            .filter(|e| !replaced.contains(&e.meaning.trim()));
+        Self::from_entries(base.chain(tenant))
+    }
+
     pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a VocabularyEntry>) -> Self {
         let mut vocabulary = Self::default();
         for entry in entries {
@@ -40,8 +71,11 @@ impl Vocabulary {
                 })
                 .filter(|t| !t.is_empty()),
         );
+        // Longest first, otherwise in the asset's order (the first of equals is the one an
+        // answer uses); each term once.
         list.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        list.dedup();
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|t| seen.insert(t.clone()));
     }
 
     pub fn terms(&self, meaning: &str) -> &[String] {
@@ -97,5 +131,41 @@ mod tests {
         );
         assert_eq!(v.setting("default:metric_window"), Some("24h"));
         assert_eq!(v.with_prefix("metric:").count(), 1);
+    }
+
+    #[test]
+    fn a_tenant_extends_the_built_in_words_and_replaces_its_settings() {
+        assert!(
+            !base_entries().is_empty(),
+            "the built-in planner.yaml parses"
+        );
+        let empty = Vocabulary::with_base(&[]);
+        // Generic words in both languages come built in.
+        assert!(empty.has("지난 7일간 알람 몇 건", "intent:count"));
+        assert!(empty.has("average cpu last week", "aggregation:avg"));
+        assert!(empty.has("major 이상", "compare:gte"));
+        assert_eq!(empty.setting("default:metric_window"), Some("24h"));
+        let tenant = [
+            VocabularyEntry {
+                meaning: "aggregation:max".into(),
+                terms: vec!["zenith".into()],
+            },
+            VocabularyEntry {
+                meaning: "default:metric_window".into(),
+                terms: vec!["7d".into()],
+            },
+        ];
+        let v = Vocabulary::with_base(&tenant);
+        assert!(v.has("zenith of power", "aggregation:max"));
+        assert!(v.has("peak power", "aggregation:max"));
+        assert_eq!(v.setting("default:metric_window"), Some("7d"));
+        assert_eq!(v.terms("default:metric_window").len(), 1);
+    }
+
+    #[test]
+    fn equal_terms_are_kept_once() {
+        let mut v = Vocabulary::default();
+        v.add("x", ["ab", "cd", "ab"]);
+        assert_eq!(v.terms("x"), ["ab", "cd"]);
     }
 }

@@ -824,6 +824,8 @@ fn metric_tasks(
         bucket_seconds: bucket,
         top_n: metric.top_n,
         ascending: metric.ascending,
+        threshold_op: metric.threshold_op.clone(),
+        threshold: metric.threshold,
     };
     let mut tasks = Vec::new();
     let mut codes_from = None;
