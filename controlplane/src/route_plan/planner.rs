@@ -484,6 +484,13 @@ impl Planner<'_> {
     }
 
     fn tool(&self, mode: Mode) -> Option<String> {
+        self.chosen_tool(mode).map(|t| t.name.clone())
+    }
+
+    /// The tool of `mode` the question targets: one whose table the question names (a
+    /// second config tool over another table), then one of the wanted shape (a series),
+    /// then the first.
+    fn chosen_tool(&self, mode: Mode) -> Option<&ToolChoice> {
         let series = self
             .plan
             .metric
@@ -494,19 +501,47 @@ impl Planner<'_> {
         } else {
             ""
         };
-        self.k
+        let of_mode: Vec<&ToolChoice> = self
+            .k
             .tools
             .iter()
-            .find(|t| t.mode == Some(mode) && t.shape == wanted_shape)
-            .or_else(|| self.k.tools.iter().find(|t| t.mode == Some(mode)))
-            .map(|t| t.name.clone())
+            .filter(|t| t.mode == Some(mode))
+            .collect();
+        let named = |t: &&&ToolChoice| {
+            !t.table.is_empty()
+                && of_mode.iter().any(|o| o.table != t.table)
+                && self.k.catalog.tables.iter().any(|table| {
+                    table.name == t.table
+                        && text::find_synonym(
+                            &self.text,
+                            table
+                                .synonyms
+                                .iter()
+                                .chain([&table.display_name, &table.name])
+                                .filter(|n| !n.is_empty()),
+                        )
+                        .is_some()
+                })
+        };
+        of_mode
+            .iter()
+            .filter(named)
+            .find(|t| t.shape == wanted_shape)
+            .or_else(|| of_mode.iter().find(named))
+            .or_else(|| of_mode.iter().find(|t| t.shape == wanted_shape))
+            .or_else(|| of_mode.first())
+            .copied()
     }
 
     fn tool_table(&self, mode: Mode) -> String {
-        self.k
-            .tools
-            .iter()
-            .find(|t| t.mode == Some(mode) && !t.table.is_empty())
+        self.chosen_tool(mode)
+            .filter(|t| !t.table.is_empty())
+            .or_else(|| {
+                self.k
+                    .tools
+                    .iter()
+                    .find(|t| t.mode == Some(mode) && !t.table.is_empty())
+            })
             .map(|t| t.table.clone())
             .unwrap_or_default()
     }
@@ -1458,6 +1493,40 @@ mod tests {
             );
             assert!(!w.defaulted);
         }
+    }
+
+    #[test]
+    fn a_question_naming_a_table_picks_the_tool_over_it() {
+        let mut k = knowledge(&[]);
+        let table = |name: &str, synonyms: &[&str]| ops_proto::v1::CatalogTable {
+            name: name.into(),
+            synonyms: synonyms.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        k.catalog.tables = vec![
+            table("ci_master", &["asset", "자산"]),
+            table("contracts", &["contract", "계약"]),
+        ];
+        let tool = |name: &str, table: &str| ToolChoice {
+            name: name.into(),
+            mode: Some(Mode::Config),
+            shape: String::new(),
+            table: table.into(),
+            config: serde_json::json!({"mode": "config", "table": table}),
+        };
+        k.tools = vec![
+            tool("ci_tool", "ci_master"),
+            tool("contract_tool", "contracts"),
+        ];
+        let chosen = |q: &str| match plan(&k, q, OffsetDateTime::UNIX_EPOCH, None).routed {
+            Routed::Plan(p) => p.tools,
+            _ => Vec::new(),
+        };
+        assert_eq!(chosen("list all contracts"), ["contract_tool"]);
+        assert_eq!(chosen("계약 목록"), ["contract_tool"]);
+        assert_eq!(chosen("list all assets"), ["ci_tool"]);
+        // Naming neither: the first tool of the mode.
+        assert_eq!(chosen("list everything"), ["ci_tool"]);
     }
 
     #[test]
