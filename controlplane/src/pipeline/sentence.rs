@@ -123,69 +123,45 @@ impl<'a> Words<'a> {
         names.join(&self.word("and", &[]))
     }
 
+    /// A catalog name in the question's language: its display name or a synonym written in
+    /// it, else the display name, else the name.
+    fn label(&self, name: &str, display: &str, synonyms: &[String]) -> String {
+        let fallback = if display.is_empty() { name } else { display };
+        self.pick(display, synonyms, fallback)
+    }
+
     fn metric_name(&self, metric: &str) -> String {
-        let definition = self
-            .snapshot
-            .catalog
-            .spec
+        let catalog = &self.snapshot.catalog.spec;
+        catalog
             .metrics
             .as_ref()
-            .and_then(|m| m.metrics.iter().find(|d| d.name == metric));
-        match definition {
-            Some(d) => {
-                let fallback = if d.display_name.is_empty() {
-                    &d.name
-                } else {
-                    &d.display_name
-                };
-                self.pick(&d.display_name, &d.synonyms, fallback)
-            }
-            None => metric.to_owned(),
-        }
+            .and_then(|m| m.metrics.iter().find(|d| d.name == metric))
+            .map_or_else(
+                || metric.to_owned(),
+                |d| self.label(&d.name, &d.display_name, &d.synonyms),
+            )
     }
 
     fn table_name(&self, table: &str) -> String {
-        match self
-            .snapshot
-            .catalog
-            .spec
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-        {
-            Some(t) => {
-                let fallback = if t.display_name.is_empty() {
-                    &t.name
-                } else {
-                    &t.display_name
-                };
-                self.pick(&t.display_name, &t.synonyms, fallback)
-            }
-            None => table.to_owned(),
-        }
+        let catalog = &self.snapshot.catalog.spec;
+        catalog.tables.iter().find(|t| t.name == table).map_or_else(
+            || table.to_owned(),
+            |t| self.label(&t.name, &t.display_name, &t.synonyms),
+        )
     }
 
     fn column_name(&self, table: &str, column: &str) -> String {
-        let found = self
-            .snapshot
-            .catalog
-            .spec
+        let catalog = &self.snapshot.catalog.spec;
+        catalog
             .tables
             .iter()
             .filter(|t| t.name == table)
             .flat_map(|t| t.columns.iter())
-            .find(|c| c.name == column);
-        match found {
-            Some(c) => {
-                let fallback = if c.display_name.is_empty() {
-                    &c.name
-                } else {
-                    &c.display_name
-                };
-                self.pick(&c.display_name, &c.synonyms, fallback)
-            }
-            None => column.to_owned(),
-        }
+            .find(|c| c.name == column)
+            .map_or_else(
+                || column.to_owned(),
+                |c| self.label(&c.name, &c.display_name, &c.synonyms),
+            )
     }
 
     /// A column value in the question's language: a vocabulary synonym of it
