@@ -406,3 +406,87 @@ async fn diff_traces_names_the_first_diverging_stage() {
     );
     demo.stop().await;
 }
+
+/// VALIDATE names what is wrong in a hand-written plan's comparisons and history filters:
+/// the rule and the field, never a silently dropped condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_a_bad_comparison_or_filter() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Connect).await;
+    let mut client = Client::new(&demo);
+    let config = |comparison: serde_json::Value| {
+        serde_json::json!({"plan": {
+            "intent": "LIST", "mode": "config", "view": "SUMMARY", "tools": ["ci_tool"],
+            "comparisons": [comparison],
+        }})
+    };
+    let cases = [
+        (
+            config(serde_json::json!({"column": "ci_name", "op": "gt", "value": "1"})),
+            "plan.comparison_column",
+            "plan.comparisons[0].column",
+        ),
+        (
+            config(serde_json::json!({"column": "capacity", "op": "between", "value": "1"})),
+            "plan.comparison_op",
+            "plan.comparisons[0].op",
+        ),
+        (
+            config(serde_json::json!({"column": "capacity", "op": "gt", "value": "lots"})),
+            "plan.comparison_value",
+            "plan.comparisons[0].value",
+        ),
+        (
+            serde_json::json!({"plan": {
+                "intent": "LIST", "mode": "history", "view": "SUMMARY", "tools": ["history_tool"],
+                "filters": {"ci_master.ip_address": "10.0.0.1"},
+            }}),
+            "plan.filter_column",
+            "plan.filters[ci_master.ip_address]",
+        ),
+    ];
+    for (input, rule, field) in cases {
+        let tested = client
+            .stage_test(StageTestRequest {
+                stage: Stage::Validate as i32,
+                input: Some(ops_proto::convert::to_struct(&input)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{rule}: {s:?}"));
+        let output = tested
+            .result
+            .and_then(|r| r.output)
+            .map(|o| ops_proto::convert::struct_to_json(&o))
+            .unwrap_or_default();
+        let violations = output["violations"].as_array().cloned().unwrap_or_default();
+        assert!(
+            violations
+                .iter()
+                .any(|v| v["rule"] == rule && v["field"] == field && v["blocking"] == true),
+            "{rule}: {output}"
+        );
+    }
+    // A valid comparison compiles into the guarded statement with a bind.
+    let tested = client
+        .stage_test(StageTestRequest {
+            stage: Stage::Validate as i32,
+            input: Some(ops_proto::convert::to_struct(&config(
+                serde_json::json!({"column": "capacity", "op": "gte", "value": "200"}),
+            ))),
+            ..Default::default()
+        })
+        .await
+        .expect("valid plan");
+    let output = tested
+        .result
+        .and_then(|r| r.output)
+        .map(|o| ops_proto::convert::struct_to_json(&o))
+        .unwrap_or_default();
+    assert_eq!(
+        output["violations"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{output}"
+    );
+    assert!(output.to_string().contains("capacity"), "{output}");
+    demo.stop().await;
+}
