@@ -582,5 +582,28 @@ spec:
         message.contains("summary:ja") && message.contains("language:ja"),
         "{message}"
     );
+    // A planner Prompt's meaning the planner never reads is refused too, saying what is.
+    let planner = demo::PLANT_OPS_PLANNER_YAML.replace(
+        "  vocabulary:\n",
+        "  vocabulary:\n    - {meaning: \"time:next_week\", terms: [다음 주, next week]}\n",
+    );
+    let err = demo
+        .registry
+        .import(
+            &ops_controlplane::context::CallerContext::new("acme", "test-admin"),
+            vec![ops_proto::v1::BundleFile {
+                path: "planner.yaml".into(),
+                content: planner.into_bytes(),
+            }],
+            true,
+            false,
+        )
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("time:next_week") && message.contains("this_month"),
+        "{message}"
+    );
     demo.stop().await;
 }

@@ -746,6 +746,16 @@ impl Checker<'_> {
                     "every vocabulary entry needs a meaning and at least one term",
                 );
             }
+            if s.purpose == PromptPurpose::Planner as i32
+                && let Err(message) = crate::route_plan::vocabulary::check_meaning(&entry.meaning)
+            {
+                self.err(
+                    &format!("vocabulary[{i}].meaning"),
+                    "spec",
+                    "prompt.planner_meaning",
+                    message,
+                );
+            }
             if s.purpose == PromptPurpose::Answer as i32
                 && !["language:", "sentence:", "word:"]
                     .iter()

@@ -31,6 +31,101 @@ fn base_entries() -> &'static [VocabularyEntry] {
     })
 }
 
+/// Meanings the planner reads, by family: a family's fixed names, or `None` when the name
+/// is the tenant's own (a direct intent, a column value, a search concept).
+const MEANINGS: &[(&str, Option<&[&str]>)] = &[
+    ("direct", None),
+    ("value", None),
+    ("search", None),
+    ("mode", Some(&["history", "document"])),
+    (
+        "view",
+        Some(&[
+            "path",
+            "impact",
+            "composition",
+            "dependents",
+            "dependencies",
+            "neighbors",
+        ]),
+    ),
+    (
+        "aggregation",
+        Some(&["avg", "min", "max", "sum", "count", "latest", "p95"]),
+    ),
+    ("shape", Some(&["series"])),
+    ("rank", Some(&["desc", "asc", "superlative", "high", "low"])),
+    ("unit", Some(&["hours", "days", "weeks", "count"])),
+    (
+        "time",
+        Some(&[
+            "yesterday",
+            "today",
+            "this_week",
+            "last_week",
+            "this_month",
+            "last_month",
+            "this_year",
+        ]),
+    ),
+    (
+        "compare",
+        Some(&["gt", "gte", "lt", "lte", "before", "since", "after"]),
+    ),
+    ("intent", Some(&["count"])),
+    ("filter", Some(&["unresolved"])),
+    ("pattern", Some(&["ci_code"])),
+    (
+        "default",
+        Some(&[
+            "aggregation",
+            "metric_window",
+            "history_window",
+            "series_bucket",
+            "top_n",
+            "document_top_k",
+        ]),
+    ),
+];
+
+/// Checks a planner vocabulary meaning: a word list under a meaning the planner never reads
+/// would silently do nothing. The error says what was expected.
+pub fn check_meaning(meaning: &str) -> Result<(), String> {
+    let meaning = meaning.trim();
+    if matches!(meaning, "stopword" | "particle") {
+        return Ok(());
+    }
+    let families = || {
+        MEANINGS
+            .iter()
+            .map(|(f, _)| format!("{f}:"))
+            .chain(["stopword".to_owned(), "particle".to_owned()])
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some((family, name)) = meaning.split_once(':') else {
+        return Err(format!(
+            "unknown meaning {meaning:?}: expected one of {}",
+            families()
+        ));
+    };
+    match MEANINGS.iter().find(|(f, _)| *f == family) {
+        None => Err(format!(
+            "unknown meaning {meaning:?}: expected one of {}",
+            families()
+        )),
+        Some((_, None)) if name.trim().is_empty() => Err(format!(
+            "meaning {meaning:?} needs a name after `{family}:`"
+        )),
+        Some((_, None)) => Ok(()),
+        Some((_, Some(names))) if names.contains(&name) => Ok(()),
+        Some((_, Some(names))) => Err(format!(
+            "unknown meaning {meaning:?}: `{family}:` takes one of {}",
+            names.join(", ")
+        )),
+    }
+}
+
 impl Vocabulary {
     /// The built-in vocabulary extended by a tenant's entries: the tenant's terms add to a
     /// built-in meaning, and its settings (`default:`) and patterns replace the built-in ones.
@@ -160,6 +255,27 @@ mod tests {
         assert!(v.has("peak power", "aggregation:max"));
         assert_eq!(v.setting("default:metric_window"), Some("7d"));
         assert_eq!(v.terms("default:metric_window").len(), 1);
+    }
+
+    #[test]
+    fn meanings_the_planner_never_reads_are_named() {
+        for entry in base_entries() {
+            assert_eq!(check_meaning(&entry.meaning), Ok(()), "{}", entry.meaning);
+        }
+        for ok in [
+            "direct:greeting",
+            "value:ci_master.os=Linux",
+            "stopword",
+            "time:this_month",
+        ] {
+            assert_eq!(check_meaning(ok), Ok(()), "{ok}");
+        }
+        let err = check_meaning("time:next_week").err().unwrap_or_default();
+        assert!(err.contains("this_month") && err.contains("time:"), "{err}");
+        let err = check_meaning("aggregate:avg").err().unwrap_or_default();
+        assert!(err.contains("aggregation:"), "{err}");
+        assert!(check_meaning("value:").is_err());
+        assert!(check_meaning("stopwords").is_err());
     }
 
     #[test]
