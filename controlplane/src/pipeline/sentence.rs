@@ -9,6 +9,7 @@ use pbjson_types::value::Kind;
 use crate::model::plan_kind::{Aggregation, Intent, Mode, View};
 use crate::model::sentences::{Sentences, fill, number, render, with_unit};
 use crate::model::snapshot::Snapshot;
+use crate::route_plan::knowledge::table_columns;
 use crate::route_plan::planner::ToolChoice;
 
 /// Items a list names before "and N more".
@@ -151,12 +152,7 @@ impl<'a> Words<'a> {
     }
 
     fn column_name(&self, table: &str, column: &str) -> String {
-        let catalog = &self.snapshot.catalog.spec;
-        catalog
-            .tables
-            .iter()
-            .filter(|t| t.name == table)
-            .flat_map(|t| t.columns.iter())
+        table_columns(&self.snapshot.catalog.spec, table)
             .find(|c| c.name == column)
             .map_or_else(
                 || column.to_owned(),
@@ -478,14 +474,8 @@ impl<'a> Words<'a> {
                 let code_column = tool.config.get("code_column")?.as_str()?;
                 let code = rows.text(0, code_column)?;
                 // The CI's filterable attributes: what it is, where, in what state.
-                let details: Vec<String> = self
-                    .snapshot
-                    .catalog
-                    .spec
-                    .tables
-                    .iter()
-                    .filter(|t| t.name == table)
-                    .flat_map(|t| t.columns.iter().filter(|c| c.filterable))
+                let details: Vec<String> = table_columns(&self.snapshot.catalog.spec, table)
+                    .filter(|c| c.filterable)
                     .filter_map(|c| {
                         let value = rows.text(0, &c.name).filter(|v| !v.is_empty())?;
                         Some(self.detail(
@@ -618,14 +608,8 @@ impl<'a> Words<'a> {
                 ],
             );
         }
-        let id_column = self
-            .snapshot
-            .catalog
-            .spec
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-            .and_then(|t| t.columns.iter().find(|c| c.primary_key))
+        let id_column = table_columns(&self.snapshot.catalog.spec, table)
+            .find(|c| c.primary_key)
             .map(|c| c.name.clone());
         let ids: Vec<String> = (0..rows.len())
             .filter_map(|row| match &id_column {

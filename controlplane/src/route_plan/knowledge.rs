@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ops_proto::v1::{PolicySpec, PromptSpec, ResolverSpec, SchemaCatalogSpec, SemanticType};
+use ops_proto::v1::{
+    CatalogColumn, PolicySpec, PromptSpec, ResolverSpec, SchemaCatalogSpec, SemanticType,
+};
 
 use super::plan_kind::Mode;
 use super::planner::{ColumnValue, Entity, Knowledge, Patterns, RejectRule, ToolChoice};
@@ -12,6 +14,18 @@ use super::vocabulary::Vocabulary;
 
 fn compile(pattern: &str) -> Result<regex::Regex, String> {
     compile_bounded(pattern).map_err(|e| format!("pattern {pattern:?} does not compile: {e}"))
+}
+
+/// The catalog's columns of `table` (none when the catalog has no such table).
+pub fn table_columns<'c>(
+    catalog: &'c SchemaCatalogSpec,
+    table: &str,
+) -> impl Iterator<Item = &'c CatalogColumn> {
+    catalog
+        .tables
+        .iter()
+        .filter(move |t| t.name == table)
+        .flat_map(|t| t.columns.iter())
 }
 
 /// Rows of one table as column → text (null cells absent).

@@ -15,6 +15,7 @@ use ops_proto::v1::{
 use regex::Regex;
 use time::{Duration, OffsetDateTime};
 
+use super::knowledge::table_columns;
 use super::plan_kind::{Aggregation, Intent, Mode, View};
 use super::resolver::{ResolverEngine, compile_bounded};
 use super::text::{self, Span};
@@ -563,13 +564,8 @@ impl Planner<'_> {
     /// exact-case match wins, then the longer match), in question order; spans in `claimed`
     /// are another table's words and are skipped.
     fn value_matches(&self, masked: &str, table: &str, claimed: &[Span]) -> Vec<Candidate> {
-        let filterable: Vec<&str> = self
-            .k
-            .catalog
-            .tables
-            .iter()
-            .filter(|t| t.name == table)
-            .flat_map(|t| t.columns.iter().filter(|c| c.filterable))
+        let filterable: Vec<&str> = table_columns(&self.k.catalog, table)
+            .filter(|c| c.filterable)
             .map(|c| c.name.as_str())
             .collect();
         let mut candidates: Vec<Candidate> = Vec::new();
@@ -660,14 +656,7 @@ impl Planner<'_> {
 
     fn attributes(&self, masked: &str, table: &str) -> Vec<String> {
         let mut found: Vec<(Span, String)> = Vec::new();
-        for column in self
-            .k
-            .catalog
-            .tables
-            .iter()
-            .filter(|t| t.name == table)
-            .flat_map(|t| t.columns.iter())
-        {
+        for column in table_columns(&self.k.catalog, table) {
             let terms = column
                 .synonyms
                 .iter()
@@ -737,17 +726,10 @@ impl Planner<'_> {
             return Vec::new();
         };
         let mut found = Vec::new();
-        let columns = self
-            .k
-            .catalog
-            .tables
-            .iter()
-            .filter(|t| t.name == table)
-            .flat_map(|t| t.columns.iter())
-            .filter(|c| {
-                c.semantic_type == SemanticType::Measure as i32
-                    || c.semantic_type == SemanticType::Timestamp as i32
-            });
+        let columns = table_columns(&self.k.catalog, table).filter(|c| {
+            c.semantic_type == SemanticType::Measure as i32
+                || c.semantic_type == SemanticType::Timestamp as i32
+        });
         for column in columns {
             let names = column
                 .synonyms
@@ -1188,13 +1170,7 @@ impl Planner<'_> {
     /// "major 이상", "P2 or higher", "at least major": the values of an ordered enum column
     /// (listed highest first) at or above, above, at or below, or below the one named.
     fn ordered_range(&self, masked: &str, table: &str, c: &Candidate) -> Option<Vec<String>> {
-        let column = self
-            .k
-            .catalog
-            .tables
-            .iter()
-            .filter(|t| t.name == table)
-            .flat_map(|t| t.columns.iter())
+        let column = table_columns(&self.k.catalog, table)
             .find(|col| col.name == c.column && col.ordered)?;
         let values = &column.enum_values;
         let at = values

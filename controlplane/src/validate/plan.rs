@@ -19,6 +19,7 @@ use crate::model::plan_kind::{self, Aggregation, Intent, Mode, View};
 use crate::model::requests;
 use crate::model::snapshot::{Applied, Snapshot};
 pub use crate::model::task::{CodesFrom, SqlShape, Task, TaskRequest};
+use crate::route_plan::knowledge::table_columns;
 use crate::route_plan::planner::ToolChoice;
 
 /// The plan compiled, or the violations that block it.
@@ -434,14 +435,7 @@ fn comparison_binds(
     let mut out = Vec::new();
     for (i, c) in plan.comparisons.iter().enumerate() {
         let field = format!("plan.comparisons[{i}]");
-        let column = snapshot
-            .catalog
-            .spec
-            .tables
-            .iter()
-            .filter(|t| t.name == table)
-            .flat_map(|t| t.columns.iter())
-            .find(|col| col.name == c.column);
+        let column = table_columns(&snapshot.catalog.spec, table).find(|col| col.name == c.column);
         let kind = column.and_then(|col| SemanticType::try_from(col.semantic_type).ok());
         let op = match c.op.as_str() {
             "gt" => "gt",
@@ -688,12 +682,9 @@ fn history_tasks(
     }
     // Filters on the events' own columns, or on the CIs' ("ci_master.system"): the CIs'
     // attributes narrow their events.
-    let filterable =
-        |table: &str, column: &str| {
-            snapshot.catalog.spec.tables.iter().any(|t| {
-                t.name == table && t.columns.iter().any(|c| c.name == column && c.filterable)
-            })
-        };
+    let filterable = |table: &str, column: &str| {
+        table_columns(&snapshot.catalog.spec, table).any(|c| c.name == column && c.filterable)
+    };
     let mut filters: Vec<(&String, &String)> = plan.filters.iter().collect();
     filters.sort();
     for (key, value) in filters {
