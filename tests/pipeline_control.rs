@@ -565,16 +565,7 @@ spec:
         "    - {meaning: \"language:ja\", terms: [\"kana\"]}\n    - {meaning: \"summary:ja\", terms: [\"x\"]}\n    - {meaning: \"word:ko:window.last_week\"",
     );
     let err = demo
-        .registry
-        .import(
-            &ops_controlplane::context::CallerContext::new("acme", "test-admin"),
-            vec![ops_proto::v1::BundleFile {
-                path: "answers.yaml".into(),
-                content: broken.into_bytes(),
-            }],
-            true,
-            false,
-        )
+        .try_publish("acme", vec![("answers.yaml", broken)])
         .await
         .expect_err("refused");
     let message = err.to_string();
@@ -588,16 +579,7 @@ spec:
         "  vocabulary:\n    - {meaning: \"time:next_week\", terms: [다음 주, next week]}\n",
     );
     let err = demo
-        .registry
-        .import(
-            &ops_controlplane::context::CallerContext::new("acme", "test-admin"),
-            vec![ops_proto::v1::BundleFile {
-                path: "planner.yaml".into(),
-                content: planner.into_bytes(),
-            }],
-            true,
-            false,
-        )
+        .try_publish("acme", vec![("planner.yaml", planner)])
         .await
         .expect_err("refused");
     let message = err.to_string();

@@ -133,6 +133,15 @@ pub async fn start_demo_with(mode: ExecutorMode, configure: impl FnOnce(&mut Con
 impl Demo {
     /// Publishes asset documents (bundle files) for `tenant`, as an admin would.
     pub async fn publish(&self, tenant: &str, files: Vec<(&str, String)>) {
+        self.try_publish(tenant, files).await.expect("publish");
+    }
+
+    /// [`Demo::publish`], returning the registry's refusal instead of failing the test.
+    pub async fn try_publish(
+        &self,
+        tenant: &str,
+        files: Vec<(&str, String)>,
+    ) -> ops_controlplane::registry::RegistryResult<Vec<ops_proto::v1::ImportResult>> {
         let files = files
             .into_iter()
             .map(|(path, content)| BundleFile {
@@ -148,7 +157,6 @@ impl Demo {
                 false,
             )
             .await
-            .expect("publish");
     }
 
     pub async fn stop(self) {
