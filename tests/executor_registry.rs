@@ -36,7 +36,7 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
     config.executors.bin_dir = Path::new(&*SQL).parent().map(Path::to_owned);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();
-    let executors = Executors::start(&config.executors, cancel.clone())
+    let executors = Executors::start(&config.executors, dir.path(), cancel.clone())
         .await
         .expect("sidecars");
     assert_eq!(executors.sidecars().len(), 3);

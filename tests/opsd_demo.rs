@@ -261,6 +261,21 @@ fn the_readme_test_inspect_fix_walkthrough_runs_against_the_demo() {
         "the walkthrough failed:\n{printed}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Re-importing the demo's asset directory: every asset unchanged, none re-published.
+    let demo_assets: usize = ops_controlplane::demo::plant_ops_bundle()
+        .iter()
+        .map(|file| {
+            ops_controlplane::registry::bundle::parse(file)
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        printed.matches("IMPORT_OUTCOME_UNCHANGED").count(),
+        demo_assets,
+        "{printed}"
+    );
+    assert!(printed.contains("tools.yaml[0]"), "{printed}");
     for needle in [
         // StageTest's diff against the baseline, the draft's sentence in the replay, the first
         // divergence, the guarded preview, a tool result and a page of a list.

@@ -65,7 +65,7 @@ async fn the_demo_mapping_turns_plant_ops_results_into_answer_blocks() {
     let mut client = admin.client.clone();
     let imported = client
         .import_bundle(admin.req(ImportBundleRequest {
-            files: demo::plant_ops_bundle(&data).expect("demo bundle"),
+            files: demo::plant_ops_bundle(),
             publish: true,
             dry_run: false,
             run_golden_set: false,

@@ -306,7 +306,7 @@ async fn rca_of_two_runs_names_the_published_asset_and_its_stage() {
 
     // The resolver now sends "1호기" to GT-02.
     let mut resolver: serde_json::Value =
-        serde_json::from_str(&demo::plant_ops_resolver_json().unwrap()).unwrap();
+        serde_yaml::from_str(demo::PLANT_OPS_RESOLVER_YAML).unwrap();
     for rule in resolver["spec"]["rules"].as_array_mut().unwrap() {
         if rule["rule_data"]["target_entity"] == "ci_code:GT-01" {
             rule["rule_data"]["target_entity"] = "ci_code:GT-02".into();

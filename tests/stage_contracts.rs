@@ -359,7 +359,7 @@ async fn diff_traces_names_the_first_diverging_stage() {
 
     // The resolver now sends "1호기" to GT-02: ROUTE+PLAN diverges first, on the plan's CI.
     let mut resolver: serde_json::Value =
-        serde_json::from_str(&ops_controlplane::demo::plant_ops_resolver_json().unwrap()).unwrap();
+        serde_yaml::from_str(ops_controlplane::demo::PLANT_OPS_RESOLVER_YAML).unwrap();
     for rule in resolver["spec"]["rules"].as_array_mut().unwrap() {
         if rule["rule_data"]["target_entity"] == "ci_code:GT-01" {
             rule["rule_data"]["target_entity"] = "ci_code:GT-02".into();

@@ -125,7 +125,14 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let sidecars = tokio_util::sync::CancellationToken::new();
     let executors = match config.executors.mode {
         crate::config::ExecutorMode::Off => None,
-        _ => Some(crate::execute::Executors::start(&config.executors, sidecars.clone()).await?),
+        _ => Some(
+            crate::execute::Executors::start(
+                &config.executors,
+                &config.storage.data_dir,
+                sidecars.clone(),
+            )
+            .await?,
+        ),
     };
     if demo {
         let path = crate::demo::prepare(&config.storage.data_dir, &registry).await?;

@@ -34,104 +34,46 @@ pub const PLANT_OPS_POLICY_YAML: &str = include_str!("../../datasets/plant-ops/a
 /// The Tools EXECUTE calls (one YAML document listing several assets).
 pub const PLANT_OPS_TOOLS_YAML: &str = include_str!("../../datasets/plant-ops/assets/tools.yaml");
 
+/// The plant-ops database (a path relative to opsd's data dir).
+pub const PLANT_OPS_SOURCE_YAML: &str = include_str!("../../datasets/plant-ops/assets/source.yaml");
+
+/// Aliases and code normalisation (the data set's `resolver.json` as a Resolver asset).
+pub const PLANT_OPS_RESOLVER_YAML: &str =
+    include_str!("../../datasets/plant-ops/assets/resolver.yaml");
+
+/// The SQLite file the demo loads plant-ops into, in opsd's data dir; the Source names it.
+pub const PLANT_OPS_SQLITE_FILE: &str = "plant-ops.sqlite";
+
 /// Tenants that own rows in plant-ops.
 pub const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
 
-/// The Source asset for a plant-ops SQLite file.
-pub fn plant_ops_source_yaml(path: &Path) -> String {
-    format!(
-        "type: source\nname: plant_ops\ndescription: plant-ops demo data (SQLite)\nspec:\n  kind: SOURCE_KIND_SQLITE\n  connection:\n    path: {:?}\n  permissions:\n    read_only: true\n  limits:\n    max_rows: 10000\n    max_duration_ms: 10000\n    max_connections: 4\n",
-        path.display().to_string()
-    )
-}
-
-/// The data set's `resolver.json` (rule types and transforms in lower case, as the user
-/// guides write them) as a Resolver asset document.
-pub fn plant_ops_resolver_json() -> anyhow::Result<String> {
-    let raw: serde_json::Value = serde_json::from_str(ops_datasets::plant_ops::RESOLVER_JSON)?;
-    let enum_name = |prefix: &str, v: &serde_json::Value| {
-        v.as_str()
-            .map(|s| serde_json::Value::String(format!("{prefix}{}", s.to_uppercase())))
-    };
-    let mut rules = Vec::new();
-    for rule in raw["rules"].as_array().into_iter().flatten() {
-        let mut rule = rule.clone();
-        if let Some(t) = enum_name("RESOLVER_RULE_TYPE_", &rule["rule_type"]) {
-            rule["rule_type"] = t;
-        }
-        if let Some(t) = enum_name("RESOLVER_TRANSFORM_", &rule["rule_data"]["transform"]) {
-            rule["rule_data"]["transform"] = t;
-        }
-        rules.push(rule);
-    }
-    Ok(serde_json::json!({
-        "type": "resolver",
-        "name": raw["name"].as_str().unwrap_or("plant_resolver"),
-        "description": "aliases and code normalisation of plant-ops (from resolver.json)",
-        "spec": {"rules": rules},
+/// The demo's asset bundle: `datasets/plant-ops/assets`, file for file, as
+/// `opsd assets import datasets/plant-ops/assets` sends it.
+pub fn plant_ops_bundle() -> Vec<BundleFile> {
+    [
+        ("catalog.yaml", PLANT_OPS_CATALOG_YAML),
+        ("direct.yaml", PLANT_OPS_DIRECT_YAML),
+        ("mapping.yaml", PLANT_OPS_MAPPING_YAML),
+        ("planner.yaml", PLANT_OPS_PLANNER_YAML),
+        ("policy.yaml", PLANT_OPS_POLICY_YAML),
+        ("resolver.yaml", PLANT_OPS_RESOLVER_YAML),
+        ("screen.yaml", PLANT_OPS_SCREEN_YAML),
+        ("source.yaml", PLANT_OPS_SOURCE_YAML),
+        ("tools.yaml", PLANT_OPS_TOOLS_YAML),
+    ]
+    .into_iter()
+    .map(|(path, content)| BundleFile {
+        path: path.into(),
+        content: content.as_bytes().to_vec(),
     })
-    .to_string())
-}
-
-/// One bundle file per asset of a YAML list.
-fn split_yaml_list(prefix: &str, yaml: &str) -> anyhow::Result<Vec<BundleFile>> {
-    let docs: Vec<serde_yaml::Value> = serde_yaml::from_str(yaml)?;
-    docs.iter()
-        .enumerate()
-        .map(|(i, doc)| {
-            Ok(BundleFile {
-                path: format!("{prefix}/{i}.yaml"),
-                content: serde_yaml::to_string(doc)?.into_bytes(),
-            })
-        })
-        .collect()
-}
-
-/// The demo's asset bundle for a plant-ops SQLite file.
-pub fn plant_ops_bundle(path: &Path) -> anyhow::Result<Vec<BundleFile>> {
-    let mut files = vec![
-        BundleFile {
-            path: "resolver.json".into(),
-            content: plant_ops_resolver_json()?.into_bytes(),
-        },
-        BundleFile {
-            path: "planner.yaml".into(),
-            content: PLANT_OPS_PLANNER_YAML.as_bytes().to_vec(),
-        },
-        BundleFile {
-            path: "direct.yaml".into(),
-            content: PLANT_OPS_DIRECT_YAML.as_bytes().to_vec(),
-        },
-        BundleFile {
-            path: "policy.yaml".into(),
-            content: PLANT_OPS_POLICY_YAML.as_bytes().to_vec(),
-        },
-        BundleFile {
-            path: "source.yaml".into(),
-            content: plant_ops_source_yaml(path).into_bytes(),
-        },
-        BundleFile {
-            path: "catalog.yaml".into(),
-            content: PLANT_OPS_CATALOG_YAML.as_bytes().to_vec(),
-        },
-        BundleFile {
-            path: "mapping.yaml".into(),
-            content: PLANT_OPS_MAPPING_YAML.as_bytes().to_vec(),
-        },
-        BundleFile {
-            path: "screen.yaml".into(),
-            content: PLANT_OPS_SCREEN_YAML.as_bytes().to_vec(),
-        },
-    ];
-    files.extend(split_yaml_list("tools", PLANT_OPS_TOOLS_YAML)?);
-    Ok(files)
+    .collect()
 }
 
 /// Loads plant-ops into `<data_dir>/plant-ops.sqlite` (once) and publishes its assets for the
 /// demo tenants. Returns the database path.
 pub async fn prepare(data_dir: &Path, registry: &Registry) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(data_dir)?;
-    let path = std::fs::canonicalize(data_dir)?.join("plant-ops.sqlite");
+    let path = std::fs::canonicalize(data_dir)?.join(PLANT_OPS_SQLITE_FILE);
     if !path.is_file() {
         let report = ops_datasets::load_sqlite(&path).await?;
         tracing::info!(path = %path.display(), ?report, "plant-ops loaded");
@@ -139,8 +81,37 @@ pub async fn prepare(data_dir: &Path, registry: &Registry) -> anyhow::Result<Pat
     for tenant in DEMO_TENANTS {
         let ctx = CallerContext::new(tenant, "opsd-demo");
         registry
-            .import(&ctx, plant_ops_bundle(&path)?, true, false)
+            .import(&ctx, plant_ops_bundle(), true, false)
             .await?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Resolver asset and the data set's `resolver.json` hold the same rules.
+    #[test]
+    fn the_resolver_asset_is_the_data_sets_resolver_json() -> anyhow::Result<()> {
+        let raw: serde_json::Value = serde_json::from_str(ops_datasets::plant_ops::RESOLVER_JSON)?;
+        let asset: serde_json::Value = serde_yaml::from_str(PLANT_OPS_RESOLVER_YAML)?;
+        let enum_name = |prefix: &str, v: &serde_json::Value| {
+            v.as_str().map(|s| format!("{prefix}{}", s.to_uppercase()))
+        };
+        let mut expected = Vec::new();
+        for rule in raw["rules"].as_array().into_iter().flatten() {
+            let mut rule = rule.clone();
+            if let Some(t) = enum_name("RESOLVER_RULE_TYPE_", &rule["rule_type"]) {
+                rule["rule_type"] = t.into();
+            }
+            if let Some(t) = enum_name("RESOLVER_TRANSFORM_", &rule["rule_data"]["transform"]) {
+                rule["rule_data"]["transform"] = t.into();
+            }
+            expected.push(rule);
+        }
+        assert_eq!(asset["name"], raw["name"]);
+        assert_eq!(asset["spec"]["rules"], serde_json::Value::Array(expected));
+        Ok(())
+    }
 }

@@ -135,7 +135,7 @@ pub fn catalog() -> SchemaCatalogSpec {
             .as_bytes()
             .to_vec(),
     };
-    let parsed = bundle::parse(&file).expect("catalog parses");
+    let parsed = bundle::parse(&file).expect("catalog parses").remove(0);
     match parsed.content.spec.and_then(|s| s.kind) {
         Some(asset_spec::Kind::SchemaCatalog(c)) => c,
         other => panic!("not a catalog: {other:?}"),

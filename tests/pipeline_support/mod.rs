@@ -85,7 +85,7 @@ pub async fn start_demo_with(mode: ExecutorMode, configure: impl FnOnce(&mut Con
     configure(&mut config);
     let registry = server::open_registry(&config).await.expect("registry");
     let cancel = CancellationToken::new();
-    let executors = Executors::start(&config.executors, cancel.clone())
+    let executors = Executors::start(&config.executors, dir.path(), cancel.clone())
         .await
         .expect("sidecars");
     ops_controlplane::demo::prepare(dir.path(), &registry)

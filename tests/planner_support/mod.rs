@@ -18,7 +18,8 @@ fn parse(path: &str, content: &str) -> Kind {
         path: path.into(),
         content: content.as_bytes().to_vec(),
     })
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e}"))
+    .remove(0);
     parsed
         .content
         .spec
@@ -53,9 +54,8 @@ pub fn knowledge(tenant: &str) -> Knowledge {
     let Kind::Policy(policy) = parse("policy.yaml", demo::PLANT_OPS_POLICY_YAML) else {
         panic!("policy.yaml is not a policy")
     };
-    let resolver_json = demo::plant_ops_resolver_json().expect("resolver");
-    let Kind::Resolver(resolver) = parse("resolver.json", &resolver_json) else {
-        panic!("resolver.json is not a resolver")
+    let Kind::Resolver(resolver) = parse("resolver.yaml", demo::PLANT_OPS_RESOLVER_YAML) else {
+        panic!("resolver.yaml is not a resolver")
     };
     let tools: Vec<serde_yaml::Value> =
         serde_yaml::from_str(demo::PLANT_OPS_TOOLS_YAML).expect("tools.yaml");

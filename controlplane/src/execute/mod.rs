@@ -8,15 +8,17 @@ pub mod source_health;
 pub mod supervisor;
 pub mod tasks;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ops_proto::executor::ExecutorKind;
+use ops_proto::v1::SourceSpec;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::{ExecutorMode, ExecutorsConfig};
+use crate::model::requests;
 use balance::{ChannelSettings, EndpointPool};
 pub use client::{ClientOptions, ExecutorClient, RetryPolicy};
 use supervisor::{Sidecar, SidecarSpec};
@@ -45,6 +47,8 @@ pub struct Executors {
     pub metrics: ExecutorClient,
     pub graph: ExecutorClient,
     sidecars: Arc<Vec<Sidecar>>,
+    /// opsd's data dir: a Source's relative SQLite path is resolved against it.
+    data_dir: Arc<PathBuf>,
 }
 
 impl Executors {
@@ -54,6 +58,22 @@ impl Executors {
             ExecutorKind::Metrics => &self.metrics,
             ExecutorKind::Graph => &self.graph,
         }
+    }
+
+    /// The connection settings sent to an executor for a Source asset: a relative SQLite path
+    /// becomes a path in opsd's data dir (where the demo loads its data), so an asset directory
+    /// can name its database without knowing where opsd keeps its files.
+    pub fn source_config(
+        &self,
+        source_id: &str,
+        spec: &SourceSpec,
+    ) -> ops_proto::executor::SourceConfig {
+        let mut config = requests::source_config(source_id, spec);
+        let path = Path::new(&config.path);
+        if !config.path.is_empty() && path.is_relative() {
+            config.path = self.data_dir.join(path).to_string_lossy().into_owned();
+        }
+        config
     }
 
     /// The same in-process executor for every kind (tests, benchmarks).
@@ -68,6 +88,7 @@ impl Executors {
             metrics: ExecutorClient::in_process(metrics, options.clone()),
             graph: ExecutorClient::in_process(graph, options),
             sidecars: Arc::new(Vec::new()),
+            data_dir: Arc::new(PathBuf::from(".")),
         }
     }
 
@@ -87,8 +108,10 @@ impl Executors {
 
     /// Builds the clients from configuration: spawns and supervises the sidecars
     /// (`mode = "spawn"`) or connects to the configured endpoints (`mode = "connect"`).
+    /// `data_dir` is opsd's data dir (relative SQLite paths of Sources are resolved against it).
     pub async fn start(
         config: &ExecutorsConfig,
+        data_dir: &Path,
         cancel: CancellationToken,
     ) -> Result<Self, DispatchError> {
         let settings = ChannelSettings {
@@ -141,6 +164,9 @@ impl Executors {
             metrics,
             graph,
             sidecars: Arc::new(sidecars),
+            data_dir: Arc::new(
+                std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned()),
+            ),
         })
     }
 }

@@ -20,8 +20,8 @@ use crate::context::CallerContext;
 use crate::execute::failover;
 use crate::model::refs::{AssetReference, VersionSelector};
 use crate::model::snapshot::{Applied, Snapshot, SourceBinding};
+use crate::model::source_dialect;
 use crate::model::stages::{ExecuteInput, RoutePlanInput, RoutePlanOutput, ValidateInput};
-use crate::model::{requests, source_dialect};
 use crate::validate::sql_prepare::{self, Bind};
 use crate::{execute, route_plan, validate};
 
@@ -95,7 +95,9 @@ impl Pipeline {
             .ok_or_else(|| {
                 PipelineError::FailedPrecondition(format!("{source_ref} is not a SQL source"))
             })?;
-        let config = requests::source_config(&applied.label(), &applied.spec);
+        let config = self
+            .executors
+            .source_config(&applied.label(), &applied.spec);
         Ok(vec![SourceBinding {
             applied,
             config,

@@ -23,7 +23,6 @@ use crate::execute::source_health::SourceHealth;
 use crate::execute::{Executors, failover};
 use crate::model::plan_kind::Mode;
 use crate::model::refs::{AssetReference, VersionSelector};
-use crate::model::requests;
 use crate::model::sentences::Sentences;
 use crate::model::snapshot::{Applied, GuardSettings, Snapshot, SourceBinding};
 use crate::model::source_dialect;
@@ -301,7 +300,7 @@ async fn load(
         let name = AssetReference::parse(reference).ok()?.name;
         let applied = sources.iter().find(|s| s.reference.name == name)?.clone();
         let dialect = source_dialect(SourceKind::try_from(applied.spec.kind).ok()?)?;
-        let config = requests::source_config(&applied.label(), &applied.spec);
+        let config = executors.source_config(&applied.label(), &applied.spec);
         Some(SourceBinding {
             applied,
             config,

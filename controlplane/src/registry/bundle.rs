@@ -41,16 +41,53 @@ pub struct ParsedAsset {
     pub content: AssetContent,
 }
 
-/// Parses one file; the error names the file and what is wrong with it.
-pub fn parse(file: &BundleFile) -> Result<ParsedAsset, String> {
+/// Parses one file: one asset document, a list of them, or several YAML documents separated
+/// by `---`. An asset from a file holding several is named `<path>[<index>]` (from 0). The
+/// error names the file (and the asset) and what is wrong with it.
+pub fn parse(file: &BundleFile) -> Result<Vec<ParsedAsset>, String> {
     let path = &file.path;
-    let doc: AssetDocument = if path.ends_with(".json") {
-        serde_json::from_slice(&file.content).map_err(|e| format!("{path}: invalid JSON: {e}"))?
+    let documents: Vec<serde_json::Value> = if path.ends_with(".json") {
+        let value: serde_json::Value = serde_json::from_slice(&file.content)
+            .map_err(|e| format!("{path}: invalid JSON: {e}"))?;
+        vec![value]
     } else if path.ends_with(".yaml") || path.ends_with(".yml") {
-        serde_yaml::from_slice(&file.content).map_err(|e| format!("{path}: invalid YAML: {e}"))?
+        let mut documents = Vec::new();
+        for document in serde_yaml::Deserializer::from_slice(&file.content) {
+            let value = serde_json::Value::deserialize(document)
+                .map_err(|e| format!("{path}: invalid YAML: {e}"))?;
+            if !value.is_null() {
+                documents.push(value);
+            }
+        }
+        documents
     } else {
         return Err(format!("{path}: expected a .yaml, .yml or .json file"));
     };
+    let documents: Vec<serde_json::Value> = match documents.as_slice() {
+        [serde_json::Value::Array(list)] => list.clone(),
+        _ => documents,
+    };
+    if documents.is_empty() {
+        return Err(format!("{path}: holds no asset document"));
+    }
+    let several = documents.len() > 1;
+    documents
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let at = if several {
+                format!("{path}[{i}]")
+            } else {
+                path.clone()
+            };
+            let doc: AssetDocument =
+                serde_json::from_value(value).map_err(|e| format!("{at}: {e}"))?;
+            parse_document(at, doc)
+        })
+        .collect()
+}
+
+fn parse_document(path: String, doc: AssetDocument) -> Result<ParsedAsset, String> {
     let asset_type = parse_type_slug(&doc.asset_type).ok_or_else(|| {
         format!(
             "{path}: unknown type {:?}: expected one of {TYPE_SLUGS}",
@@ -73,7 +110,7 @@ pub fn parse(file: &BundleFile) -> Result<ParsedAsset, String> {
         spec: Some(spec),
     };
     Ok(ParsedAsset {
-        path: path.clone(),
+        path,
         asset_type,
         name: doc.name,
         content,
@@ -170,13 +207,54 @@ pub fn dependency_rank(asset_type: AssetType) -> u8 {
 mod tests {
     use super::*;
 
+    fn one(mut parsed: Vec<ParsedAsset>) -> ParsedAsset {
+        assert_eq!(parsed.len(), 1, "{parsed:?}");
+        parsed.remove(0)
+    }
+
+    #[test]
+    fn a_file_may_hold_a_list_or_several_documents() -> Result<(), String> {
+        let asset = |name: &str| format!("type: prompt\nname: {name}\nspec: {{template: t}}\n");
+        for body in [
+            "- {type: prompt, name: a, spec: {template: t}}\n- {type: prompt, name: b, spec: {}}\n"
+                .to_owned(),
+            format!("{}---\n{}", asset("a"), asset("b")),
+        ] {
+            let parsed = parse(&BundleFile {
+                path: "prompts.yaml".into(),
+                content: body.into_bytes(),
+            })?;
+            let named: Vec<(&str, &str)> = parsed
+                .iter()
+                .map(|p| (p.path.as_str(), p.name.as_str()))
+                .collect();
+            assert_eq!(named, [("prompts.yaml[0]", "a"), ("prompts.yaml[1]", "b")]);
+        }
+        let json = parse(&BundleFile {
+            path: "prompts.json".into(),
+            content: br#"[{"type": "prompt", "name": "a", "spec": {}}]"#.to_vec(),
+        })?;
+        assert_eq!(one(json).path, "prompts.json");
+        let bad = parse(&BundleFile {
+            path: "prompts.yaml".into(),
+            content: format!("{}---\ntype: prompt\nspec: {{}}\n", asset("a")).into_bytes(),
+        })
+        .err()
+        .unwrap_or_default();
+        assert!(
+            bad.starts_with("prompts.yaml[1]: missing field `name`"),
+            "{bad}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn a_yaml_file_round_trips() -> Result<(), String> {
         let yaml = "type: query\nname: ci_lookup\nbindings: [execute]\nspec:\n  source_ref: source:plant\n  dialect: SQL_DIALECT_SQLITE\n  sql: SELECT 1\n  params:\n    - name: ci_code\n      type: PARAM_TYPE_STRING\n      required: true\n";
-        let parsed = parse(&BundleFile {
+        let parsed = one(parse(&BundleFile {
             path: "query/ci_lookup.yaml".into(),
             content: yaml.as_bytes().to_vec(),
-        })?;
+        })?);
         assert_eq!(
             (parsed.asset_type, parsed.name.as_str()),
             (AssetType::Query, "ci_lookup")
@@ -188,7 +266,7 @@ mod tests {
             BundleFormat::Yaml,
         )?;
         assert_eq!(rendered.path, "query/ci_lookup.yaml");
-        let again = parse(&rendered)?;
+        let again = one(parse(&rendered)?);
         assert_eq!(again.content, parsed.content);
         let json = render(
             parsed.asset_type,
@@ -196,7 +274,7 @@ mod tests {
             &parsed.content,
             BundleFormat::Json,
         )?;
-        assert_eq!(parse(&json)?.content, parsed.content);
+        assert_eq!(one(parse(&json)?).content, parsed.content);
         Ok(())
     }
 

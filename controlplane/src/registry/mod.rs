@@ -1111,28 +1111,30 @@ impl Registry {
         let mut seen = HashSet::new();
         for (i, file) in files.iter().enumerate() {
             match bundle::parse(file) {
-                Ok(p) => {
-                    if let Err(m) = validate_name(&p.name) {
-                        problems.push(validate::violation(
-                            &format!("files[{i}]"),
-                            "bundle",
-                            "request.name",
-                            format!("{}: {m}", p.path),
-                        ));
-                    } else if !seen.insert((p.asset_type, p.name.clone())) {
-                        problems.push(validate::violation(
-                            &format!("files[{i}]"),
-                            "bundle",
-                            "bundle.duplicate",
-                            format!(
-                                "{}: {}:{} appears in more than one file",
-                                p.path,
-                                type_slug(p.asset_type),
-                                p.name
-                            ),
-                        ));
-                    } else {
-                        parsed.push(p);
+                Ok(assets) => {
+                    for p in assets {
+                        if let Err(m) = validate_name(&p.name) {
+                            problems.push(validate::violation(
+                                &format!("files[{i}]"),
+                                "bundle",
+                                "request.name",
+                                format!("{}: {m}", p.path),
+                            ));
+                        } else if !seen.insert((p.asset_type, p.name.clone())) {
+                            problems.push(validate::violation(
+                                &format!("files[{i}]"),
+                                "bundle",
+                                "bundle.duplicate",
+                                format!(
+                                    "{}: {}:{} appears in more than one file",
+                                    p.path,
+                                    type_slug(p.asset_type),
+                                    p.name
+                                ),
+                            ));
+                        } else {
+                            parsed.push(p);
+                        }
                     }
                 }
                 Err(m) => problems.push(validate::violation(
@@ -1550,6 +1552,26 @@ mod tests {
             expected.map(|a| a as i32).to_vec(),
             "audit keeps write order"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn reimporting_the_demo_bundle_changes_nothing() -> RegistryResult<()> {
+        let r = registry().await;
+        let ctx = CallerContext::new("acme", "kim");
+        let files = crate::demo::plant_ops_bundle();
+        let first = r.import(&ctx, files.clone(), true, false).await?;
+        assert!(first.iter().all(|a| a.version == 1), "{first:?}");
+        // Twice more: a Tool's config is a hash map, so one lucky repeat would prove nothing.
+        for _ in 0..2 {
+            let again = r.import(&ctx, files.clone(), true, false).await?;
+            let changed: Vec<&str> = again
+                .iter()
+                .filter(|a| a.outcome != ImportOutcome::Unchanged as i32 || a.version != 1)
+                .map(|a| a.path.as_str())
+                .collect();
+            assert!(changed.is_empty(), "re-published: {changed:?}");
+        }
         Ok(())
     }
 }

@@ -11,7 +11,6 @@ use ops_proto::v1::*;
 use super::{Registry, RegistryError, RegistryResult};
 use crate::context::CallerContext;
 use crate::execute::Executors;
-use crate::model::requests;
 
 /// Column names that hold secrets: marked SECRET, and their tables start disabled so the
 /// planner never sees them unless an admin decides otherwise.
@@ -65,7 +64,7 @@ impl Registry {
     ) -> RegistryResult<TestSourceResponse> {
         let (id, spec) = self.source(ctx, name, draft).await?;
         let request = ex::TestConnectionRequest {
-            source: Some(requests::source_config(&id, &spec)),
+            source: Some(executors.source_config(&id, &spec)),
         };
         let response = executors
             .sql
@@ -121,7 +120,7 @@ impl Registry {
             .scan_schema(
                 CallContext::default(),
                 ex::ScanSchemaRequest {
-                    source: Some(requests::source_config(&id, &spec)),
+                    source: Some(executors.source_config(&id, &spec)),
                     include_tables: request.include_tables.clone(),
                     exclude_tables: request.exclude_tables.clone(),
                     schemas,

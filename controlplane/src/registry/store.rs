@@ -58,9 +58,13 @@ pub struct EncodedContent {
 
 pub fn encode_content(content: &AssetContent) -> RegistryResult<EncodedContent> {
     let bytes = content.encode_to_vec();
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let json = serde_json::to_string(content)
+    // The digest is taken over canonical JSON (keys sorted), not the protobuf bytes: a Struct
+    // (a Tool's config) is a hash map whose wire order changes from one encoding to the next,
+    // so equal content would get a different digest and an unchanged file would re-publish.
+    let json = serde_json::to_value(content)
+        .map(|value| value.to_string())
         .map_err(|e| RegistryError::Internal(format!("encode content as json: {e}")))?;
+    let sha256 = hex::encode(Sha256::digest(json.as_bytes()));
     Ok(EncodedContent {
         bytes,
         sha256,
