@@ -247,6 +247,15 @@ async fn every_trigger_is_decided_under_the_policy_and_traced() {
         "acme",
         vec![
             ("policy.yaml", policy_with("")),
+            // The database lost a column the catalog still lists (a scan is out of date).
+            (
+                "catalog.yaml",
+                demo::PLANT_OPS_CATALOG_YAML.replacen(
+                    "      columns:\n",
+                    "      columns:\n        - {name: no_such_column, data_type: TEXT}\n",
+                    1,
+                ),
+            ),
             (
                 "tool.yaml",
                 tool_yaml("ci_tool", |t| {
@@ -585,6 +594,31 @@ spec:
     let message = err.to_string();
     assert!(
         message.contains("time:next_week") && message.contains("this_month"),
+        "{message}"
+    );
+    // So is a Tool config key no tool reads, and a catalog role naming a column not listed.
+    let tool = tool_yaml("history_tool", |t| {
+        t["spec"]["config"]["severity_colum"] = "severity".into();
+    });
+    let err = demo
+        .try_publish("acme", vec![("tool.yaml", tool)])
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("config.severity_colum") && message.contains("severity_column"),
+        "{message}"
+    );
+    let catalog =
+        demo::PLANT_OPS_CATALOG_YAML.replace("value_column: value", "value_column: reading");
+    assert_ne!(catalog, demo::PLANT_OPS_CATALOG_YAML);
+    let err = demo
+        .try_publish("acme", vec![("catalog.yaml", catalog)])
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("metrics.value_column") && message.contains("\"reading\""),
         "{message}"
     );
     demo.stop().await;

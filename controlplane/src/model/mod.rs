@@ -14,6 +14,7 @@ pub mod sentences;
 pub mod snapshot;
 pub mod stages;
 pub mod task;
+pub mod tool_config;
 
 use ops_proto::executor::Engine;
 use ops_proto::v1::{AssetRef, AssetType, SourceKind};

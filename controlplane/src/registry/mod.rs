@@ -239,9 +239,19 @@ impl Registry {
                 ops_proto::v1::SourceKind::try_from(kind).unwrap_or_default(),
             );
         }
+        let mut tool_catalog = None;
+        if let Some(asset_spec::Kind::Tool(t)) = content.spec.as_ref().and_then(|s| s.kind.as_ref())
+            && let Ok(reference) = AssetReference::parse(&t.catalog_ref)
+            && let Ok(Some((_, catalog))) = self.resolve_content(conn, tenant, &reference).await
+            && let Some(asset_spec::Kind::SchemaCatalog(catalog)) =
+                catalog.content.spec.and_then(|s| s.kind)
+        {
+            tool_catalog = Some(catalog);
+        }
         Ok(ValidationContext {
             query_dialect,
             guard_policy: guard,
+            tool_catalog,
         })
     }
 

@@ -11,8 +11,10 @@ use ops_proto::v1::{
 };
 
 use super::bindings;
+use crate::model::plan_kind::Mode;
 use crate::model::refs::type_slug;
 use crate::model::sentences::Sentences;
+use crate::model::tool_config::{self, KeyKind};
 use crate::validate::sql_guard::{self, GuardPolicy};
 
 /// Upper bounds that keep limits sane.
@@ -56,6 +58,9 @@ pub struct ValidationContext {
     pub query_dialect: Option<sql_guard::Dialect>,
     /// Restricted tables and extra functions from the tenant's published policies.
     pub guard_policy: GuardPolicy,
+    /// The published SchemaCatalog a Tool's `catalog_ref` names, when it resolved: its config's
+    /// tables and columns are checked against it.
+    pub tool_catalog: Option<SchemaCatalogSpec>,
 }
 
 /// Collects every violation of `content` for an asset of type `asset_type`.
@@ -137,7 +142,7 @@ pub fn validate_content(
         asset_spec::Kind::Prompt(s) => v.prompt(s),
         asset_spec::Kind::Policy(s) => v.policy(s),
         asset_spec::Kind::Screen(s) => v.screen(s),
-        asset_spec::Kind::Tool(s) => v.tool(s),
+        asset_spec::Kind::Tool(s) => v.tool(s, ctx.tool_catalog.as_ref()),
     }
     out
 }
@@ -497,6 +502,123 @@ impl Checker<'_> {
                 .any(|c| c.is_empty())
             {
                 self.err("metrics", "spec", "catalog.metric_mapping", "metrics needs table, entity_column, metric_name_column, timestamp_column and value_column");
+            }
+        }
+        self.catalog_roles(s);
+        for (i, table) in s.tables.iter().enumerate() {
+            for (j, column) in table.columns.iter().enumerate() {
+                if column.ordered && column.enum_values.len() < 2 {
+                    self.err(
+                        &format!("tables[{i}].columns[{j}].ordered"),
+                        "spec",
+                        "catalog.ordered",
+                        format!(
+                            "{}.{} is ordered but lists {} enum_values: an ordered column needs its values from the highest to the lowest",
+                            table.name,
+                            column.name,
+                            column.enum_values.len()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every table and column a graph or metric mapping gives a role must be catalogued (a
+    /// misspelt role would otherwise make every graph or metric question fail at run time).
+    fn catalog_roles(&mut self, s: &SchemaCatalogSpec) {
+        // (the field naming a table, the table, the fields naming its columns and the columns)
+        type Role<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+        let mut roles: Vec<Role> = Vec::new();
+        if let Some(g) = &s.graph {
+            roles.push((
+                "graph.node_table",
+                &g.node_table,
+                vec![
+                    ("graph.node_id_column", g.node_id_column.as_str()),
+                    ("graph.node_code_column", &g.node_code_column),
+                    ("graph.node_label_column", &g.node_label_column),
+                    ("graph.node_kind_column", &g.node_kind_column),
+                    ("graph.tenant_column", &g.tenant_column),
+                ],
+            ));
+            roles.push((
+                "graph.edge_table",
+                &g.edge_table,
+                vec![
+                    ("graph.edge_source_column", g.edge_source_column.as_str()),
+                    ("graph.edge_target_column", &g.edge_target_column),
+                    ("graph.edge_type_column", &g.edge_type_column),
+                    ("graph.tenant_column", &g.tenant_column),
+                ],
+            ));
+            for (i, name) in g.composition_relation_types.iter().enumerate() {
+                if !g.relation_types.iter().any(|r| &r.name == name) {
+                    self.err(
+                        &format!("graph.composition_relation_types[{i}]"),
+                        "spec",
+                        "catalog.role",
+                        format!(
+                            "composition relation type {name:?} is not one of graph.relation_types"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(m) = &s.metrics {
+            roles.push((
+                "metrics.table",
+                &m.table,
+                vec![
+                    ("metrics.entity_column", m.entity_column.as_str()),
+                    ("metrics.metric_name_column", &m.metric_name_column),
+                    ("metrics.timestamp_column", &m.timestamp_column),
+                    ("metrics.value_column", &m.value_column),
+                    ("metrics.tenant_column", &m.tenant_column),
+                ],
+            ));
+            roles.push((
+                "metrics.entity_table",
+                &m.entity_table,
+                vec![
+                    ("metrics.entity_id_column", m.entity_id_column.as_str()),
+                    ("metrics.entity_code_column", &m.entity_code_column),
+                ],
+            ));
+        }
+        for (table_field, table_name, columns) in roles {
+            if table_name.is_empty() {
+                continue;
+            }
+            let Some(table) = s.tables.iter().find(|t| t.name == table_name) else {
+                let tables: Vec<&str> = s.tables.iter().map(|t| t.name.as_str()).collect();
+                self.err(
+                    table_field,
+                    "spec",
+                    "catalog.role",
+                    format!(
+                        "{table_field} names table {table_name:?}, which the catalog does not list (its tables: {})",
+                        tables.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if table.columns.is_empty() {
+                continue;
+            }
+            for (field, column) in columns {
+                if !column.is_empty() && !table.columns.iter().any(|c| c.name == column) {
+                    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                    self.err(
+                        field,
+                        "spec",
+                        "catalog.role",
+                        format!(
+                            "{field} names column {column:?}, which table {table_name:?} does not have (its columns: {})",
+                            names.join(", ")
+                        ),
+                    );
+                }
             }
         }
     }
@@ -972,7 +1094,8 @@ impl Checker<'_> {
         );
     }
 
-    fn tool(&mut self, s: &ToolSpec) {
+    fn tool(&mut self, s: &ToolSpec, catalog: Option<&SchemaCatalogSpec>) {
+        self.tool_config(s, catalog);
         let tool_type = ToolType::try_from(s.tool_type).unwrap_or_default();
         if tool_type == ToolType::Unspecified {
             self.err("tool_type", "spec", "tool.type", "tool_type is required");
@@ -1017,6 +1140,173 @@ impl Checker<'_> {
             u64::from(s.timeout_ms),
             u64::from(MAX_TIMEOUT_MS),
         );
+    }
+
+    /// A Tool's config: a known mode, only the keys that mode reads, values of the right kind,
+    /// and the tables and columns they name present in the catalog.
+    fn tool_config(&mut self, s: &ToolSpec, catalog: Option<&SchemaCatalogSpec>) {
+        let Some(config) = s.config.as_ref().filter(|c| !c.fields.is_empty()) else {
+            return;
+        };
+        let Ok(serde_json::Value::Object(config)) = serde_json::to_value(config) else {
+            return;
+        };
+        let modes = Mode::ALL
+            .iter()
+            .map(Mode::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mode = match config.get("mode") {
+            None => {
+                self.err(
+                    "config.mode",
+                    "spec",
+                    "tool.config_mode",
+                    format!(
+                        "config.mode is required: the plan mode the tool answers, one of {modes}"
+                    ),
+                );
+                return;
+            }
+            Some(value) => match value.as_str().and_then(|m| m.parse::<Mode>().ok()) {
+                Some(mode) => mode,
+                None => {
+                    self.err(
+                        "config.mode",
+                        "spec",
+                        "tool.config_mode",
+                        format!("config.mode {value} is not a plan mode: expected one of {modes}"),
+                    );
+                    return;
+                }
+            },
+        };
+        let keys = tool_config::keys(mode);
+        for (name, value) in &config {
+            let field = format!("config.{name}");
+            let Some(key) = keys.iter().find(|k| k.key == name) else {
+                self.err(
+                    &field,
+                    "spec",
+                    "tool.config_key",
+                    format!(
+                        "a {mode} tool reads no config key {name:?}: it takes {}",
+                        tool_config::key_names(mode)
+                    ),
+                );
+                continue;
+            };
+            let text = value.as_str().filter(|t| !t.trim().is_empty());
+            let problem = match key.kind {
+                KeyKind::Mode => None,
+                KeyKind::Table | KeyKind::Column | KeyKind::EntityColumn | KeyKind::Name => {
+                    text.is_none().then(|| "a non-empty text".to_owned())
+                }
+                KeyKind::Columns => value
+                    .as_array()
+                    .is_none_or(|list| list.is_empty() || list.iter().any(|c| c.as_str().is_none()))
+                    .then(|| "a non-empty list of column names".to_owned()),
+                KeyKind::Number => value
+                    .as_f64()
+                    .is_none_or(|n| n < 1.0 || n.fract() != 0.0)
+                    .then(|| "a whole number of at least 1".to_owned()),
+                KeyKind::OneOf(words) => text
+                    .is_none_or(|t| !words.contains(&t))
+                    .then(|| format!("one of {}", words.join(", "))),
+            };
+            if let Some(expected) = problem {
+                self.err(
+                    &field,
+                    "spec",
+                    "tool.config_value",
+                    format!(
+                        "config.{name} must be {expected} ({}); got {value}",
+                        key.doc
+                    ),
+                );
+            }
+        }
+        // A tool that runs a written Query takes its SQL from there, not from these keys.
+        let generated = s.query_ref.trim().is_empty();
+        for key in keys.iter().filter(|k| k.required && generated) {
+            if !config.contains_key(key.key) {
+                self.err(
+                    &format!("config.{}", key.key),
+                    "spec",
+                    "tool.config_required",
+                    format!("a {mode} tool needs config.{}: {}", key.key, key.doc),
+                );
+            }
+        }
+        if let Some(catalog) = catalog {
+            self.tool_columns(&config, keys, catalog, &s.catalog_ref);
+        }
+    }
+
+    /// The tables and columns a Tool's config names, checked against its catalog.
+    fn tool_columns(
+        &mut self,
+        config: &serde_json::Map<String, serde_json::Value>,
+        keys: &[tool_config::ConfigKey],
+        catalog: &SchemaCatalogSpec,
+        catalog_ref: &str,
+    ) {
+        let table_named = |key: &str| {
+            let name = config.get(key)?.as_str()?;
+            catalog.tables.iter().find(|t| t.name == name)
+        };
+        for key in keys.iter().filter(|k| k.kind == KeyKind::Table) {
+            if let Some(name) = config.get(key.key).and_then(|v| v.as_str())
+                && table_named(key.key).is_none()
+            {
+                let tables: Vec<&str> = catalog.tables.iter().map(|t| t.name.as_str()).collect();
+                self.err(
+                    &format!("config.{}", key.key),
+                    "reference",
+                    "tool.config_table",
+                    format!(
+                        "config.{} names table {name:?}, which {catalog_ref} does not catalogue (its tables: {})",
+                        key.key,
+                        tables.join(", ")
+                    ),
+                );
+            }
+        }
+        for key in keys {
+            let table = match key.kind {
+                KeyKind::Column | KeyKind::Columns => table_named("table"),
+                KeyKind::EntityColumn => table_named("entity_table"),
+                _ => None,
+            };
+            // A table catalogued without its columns cannot be checked.
+            let Some(table) = table.filter(|t| !t.columns.is_empty()) else {
+                continue;
+            };
+            let named: Vec<&str> = match config.get(key.key) {
+                Some(serde_json::Value::String(column)) => vec![column.as_str()],
+                Some(serde_json::Value::Array(list)) => {
+                    list.iter().filter_map(|c| c.as_str()).collect()
+                }
+                _ => Vec::new(),
+            };
+            for column in named {
+                if !table.columns.iter().any(|c| c.name == column) {
+                    let columns: Vec<&str> =
+                        table.columns.iter().map(|c| c.name.as_str()).collect();
+                    self.err(
+                        &format!("config.{}", key.key),
+                        "reference",
+                        "tool.config_column",
+                        format!(
+                            "config.{} names column {column:?}, which table {:?} does not have (its columns: {})",
+                            key.key,
+                            table.name,
+                            columns.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -1138,6 +1428,7 @@ pub fn glob_to_regex(glob: &str) -> Result<regex::Regex, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use ops_proto::v1::{
         AssetSpec, QueryParam, ResolverRule, ResolverRuleData, SourceConnection, SourcePermissions,
@@ -1173,6 +1464,180 @@ mod tests {
             }),
             limits: None,
         }
+    }
+
+    /// The demo's assets of a file, parsed as a bundle does.
+    fn demo_specs(path: &str, yaml: &str) -> Vec<asset_spec::Kind> {
+        let file = ops_proto::v1::BundleFile {
+            path: path.into(),
+            content: yaml.as_bytes().to_vec(),
+        };
+        super::super::bundle::parse(&file)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.content.spec.and_then(|s| s.kind))
+            .collect()
+    }
+
+    fn demo_catalog() -> SchemaCatalogSpec {
+        match demo_specs("catalog.yaml", crate::demo::PLANT_OPS_CATALOG_YAML).pop() {
+            Some(asset_spec::Kind::SchemaCatalog(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn demo_tool(name: &str) -> ToolSpec {
+        let tools: Vec<serde_yaml::Value> =
+            serde_yaml::from_str(crate::demo::PLANT_OPS_TOOLS_YAML).unwrap_or_default();
+        let tool = tools
+            .into_iter()
+            .find(|t| t["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no tool {name}"));
+        serde_json::to_value(&tool["spec"])
+            .and_then(serde_json::from_value)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Violations of a Tool whose config is edited, checked against the demo catalog.
+    fn tool_violations(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<Violation> {
+        let mut tool = demo_tool(name);
+        let mut config = serde_json::to_value(tool.config.take()).unwrap_or_default();
+        edit(&mut config);
+        tool.config = serde_json::from_value(config).unwrap_or_else(|e| panic!("{e}"));
+        let ctx = ValidationContext {
+            tool_catalog: Some(demo_catalog()),
+            ..Default::default()
+        };
+        validate_content(
+            AssetType::Tool,
+            &content(asset_spec::Kind::Tool(tool)),
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn the_demo_tools_and_catalog_pass() {
+        for tool in demo_specs("tools.yaml", crate::demo::PLANT_OPS_TOOLS_YAML) {
+            let ctx = ValidationContext {
+                tool_catalog: Some(demo_catalog()),
+                ..Default::default()
+            };
+            let v = validate_content(AssetType::Tool, &content(tool), &ctx);
+            assert!(rules(&v).is_empty(), "{v:?}");
+        }
+        let v = validate_content(
+            AssetType::SchemaCatalog,
+            &content(asset_spec::Kind::SchemaCatalog(demo_catalog())),
+            &ValidationContext::default(),
+        );
+        assert!(rules(&v).is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn a_tool_config_key_nothing_reads_is_refused_naming_what_the_mode_takes() {
+        let v = tool_violations("ci_tool", |c| {
+            c["code_colum"] = "ci_code".into();
+        });
+        assert_eq!(rules(&v), ["tool.config_key"], "{v:?}");
+        assert_eq!(v[0].field, "content.spec.tool.config.code_colum");
+        assert!(
+            v[0].message
+                .contains("a config tool reads no config key \"code_colum\"")
+                && v[0].message.contains("code_column, order_by"),
+            "{}",
+            v[0].message
+        );
+
+        let v = tool_violations("metric_tool", |c| c["mode"] = "metrics".into());
+        assert_eq!(rules(&v), ["tool.config_mode"], "{v:?}");
+        assert!(
+            v[0].message.contains("expected one of config, metric"),
+            "{}",
+            v[0].message
+        );
+
+        let v = tool_violations("history_tool", |c| {
+            c.as_object_mut().map(|o| o.remove("time_column"));
+        });
+        assert_eq!(rules(&v), ["tool.config_required"], "{v:?}");
+        assert!(
+            v[0].message.contains("needs config.time_column"),
+            "{}",
+            v[0].message
+        );
+
+        let v = tool_violations("graph_tool", |c| c["max_nodes"] = 0.into());
+        assert_eq!(rules(&v), ["tool.config_value"], "{v:?}");
+        let v = tool_violations("metric_series_tool", |c| c["shape"] = "bars".into());
+        assert_eq!(rules(&v), ["tool.config_value"], "{v:?}");
+    }
+
+    #[test]
+    fn a_tool_config_naming_an_uncatalogued_table_or_column_is_refused() {
+        let v = tool_violations("ci_tool", |c| {
+            c["columns"] = serde_json::json!(["ci_code", "ci_colour"]);
+        });
+        assert_eq!(rules(&v), ["tool.config_column"], "{v:?}");
+        assert!(
+            v[0].message
+                .contains("\"ci_colour\", which table \"ci_master\" does not have"),
+            "{}",
+            v[0].message
+        );
+        // entity_key and code_column are columns of the entity table, not of the events.
+        let v = tool_violations("history_tool", |c| c["entity_key"] = "event_id".into());
+        assert_eq!(rules(&v), ["tool.config_column"], "{v:?}");
+        let v = tool_violations("history_tool", |c| c["entity_table"] = "cis".into());
+        assert!(rules(&v).contains(&"tool.config_table"), "{v:?}");
+        assert!(
+            v[0].message.contains("its tables: ci_master"),
+            "{}",
+            v[0].message
+        );
+    }
+
+    #[test]
+    fn a_catalog_role_naming_an_unlisted_table_or_column_is_refused() {
+        let check = |edit: &dyn Fn(&mut SchemaCatalogSpec)| {
+            let mut catalog = demo_catalog();
+            edit(&mut catalog);
+            validate_content(
+                AssetType::SchemaCatalog,
+                &content(asset_spec::Kind::SchemaCatalog(catalog)),
+                &ValidationContext::default(),
+            )
+        };
+        let v = check(&|c| {
+            if let Some(m) = c.metrics.as_mut() {
+                m.value_column = "val".into();
+            }
+        });
+        assert_eq!(rules(&v), ["catalog.role"], "{v:?}");
+        assert_eq!(
+            v[0].field,
+            "content.spec.schema_catalog.metrics.value_column"
+        );
+        assert!(
+            v[0].message
+                .contains("\"val\", which table \"metric_timeseries\""),
+            "{}",
+            v[0].message
+        );
+        let v = check(&|c| {
+            if let Some(g) = c.graph.as_mut() {
+                g.edge_table = "relations".into();
+                g.composition_relation_types = vec!["contains".into()];
+            }
+        });
+        assert_eq!(rules(&v), ["catalog.role", "catalog.role"], "{v:?}");
+        let v = check(&|c| {
+            for column in &mut c.tables[0].columns {
+                if column.name == "ci_type" {
+                    column.ordered = true;
+                }
+            }
+        });
+        assert_eq!(rules(&v), ["catalog.ordered"], "{v:?}");
     }
 
     #[test]
