@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod demo;
+#[cfg(test)]
+mod docs_reference;
 pub mod execute;
 pub mod http_client;
 pub mod model;

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ops_proto::executor::{
-    Engine, ScanSchemaRequest, ScannedColumn, ScannedForeignKey, ScannedTable,
-    TestConnectionResponse, Value, value::Kind,
+    ColumnProfile, Engine, ScanSchemaRequest, ScannedColumn, ScannedForeignKey, ScannedTable,
+    TestConnectionResponse, Value, ValueCount, value::Kind,
 };
 use ops_proto::executor_api::ExecutorError;
 
-use crate::ident::Binds;
+use crate::ident::{self, Binds};
 use crate::source::SourceHandle;
 use crate::sql::{self, Caps};
 use crate::values;
@@ -121,6 +121,7 @@ pub async fn scan(
                     data_type: s(&row, 3).to_uppercase(),
                     nullable: truthy(&row, 4),
                     primary_key: false,
+                    profile: None,
                 });
             }
             let mut binds = Binds::new(engine);
@@ -196,6 +197,7 @@ pub async fn scan(
                         data_type: s(&row, 1).to_uppercase(),
                         nullable: !truthy(&row, 2),
                         primary_key: truthy(&row, 3),
+                        profile: None,
                     });
                 }
                 let mut binds = Binds::new(engine);
@@ -235,11 +237,186 @@ pub async fn scan(
             t.foreign_keys.push(fk);
         }
     }
-    Ok(tables
+    let mut scanned: Vec<ScannedTable> = tables
         .into_iter()
         .filter(|((schema, name), _)| wanted(request, schema, name))
         .map(|(_, t)| t)
-        .collect())
+        .collect();
+    if request.sample_rows > 0 {
+        for table in &mut scanned {
+            profile(handle, request, table, deadline).await?;
+        }
+    }
+    Ok(scanned)
+}
+
+/// Profiles a table from a sample of its rows (the caller's rows when the request names a
+/// filter column the table has): per column, how many values, how many distinct, whether
+/// they are numbers or dates, and the values themselves when there are few of them.
+async fn profile(
+    handle: &SourceHandle,
+    request: &ScanSchemaRequest,
+    table: &mut ScannedTable,
+    deadline: Instant,
+) -> Result<(), ExecutorError> {
+    let engine = handle.engine();
+    let qualified = if engine == Engine::Postgres {
+        format!("{}.{}", table.schema, table.name)
+    } else {
+        table.name.clone()
+    };
+    // A name that is not a plain identifier is skipped, never spliced into SQL.
+    let Ok(from) = ident::quote(engine, "table", &qualified) else {
+        return Ok(());
+    };
+    let mut binds = Binds::new(engine);
+    let filter = request.sample_filter_columns.get(&table.name);
+    let condition =
+        if let Some(filter) = filter.filter(|f| table.columns.iter().any(|c| &c.name == *f)) {
+            let column = ident::quote(engine, "sample_filter_columns", filter)?;
+            let p = binds.push(values::text(&request.sample_filter_value));
+            format!(" WHERE {column} = {p}")
+        } else {
+            String::new()
+        };
+    let sql = format!(
+        "SELECT * FROM {from}{condition} LIMIT {}",
+        request.sample_rows.min(CAPS.max_rows as u32)
+    );
+    let result = sql::run(handle, &sql, &binds.values, CAPS, deadline).await?;
+    table.sampled_rows = u32::try_from(result.rows.len()).unwrap_or(u32::MAX);
+    for (i, column) in result.columns.iter().enumerate() {
+        let Some(scanned) = table.columns.iter_mut().find(|c| c.name == column.name) else {
+            continue;
+        };
+        let cells = result.rows.iter().filter_map(|r| r.values.get(i));
+        let redacted = request
+            .redact_markers
+            .iter()
+            .any(|m| !m.is_empty() && scanned.name.to_lowercase().contains(&m.to_lowercase()));
+        scanned.profile = Some(column_profile(cells, request.max_values, redacted));
+    }
+    // The first rows are no fair sample of an enum-like column (a time series sorted by metric
+    // holds one metric in its first rows): count such a column's values over the whole table.
+    let filter_column = filter.filter(|f| table.columns.iter().any(|c| &c.name == *f));
+    for scanned in &mut table.columns {
+        let Some(profile) = scanned.profile.as_mut() else {
+            continue;
+        };
+        if profile.values.is_empty() || profile.distinct >= profile.non_null {
+            continue;
+        }
+        let column = ident::quote(engine, "column", &scanned.name)?;
+        let mut binds = Binds::new(engine);
+        let mut condition = format!("{column} IS NOT NULL");
+        if let Some(filter) = filter_column {
+            let p = binds.push(values::text(&request.sample_filter_value));
+            condition.push_str(&format!(
+                " AND {} = {p}",
+                ident::quote(engine, "sample_filter_columns", filter)?
+            ));
+        }
+        let sql = format!(
+            "SELECT {column}, COUNT(*) FROM {from} WHERE {condition} GROUP BY {column} ORDER BY COUNT(*) DESC, {column} LIMIT {}",
+            request.max_values + 1
+        );
+        let counted = sql::run(handle, &sql, &binds.values, CAPS, deadline).await?;
+        if counted.rows.len() > request.max_values as usize {
+            profile.values.clear();
+            profile.distinct = profile.distinct.max(request.max_values + 1);
+            continue;
+        }
+        profile.values = counted
+            .rows
+            .iter()
+            .map(|row| ValueCount {
+                value: s(&row.values, 0),
+                count: match row.values.get(1).and_then(|v| v.kind.as_ref()) {
+                    Some(Kind::IntValue(n)) => u32::try_from(*n).unwrap_or(u32::MAX),
+                    _ => 0,
+                },
+            })
+            .collect();
+        profile.distinct = u32::try_from(profile.values.len()).unwrap_or(u32::MAX);
+    }
+    Ok(())
+}
+
+fn column_profile<'a>(
+    cells: impl Iterator<Item = &'a Value>,
+    max_values: u32,
+    redacted: bool,
+) -> ColumnProfile {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    let (mut numeric, mut temporal, mut max_length, mut with_spaces) = (true, true, 0usize, 0u32);
+    for kind in cells.filter_map(|v| v.kind.as_ref()) {
+        let text = match kind {
+            Kind::Null(_) => continue,
+            Kind::IntValue(v) => v.to_string(),
+            Kind::FloatValue(v) => v.to_string(),
+            Kind::BoolValue(v) => v.to_string(),
+            Kind::DecimalValue(v)
+            | Kind::TextValue(v)
+            | Kind::UuidValue(v)
+            | Kind::JsonValue(v) => v.clone(),
+            Kind::TimestampValue(t) => format!("{}", t.seconds),
+            Kind::BytesValue(b) => format!("<{} bytes>", b.len()),
+        };
+        numeric &= matches!(
+            kind,
+            Kind::IntValue(_) | Kind::FloatValue(_) | Kind::DecimalValue(_)
+        );
+        temporal &= match kind {
+            Kind::TimestampValue(_) => true,
+            Kind::TextValue(v) => looks_like_date(v),
+            _ => false,
+        };
+        max_length = max_length.max(text.chars().count());
+        with_spaces += u32::from(text.chars().any(char::is_whitespace));
+        *counts.entry(text).or_default() += 1;
+    }
+    let non_null: u32 = counts.values().sum();
+    let distinct = u32::try_from(counts.len()).unwrap_or(u32::MAX);
+    let values = if redacted || distinct > max_values || non_null == 0 {
+        Vec::new()
+    } else {
+        let mut values: Vec<ValueCount> = counts
+            .into_iter()
+            .map(|(value, count)| ValueCount { value, count })
+            .collect();
+        values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        values
+    };
+    ColumnProfile {
+        non_null,
+        distinct,
+        values,
+        numeric: numeric && non_null > 0,
+        temporal: temporal && non_null > 0,
+        max_length: u32::try_from(max_length).unwrap_or(u32::MAX),
+        with_spaces,
+    }
+}
+
+/// `YYYY-MM-DD`, optionally followed by a time (`T` or a space, then `HH:MM`).
+fn looks_like_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let date = b.len() >= 10
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10);
+    date && (b.len() == 10
+        || (b.len() >= 16
+            && matches!(b[10], b'T' | b' ')
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)))
 }
 
 /// Connects, reads the server version and checks that the executor's session refuses writes.
@@ -281,6 +458,41 @@ pub async fn test_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_counts_values_and_recognises_numbers_and_dates() {
+        let text = |t: &str| Value {
+            kind: Some(Kind::TextValue(t.into())),
+        };
+        let cells = [
+            text("2026-01-03T10:00:00Z"),
+            text("2026-01-04 09:30"),
+            text("2026-01-03T10:00:00Z"),
+        ];
+        let p = column_profile(cells.iter(), 10, false);
+        assert!(p.temporal && !p.numeric, "{p:?}");
+        assert_eq!((p.non_null, p.distinct), (3, 2));
+        assert_eq!(p.values[0].value, "2026-01-03T10:00:00Z");
+        assert_eq!(p.values[0].count, 2);
+        let numbers = [
+            Value {
+                kind: Some(Kind::FloatValue(1.5)),
+            },
+            Value {
+                kind: Some(Kind::IntValue(2)),
+            },
+        ];
+        let p = column_profile(numbers.iter(), 10, false);
+        assert!(p.numeric && !p.temporal, "{p:?}");
+        // Too many distinct values, or a redacted column: counts only, no values.
+        assert!(column_profile(numbers.iter(), 1, false).values.is_empty());
+        assert!(column_profile(cells.iter(), 10, true).values.is_empty());
+        assert!(
+            !looks_like_date("2026-1-3")
+                && !looks_like_date("GT-01")
+                && looks_like_date("2026-01-03")
+        );
+    }
 
     #[test]
     fn globs_match_case_insensitively() {

@@ -73,7 +73,7 @@ const CONFIG: &[ConfigKey] = &[
     key(
         "columns",
         KeyKind::Columns,
-        false,
+        true,
         "the columns a list shows",
     ),
     key(

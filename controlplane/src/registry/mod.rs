@@ -12,6 +12,7 @@ pub mod error;
 
 pub mod plugins;
 pub mod probe;
+pub mod scan_proposals;
 
 pub mod store;
 pub mod validate;

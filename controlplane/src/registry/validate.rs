@@ -586,6 +586,37 @@ impl Checker<'_> {
                 ],
             ));
         }
+        // Metric and graph reads are scoped by the mapping's tenant column alone: a mapping
+        // over a table that has one must name it, or every tenant would read every row.
+        let scoped = |name: &str| {
+            s.tables
+                .iter()
+                .find(|t| t.name == name)
+                .is_some_and(|t| !t.tenant_column.is_empty())
+        };
+        let mut unscoped: Vec<(&str, &str)> = Vec::new();
+        if let Some(m) = &s.metrics
+            && m.tenant_column.is_empty()
+            && scoped(&m.table)
+        {
+            unscoped.push(("metrics.tenant_column", m.table.as_str()));
+        }
+        if let Some(g) = &s.graph
+            && g.tenant_column.is_empty()
+            && let Some(table) = [&g.node_table, &g.edge_table]
+                .into_iter()
+                .find(|t| scoped(t))
+        {
+            unscoped.push(("graph.tenant_column", table.as_str()));
+        }
+        for (field, table) in unscoped {
+            self.err(
+                field,
+                "spec",
+                "catalog.tenant_scope",
+                format!("{field} is empty but table {table:?} has a tenant column: name it, or every tenant reads every tenant's rows"),
+            );
+        }
         for (table_field, table_name, columns) in roles {
             if table_name.is_empty() {
                 continue;
@@ -1638,6 +1669,12 @@ mod tests {
             }
         });
         assert_eq!(rules(&v), ["catalog.ordered"], "{v:?}");
+        let v = check(&|c| {
+            if let Some(m) = c.metrics.as_mut() {
+                m.tenant_column.clear();
+            }
+        });
+        assert_eq!(rules(&v), ["catalog.tenant_scope"], "{v:?}");
     }
 
     #[test]

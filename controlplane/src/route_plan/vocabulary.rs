@@ -88,6 +88,20 @@ const MEANINGS: &[(&str, Option<&[&str]>)] = &[
     ),
 ];
 
+/// Every meaning the planner reads: `family:name` for the fixed names, `family:` for the
+/// families whose names are the tenant's own, and `stopword` / `particle` (for the docs).
+pub fn meaning_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for (family, fixed) in MEANINGS {
+        match fixed {
+            Some(fixed) => names.extend(fixed.iter().map(|n| format!("{family}:{n}"))),
+            None => names.push(format!("{family}:")),
+        }
+    }
+    names.extend(["stopword".to_owned(), "particle".to_owned()]);
+    names
+}
+
 /// Checks a planner vocabulary meaning: a word list under a meaning the planner never reads
 /// would silently do nothing. The error says what was expected.
 pub fn check_meaning(meaning: &str) -> Result<(), String> {
