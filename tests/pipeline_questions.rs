@@ -4,7 +4,8 @@
 //! numbers (two decimals), counts, event ids, documents and path order. The expectations are
 //! read from the question file only to check answers; nothing here tells the pipeline what to
 //! do. Prints `N passed, M failed`, then the same for our own variants
-//! (`questions/plant-ops.variants.jsonl`).
+//! (`questions/plant-ops.variants.jsonl`), and for the second data set, hospital-fm, onboarded
+//! with the assets in `datasets/hospital-fm/assets` alone.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod executor_support;
@@ -14,7 +15,7 @@ use std::collections::BTreeSet;
 
 use executor_support::{round2, strings};
 use ops_controlplane::config::ExecutorMode;
-use ops_datasets::plant_ops;
+use ops_datasets::{hospital_fm, plant_ops};
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::{
@@ -23,6 +24,15 @@ use ops_proto::v1::{
 use pbjson_types::value::Kind;
 use pipeline_support::{read_trace, request};
 use serde_json::Value as Json;
+
+/// What the checks need to know of a data set: its codes, and the id columns of its event and
+/// document tables.
+struct DataSet {
+    codes: BTreeSet<String>,
+    event_id: &'static str,
+    doc_id: &'static str,
+    tenants: [&'static str; 2],
+}
 
 /// What the answer blocks show.
 #[derive(Debug, Default)]
@@ -46,7 +56,8 @@ fn cell_text(v: &pbjson_types::Value) -> String {
     }
 }
 
-fn observe(response: &AskResponse, known_codes: &BTreeSet<String>) -> Observed {
+fn observe(response: &AskResponse, data: &DataSet) -> Observed {
+    let known_codes = &data.codes;
     let mut o = Observed {
         text: response.answer.clone(),
         ..Default::default()
@@ -74,10 +85,10 @@ fn observe(response: &AskResponse, known_codes: &BTreeSet<String>) -> Observed {
                         if known_codes.contains(&text) && !o.codes.contains(&text) {
                             o.codes.push(text.clone());
                         }
-                        if Some(i) == column("event_id") {
+                        if Some(i) == column(data.event_id) {
                             o.event_ids.push(text.clone());
                         }
-                        if Some(i) == column("doc_id") {
+                        if Some(i) == column(data.doc_id) {
                             o.doc_ids.push(text.clone());
                         }
                     }
@@ -236,13 +247,37 @@ fn sentence_in_language(lang: &str, answer: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn known_codes() -> BTreeSet<String> {
-    let mut lines = plant_ops::CI_MASTER_CSV.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let code = header.iter().position(|h| *h == "ci_code").unwrap();
-    lines
-        .filter_map(|l| l.split(',').nth(code).map(str::to_owned))
+/// The values of `column` in a CSV file.
+fn csv_column(csv: &str, column: &str) -> BTreeSet<String> {
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let index = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == column)
+        .unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap()[index].to_owned())
         .collect()
+}
+
+fn plant_ops_data() -> DataSet {
+    DataSet {
+        codes: csv_column(plant_ops::CI_MASTER_CSV, "ci_code"),
+        event_id: "event_id",
+        doc_id: "doc_id",
+        tenants: ["acme", "globex"],
+    }
+}
+
+fn hospital_fm_data() -> DataSet {
+    DataSet {
+        codes: csv_column(hospital_fm::FM_ASSET_CSV, "tag_no"),
+        event_id: "wo_no",
+        doc_id: "doc_no",
+        tenants: hospital_fm::TENANTS,
+    }
 }
 
 /// Questions of our own beyond the public file: paraphrases, other CIs, windows, languages and
@@ -264,8 +299,8 @@ async fn ask_file(
     ops: &mut OpsServiceClient<tonic::transport::Channel>,
     inspector: &mut InspectorClient<tonic::transport::Channel>,
     jsonl: &str,
+    data: &DataSet,
 ) -> FileRun {
-    let codes = known_codes();
     let mut run = FileRun::default();
     for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
         let q: Json = serde_json::from_str(line).unwrap();
@@ -287,7 +322,7 @@ async fn ask_file(
             .await
             .unwrap_or_else(|s| panic!("{}: {s:?}", q["id"]))
             .into_inner();
-        let observed = observe(&response, &codes);
+        let observed = observe(&response, data);
         if std::env::var_os("OPS_PRINT_ANSWERS").is_some() {
             println!(
                 "{} {} => {}\n  {observed:?}",
@@ -328,7 +363,11 @@ async fn ask_file(
             assert!(!trace.applied_assets.is_empty());
         }
         run.routes.insert(response.route);
-        let other = if tenant == "acme" { "globex" } else { "acme" };
+        let other = if tenant == data.tenants[0] {
+            data.tenants[1]
+        } else {
+            data.tenants[0]
+        };
         let hidden = inspector
             .get_trace(request(
                 other,
@@ -348,9 +387,10 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
     let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
     let mut ops = OpsServiceClient::new(demo.channel.clone());
     let mut inspector = InspectorClient::new(demo.channel.clone());
-    let public = ask_file(&mut ops, &mut inspector, plant_ops::QUESTIONS_JSONL).await;
+    let data = plant_ops_data();
+    let public = ask_file(&mut ops, &mut inspector, plant_ops::QUESTIONS_JSONL, &data).await;
     println!("{} passed, {} failed", public.passed, public.failures.len());
-    let variants = ask_file(&mut ops, &mut inspector, VARIANTS_JSONL).await;
+    let variants = ask_file(&mut ops, &mut inspector, VARIANTS_JSONL, &data).await;
     println!(
         "variants: {} passed, {} failed",
         variants.passed,
@@ -389,5 +429,58 @@ async fn every_public_question_is_answered_over_grpc_with_a_trace() {
             .map(|f| f.as_str())
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// The second data set, in another domain (a hospital facilities estate: other table and
+/// column names, the tenant column `org_code`, two tenants with the same asset tags), loaded
+/// beside plant-ops and onboarded with the asset directory written from `docs/assets.md`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hospital_fm_question_is_answered_from_its_assets_alone() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Spawn).await;
+    hospital_fm::load_sqlite(&demo.data_dir().join("hospital-fm.sqlite"))
+        .await
+        .expect("load hospital-fm");
+    let assets =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/hospital-fm/assets");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&assets)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    for tenant in hospital_fm::TENANTS {
+        demo.publish(
+            tenant,
+            files.iter().map(|(p, c)| (p.as_str(), c.clone())).collect(),
+        )
+        .await;
+    }
+    let mut ops = OpsServiceClient::new(demo.channel.clone());
+    let mut inspector = InspectorClient::new(demo.channel.clone());
+    let data = hospital_fm_data();
+    let run = ask_file(
+        &mut ops,
+        &mut inspector,
+        hospital_fm::QUESTIONS_JSONL,
+        &data,
+    )
+    .await;
+    let total = run.passed + run.failures.len();
+    println!(
+        "hospital-fm: {} passed, {} failed",
+        run.passed,
+        run.failures.len()
+    );
+    demo.stop().await;
+    // At least 95% of the file, as the issue asks of a schema onboarded from the docs.
+    assert!(
+        run.passed * 100 >= total * 95,
+        "{} of {total} passed:\n{}",
+        run.passed,
+        run.failures.join("\n")
     );
 }

@@ -1,7 +1,8 @@
 //! Vendored demo and test data sets, embedded in the binary, and loaders that put them into
 //! SQLite, PostgreSQL or MariaDB/MySQL.
 //!
-//! The only data set so far is [`plant_ops`]. Its CSV files are the source of truth and are
+//! [`plant_ops`] is the demo; [`hospital_fm`] a second estate in another domain, loaded by a
+//! plain CSV loader into SQLite. plant-ops' CSV files are the source of truth and are
 //! loaded as they are: an empty field is SQL NULL, numbers are typed, timestamps follow the
 //! backend's schema (ISO-8601 text in SQLite, TIMESTAMPTZ in PostgreSQL, DATETIME in UTC in
 //! MariaDB). Bad data fails before the database is touched, with the table and CSV line.
@@ -9,7 +10,9 @@
 //! [`testing`] creates throw-away PostgreSQL/MariaDB databases (optionally loaded) for the
 //! tests of this and other crates.
 
+mod csv_sqlite;
 mod error;
+pub mod hospital_fm;
 mod load;
 pub mod plant_ops;
 pub mod testing;

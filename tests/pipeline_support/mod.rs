@@ -131,6 +131,11 @@ pub async fn start_demo_with(mode: ExecutorMode, configure: impl FnOnce(&mut Con
 }
 
 impl Demo {
+    /// opsd's data dir (where the demo loaded plant-ops; relative SQLite paths resolve here).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Publishes asset documents (bundle files) for `tenant`, as an admin would.
     pub async fn publish(&self, tenant: &str, files: Vec<(&str, String)>) {
         self.try_publish(tenant, files).await.expect("publish");

@@ -294,7 +294,10 @@ fn chart(rule: &MappingRule, result: &ToolResult) -> Option<ChartBlock> {
     })
 }
 
-/// What a result shows as when no rule selects it.
+/// What a result shows as when no rule selects it, so a source answers sensibly before anyone
+/// writes a Mapping: a graph as a network; a result's numbers (a count) first; a metric series
+/// (rows with `bucket` and `value`, as the metrics executor writes them) as a chart; rows as a
+/// table.
 fn generic_blocks(result: ToolResult) -> Vec<Block> {
     let title = result.tool.clone();
     if let Some(graph) = result.graph {
@@ -303,19 +306,8 @@ fn generic_blocks(result: ToolResult) -> Vec<Block> {
             content: BlockContent::Network(graph),
         }];
     }
-    if !result.rows.columns.is_empty() {
-        let total_rows = result.rows.len;
-        return vec![Block {
-            title,
-            content: BlockContent::Table(TableBlock {
-                rows: result.rows,
-                truncated: result.truncated,
-                total_rows,
-            }),
-        }];
-    }
     let field = |name: &str| result.field(name).map(Value::display).unwrap_or_default();
-    result
+    let mut blocks: Vec<Block> = result
         .fields
         .iter()
         .filter(|f| !matches!(f.value, Value::Null))
@@ -334,7 +326,35 @@ fn generic_blocks(result: ToolResult) -> Vec<Block> {
                 }),
             })
         })
-        .collect()
+        .collect();
+    if result.rows.columns.is_empty() {
+        return blocks;
+    }
+    if result.rows.column("bucket").is_some() && result.rows.column("value").is_some() {
+        let series_rule = MappingRule {
+            field_mapping: [("x", "bucket"), ("y", "value"), ("series", "ci_code")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        if let Some(chart) = chart(&series_rule, &result) {
+            blocks.push(Block {
+                title: title.clone(),
+                content: BlockContent::Chart(chart),
+            });
+        }
+    }
+    let total_rows = result.rows.len;
+    blocks.push(Block {
+        title,
+        content: BlockContent::Table(TableBlock {
+            rows: result.rows,
+            truncated: result.truncated,
+            total_rows,
+        }),
+    });
+    blocks
 }
 
 #[cfg(test)]
@@ -436,6 +456,43 @@ mod tests {
         let blocks = map("", vec![events])?;
         assert!(matches!(&blocks[0].content, BlockContent::Table(t) if t.rows.len() == 1));
         assert!(matches!(&blocks[1].content, BlockContent::References(r) if r.len() == 1));
+        Ok(())
+    }
+
+    #[test]
+    fn without_a_rule_a_count_leads_and_a_series_is_a_chart() -> Result<(), PluginError> {
+        let mut events = result("history", &["event_id"], vec![vec![text("EV-1")]]);
+        events.fields.push(Field {
+            name: "count".into(),
+            value: Value::Integer(1),
+        });
+        let blocks = map("", vec![events])?;
+        assert!(
+            matches!(&blocks[0].content, BlockContent::Number(n) if n.value == 1.0 && n.label == "count")
+        );
+        assert!(matches!(&blocks[1].content, BlockContent::Table(_)));
+        let points = result(
+            "series",
+            &["ci_code", "bucket", "value"],
+            vec![
+                vec![
+                    text("CH-01"),
+                    text("2026-02-28T00:00:00Z"),
+                    Value::Float(1.5),
+                ],
+                vec![
+                    text("CH-01"),
+                    text("2026-02-28T02:00:00Z"),
+                    Value::Float(2.5),
+                ],
+            ],
+        );
+        let blocks = map("", vec![points])?;
+        assert!(
+            matches!(&blocks[0].content, BlockContent::Chart(c) if c.series.len() == 1 && c.series[0].points.len() == 2),
+            "{blocks:?}"
+        );
+        assert!(matches!(&blocks[1].content, BlockContent::Table(_)));
         Ok(())
     }
 
