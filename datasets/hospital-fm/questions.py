@@ -111,6 +111,33 @@ def neighbours(org, tag):
     return sorted(out)
 
 
+def nearest_path(org, tag, category):
+    """The shortest path (any direction) to the nearest asset of a category; ties go to the
+    smallest tag, and the path must be the only shortest one to it."""
+    adj = defaultdict(set)
+    for l in LINKS:
+        if l["org_code"] == org:
+            adj[l["from_key"]].add(l["to_key"])
+            adj[l["to_key"]].add(l["from_key"])
+    start = key_of(org, tag)
+    level, seen, paths = [start], {start}, {start: [[start]]}
+    while level:
+        nxt = {}
+        for u in level:
+            for v in adj[u]:
+                if v not in seen:
+                    nxt.setdefault(v, []).extend(p + [v] for p in paths[u])
+        seen |= set(nxt)
+        paths.update(nxt)
+        hits = sorted((tag_of(v), v) for v in nxt if next(a for a in ASSETS if a["asset_key"] == v)["category"] == category)
+        if hits:
+            found = paths[hits[0][1]]
+            assert len(found) == 1, found
+            return [tag_of(k) for k in found[0]]
+        level = list(nxt)
+    raise AssertionError("no path")
+
+
 def ranking(org, quantity, win, n):
     frm, to = window(win)
     per = defaultdict(list)
@@ -210,10 +237,15 @@ q(S, "ko", "CH-01 고장 시 영향 범위", "graph", {"codes": impact(S, "CH-01
 q(B, "en", "What does AHU-01 depend on?", "graph", {"codes": ["CH-01", "UPS-01"]})
 q(S, "en", "Path from PMP-02 to MRI-01", "graph", {"path": ["PMP-02", "CH-02", "MRI-01"]})
 q(S, "ko", "UPS-02에서 BMS-SRV-01까지 경로", "graph", {"path": ["UPS-02", "BMS-SRV-01"]})
+q(S, "en", "Path from AHU-03 to the nearest chiller", "graph", {"path": nearest_path(S, "AHU-03", "chiller")})
+q(S, "ko", "MRI-01에서 가장 가까운 발전기까지 경로", "graph", {"path": nearest_path(S, "MRI-01", "generator")})
 ahus = {a["tag_no"] for a in assets(S, category="ahu")}
 q(S, "en", "Which air handlers would be hit if CH-02 fails?", "graph", {"codes": [c for c in impact(S, "CH-02") if c in ahus], "codes_exact": True})
 q(S, "ko", "SWB-01 장애 시 영향받는 공조기", "graph", {"codes": [c for c in impact(S, "SWB-01") if c in ahus], "codes_exact": True})
 q(S, "en", "Assets connected to CH-01", "graph", {"codes": neighbours(S, "CH-01")})
+monitored = lambda org, tag: sorted(tag_of(l["to_key"]) for l in LINKS if l["org_code"] == org and l["from_key"] == key_of(org, tag) and l["link_kind"] == "monitors")
+q(S, "en", "What does BMS-SRV-01 monitor?", "graph", {"codes": monitored(S, "BMS-SRV-01"), "codes_exact": True})
+q(B, "ko", "BMS-SRV-01이 감시하는 설비", "graph", {"codes": monitored(B, "BMS-SRV-01"), "codes_exact": True})
 # Documents.
 doc = lambda org, topic: next(d["doc_no"] for d in DOCS if d["org_code"] == org and d["topic"] == topic)
 q(S, "en", "How do I restart a chiller after a trip?", "document", {"doc_ids": [doc(S, "chiller")]})

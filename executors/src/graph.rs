@@ -375,10 +375,10 @@ pub async fn run(
             (Walk::ToDependencies, types, clamp(request.depth, 1))
         }
         GraphOperation::ShortestPath => {
-            if request.target_ci_code.is_empty() {
+            if request.target_ci_code.is_empty() && request.node_kinds.is_empty() {
                 return Err(ExecutorError::invalid(
                     "graph.target_ci_code",
-                    "a shortest path needs a target CI code",
+                    "a shortest path needs a target CI code, or node_kinds for the nearest CI of a kind",
                 ));
             }
             (
@@ -412,10 +412,19 @@ pub async fn run(
         caps,
     };
     let (root_id, root) = store.node_by_code(&request.ci_code).await?;
-    let target = if operation == GraphOperation::ShortestPath {
-        Some(store.node_by_code(&request.target_ci_code).await?)
-    } else {
-        None
+    let mut target =
+        if operation == GraphOperation::ShortestPath && !request.target_ci_code.is_empty() {
+            Some(store.node_by_code(&request.target_ci_code).await?)
+        } else {
+            None
+        };
+    // "a path from GT-05 to a steam turbine": the target is the nearest CI of a kind.
+    let nearest_of_kind = operation == GraphOperation::ShortestPath && target.is_none();
+    let kind_wanted = |kind: &str| {
+        request
+            .node_kinds
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind))
     };
 
     let mut visited: HashMap<String, (NodeId, u32)> = HashMap::new();
@@ -479,6 +488,20 @@ pub async fn run(
                 next.push(id);
             }
         }
+        if nearest_of_kind && !found && !next.is_empty() {
+            // The nodes of this level, nearest first; ties go to the smallest code.
+            let mut hits: Vec<(NodeId, Node)> = store
+                .nodes_by_id(&next)
+                .await?
+                .into_iter()
+                .filter(|(_, node)| kind_wanted(&node.kind))
+                .collect();
+            hits.sort_by(|a, b| a.1.code.cmp(&b.1.code));
+            if let Some(hit) = hits.into_iter().next() {
+                target = Some(hit);
+                found = true;
+            }
+        }
         frontier = next;
     }
     if !frontier.is_empty() && level == depth && operation == GraphOperation::Impact {
@@ -498,6 +521,15 @@ pub async fn run(
         by_key.insert(id.key, node);
     }
 
+    if nearest_of_kind && target.is_none() {
+        // No CI of the kind within reach: no path.
+        return Ok(GraphResult {
+            nodes: vec![],
+            edges: vec![],
+            path: vec![],
+            truncated,
+        });
+    }
     let mut path = Vec::new();
     if let Some((target_id, _)) = &target {
         if !found {

@@ -636,9 +636,39 @@ impl<'a> Words<'a> {
         let network = result.graph.as_ref()?;
         let entity = self.entities(plan);
         let view = plan.view.parse::<View>().ok()?;
+        // The related CIs' kinds the question named ("servers", "a steam turbine").
+        let kinds: Vec<String> = plan
+            .graph
+            .as_ref()
+            .map(|g| g.node_kinds.clone())
+            .unwrap_or_default();
+        let kind_names = || {
+            let (table, column) = self
+                .snapshot
+                .catalog
+                .spec
+                .graph
+                .as_ref()
+                .map(|g| (g.node_table.clone(), g.node_kind_column.clone()))
+                .unwrap_or_default();
+            let named = kinds
+                .iter()
+                .map(|k| self.value_name(&table, &column, k))
+                .collect();
+            self.series(named)
+        };
         if view == View::Path {
-            let target = plan.graph.as_ref().map(|g| self.entity(&g.target_ci_code));
-            let target = target.unwrap_or_default();
+            // A path to the nearest CI of a kind ends at the CI it found.
+            let target_code = plan
+                .graph
+                .as_ref()
+                .map(|g| g.target_ci_code.clone())
+                .filter(|c| !c.is_empty())
+                .or_else(|| network.path.last().cloned());
+            let target = match target_code {
+                Some(code) => self.entity(&code),
+                None => kind_names(),
+            };
             if network.path.is_empty() {
                 return self.say("no_path", vec![("entity", entity), ("target", target)]);
             }
@@ -657,37 +687,26 @@ impl<'a> Words<'a> {
             .filter(|n| n.depth > 0)
             .map(|n| n.id.clone())
             .collect();
+        // Neighbours along the relation the question named ("monitored by") say which.
+        let relation = match view {
+            View::Neighbors | View::Summary => self.relation_name(plan),
+            _ => None,
+        };
         let case = match view {
             View::Impact => "impact",
             View::Dependents => "dependents",
             View::Dependencies => "dependencies",
             View::Composition => "composition",
+            _ if relation.is_some() => "neighbors_via",
             _ => "neighbors",
         };
         let count = related.len().to_string();
         let (items, more) = self.listed(related);
         // "servers" when the question narrowed the related CIs to kinds, else "CIs".
-        let kinds: Vec<String> = plan
-            .graph
-            .as_ref()
-            .map(|g| g.node_kinds.clone())
-            .unwrap_or_default();
         let (words, word_one) = if kinds.is_empty() {
             (self.word("related", &[]), self.word("related_one", &[]))
         } else {
-            let kind_column = self
-                .snapshot
-                .catalog
-                .spec
-                .graph
-                .as_ref()
-                .map(|g| (g.node_table.clone(), g.node_kind_column.clone()))
-                .unwrap_or_default();
-            let named: Vec<String> = kinds
-                .iter()
-                .map(|k| self.value_name(&kind_column.0, &kind_column.1, k))
-                .collect();
-            let kinds = self.series(named);
+            let kinds = kind_names();
             (
                 self.word("related_kinds", &[("kinds", kinds.clone())]),
                 self.word("related_kinds_one", &[("kinds", kinds)]),
@@ -702,8 +721,33 @@ impl<'a> Words<'a> {
                 ("more", more),
                 ("related", words),
                 ("related_one", word_one),
+                ("relation", relation.unwrap_or_default()),
             ],
         )
+    }
+
+    /// The relation a graph plan follows, in the question's language (its display name or a
+    /// synonym), when the plan names exactly one.
+    fn relation_name(&self, plan: &Plan) -> Option<String> {
+        let [name] = plan.graph.as_ref()?.relation_types.as_slice() else {
+            return None;
+        };
+        let relation = self
+            .snapshot
+            .catalog
+            .spec
+            .graph
+            .as_ref()?
+            .relation_types
+            .iter()
+            .find(|r| &r.name == name)?;
+        let own = relation.name.replace('_', " ");
+        let display = if relation.display_name.is_empty() {
+            &own
+        } else {
+            &relation.display_name
+        };
+        Some(self.pick(display, &relation.synonyms, &own))
     }
 
     fn documents(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {

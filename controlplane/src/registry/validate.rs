@@ -909,6 +909,21 @@ impl Checker<'_> {
                     message,
                 );
             }
+            // A code pattern that does not compile would fail every question of the tenant.
+            if s.purpose == PromptPurpose::Planner as i32
+                && entry.meaning.trim().starts_with("pattern:")
+            {
+                for (j, term) in entry.terms.iter().enumerate() {
+                    if let Err(e) = crate::route_plan::resolver::compile_bounded(term) {
+                        self.err(
+                            &format!("vocabulary[{i}].terms[{j}]"),
+                            "regex",
+                            "prompt.planner_pattern",
+                            format!("{} is not a regex OPS can use: {e}", entry.meaning.trim()),
+                        );
+                    }
+                }
+            }
             if s.purpose == PromptPurpose::Answer as i32
                 && !["language:", "sentence:", "word:"]
                     .iter()
@@ -1675,6 +1690,29 @@ mod tests {
             }
         });
         assert_eq!(rules(&v), ["catalog.tenant_scope"], "{v:?}");
+    }
+
+    #[test]
+    fn a_planner_code_pattern_that_does_not_compile_is_refused() {
+        let prompt = |pattern: &str| PromptSpec {
+            purpose: PromptPurpose::Planner as i32,
+            vocabulary: vec![ops_proto::v1::VocabularyEntry {
+                meaning: "pattern:ci_code".into(),
+                terms: vec![pattern.into()],
+            }],
+            ..Default::default()
+        };
+        let check = |pattern: &str| {
+            validate_content(
+                AssetType::Prompt,
+                &content(asset_spec::Kind::Prompt(prompt(pattern))),
+                &ValidationContext::default(),
+            )
+        };
+        assert!(rules(&check(r"\b[A-Z]{2,}-\d+\b")).is_empty());
+        let v = check(r"\b(GT|ST-\d+");
+        assert_eq!(rules(&v), ["prompt.planner_pattern"], "{v:?}");
+        assert_eq!(v[0].field, "content.spec.prompt.vocabulary[0].terms[0]");
     }
 
     #[test]

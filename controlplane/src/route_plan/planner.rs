@@ -429,8 +429,13 @@ impl Planner<'_> {
     /// Graph views are the most specific phrases, then documents, metrics and history;
     /// config is what a question about CIs is when nothing else claims it.
     fn mode(&mut self, masked: &str) -> Mode {
-        let graph = graph_view(self.v, masked).is_some();
         let metric = self.metric_name(masked).is_some();
+        // "PLCs monitored by SCADA-SRV-02": a relation type named next to a CI asks for its
+        // neighbours along that relation (a metric named wins: "공급 온도" is no relation).
+        let graph = graph_view(self.v, masked).is_some()
+            || (!metric
+                && !self.plan.ci_codes.is_empty()
+                && !self.relation_types(masked).is_empty());
         let mode = if graph {
             Mode::Graph
         } else if self.v.has(masked, "mode:document") || self.table_named(masked, Mode::Document) {
@@ -1111,7 +1116,21 @@ impl Planner<'_> {
                     graph.target_ci_code = self.plan.ci_codes[1].clone();
                     self.plan.ci_codes.truncate(1);
                 } else {
-                    self.plan.missing_slots.push("target_entity".into());
+                    // "path from GT-05 to a steam turbine": to the nearest CI of that kind.
+                    let kinds = if named {
+                        self.node_kinds(masked)
+                    } else {
+                        Vec::new()
+                    };
+                    if kinds.is_empty() {
+                        self.plan.missing_slots.push("target_entity".into());
+                    } else {
+                        self.reasons.push(format!(
+                            "path to the nearest CI of kind {}",
+                            kinds.join(", ")
+                        ));
+                        graph.node_kinds = kinds;
+                    }
                 }
                 graph.direction = "both".into();
             }
@@ -1129,6 +1148,7 @@ impl Planner<'_> {
             View::Neighbors => {
                 graph.direction = "both".into();
                 graph.depth = 1;
+                graph.relation_types = self.relation_types(masked);
             }
             View::Composition | View::Summary => {}
         }
@@ -1227,10 +1247,14 @@ impl Planner<'_> {
         kinds
     }
 
+    /// The relation type the question names (the first one), by its name or synonyms. Words
+    /// of the neighbours view ("connected to", "연결된") ask for every relation, not the one
+    /// whose synonym they contain.
     fn relation_types(&self, masked: &str) -> Vec<String> {
         let Some(graph) = self.k.catalog.graph.as_ref() else {
             return Vec::new();
         };
+        let view_words = text::find_synonym(masked, self.v.terms("view:neighbors"));
         let mut found: Vec<(Span, String)> = graph
             .relation_types
             .iter()
@@ -1238,6 +1262,7 @@ impl Planner<'_> {
                 let terms = r.synonyms.iter().chain(std::iter::once(&r.name));
                 text::find_synonym(masked, terms).map(|span| (span, r.name.clone()))
             })
+            .filter(|(span, _)| view_words.is_none_or(|v| !text::overlaps(*span, v)))
             .collect();
         found.sort();
         found.into_iter().map(|(_, name)| name).take(1).collect()
