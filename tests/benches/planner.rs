@@ -1,6 +1,7 @@
 //! ROUTE+PLAN benchmark (one run): the deterministic planner alone on every question of the
-//! public file and of our variants, for the tenant each names, with the demo's Knowledge
-//! (built from the published assets and the tenant's rows as the snapshot builds it). Reports
+//! public file, of our variants and of the hospital-fm file, for the tenant each names, with
+//! that data set's Knowledge (built from its assets and the tenant's rows as the snapshot
+//! builds it). Reports
 //! p50 and p99 per question over many rounds, and the slowest questions.
 //! `cargo bench -p ops-tests --bench planner`.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use ops_controlplane::demo;
 use ops_controlplane::route_plan::planner::{self, Knowledge};
-use ops_datasets::plant_ops;
+use ops_datasets::{hospital_fm, plant_ops};
 use serde_json::Value as Json;
 
 const VARIANTS_JSONL: &str = include_str!("../questions/plant-ops.variants.jsonl");
@@ -27,10 +28,16 @@ fn main() {
     let tenants: BTreeMap<&str, Knowledge> = demo::DEMO_TENANTS
         .iter()
         .map(|t| (*t, planner_support::knowledge(t)))
+        .chain(
+            hospital_fm::TENANTS
+                .iter()
+                .map(|t| (*t, planner_support::hospital_knowledge(t))),
+        )
         .collect();
     let questions: Vec<(String, String, time::OffsetDateTime, String)> = plant_ops::QUESTIONS_JSONL
         .lines()
         .chain(VARIANTS_JSONL.lines())
+        .chain(hospital_fm::QUESTIONS_JSONL.lines())
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let q: Json = serde_json::from_str(line).expect("question line");
@@ -65,7 +72,7 @@ fn main() {
         per_question.push((format!("{id} {question}"), samples));
     }
     println!(
-        "ROUTE+PLAN over {} questions (public + variants), {rounds} rounds each: p50 {:.4} ms, p99 {:.4} ms",
+        "ROUTE+PLAN over {} questions (plant-ops public + variants, hospital-fm), {rounds} rounds each: p50 {:.4} ms, p99 {:.4} ms",
         questions.len(),
         percentile(&mut all, 0.5),
         percentile(&mut all, 0.99)

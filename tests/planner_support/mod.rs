@@ -6,84 +6,149 @@
 use std::collections::BTreeMap;
 
 use ops_controlplane::demo;
+use ops_controlplane::model::plan_kind::Mode;
 use ops_controlplane::registry::bundle;
 use ops_controlplane::route_plan::knowledge::{self, PlannerAssets, Rows};
 use ops_controlplane::route_plan::planner::Knowledge;
 use ops_datasets::plant_ops;
-use ops_proto::v1::{BundleFile, asset_spec::Kind};
-use serde_json::Value as Json;
+use ops_proto::v1::{BundleFile, PromptPurpose, asset_spec::Kind};
 
-fn parse(path: &str, content: &str) -> Kind {
-    let parsed = bundle::parse(&BundleFile {
+/// Every asset of a bundle file (one document or a list), with its name.
+fn parse_all(path: &str, content: &str) -> Vec<(String, Kind)> {
+    bundle::parse(&BundleFile {
         path: path.into(),
         content: content.as_bytes().to_vec(),
     })
     .unwrap_or_else(|e| panic!("{e}"))
-    .remove(0);
-    parsed
-        .content
-        .spec
-        .and_then(|s| s.kind)
-        .unwrap_or_else(|| panic!("{path} has no spec"))
+    .into_iter()
+    .filter_map(|p| Some((p.name, p.content.spec?.kind?)))
+    .collect()
 }
 
-/// Rows of a plant-ops CSV for one tenant (the data has no quoted commas in these tables).
-fn csv_rows(csv: &str, tenant: &str) -> Rows {
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    lines
-        .map(|line| {
+/// Rows of a CSV for one tenant (`tenant_column` = `tenant`), empty fields left out.
+fn csv_rows(csv: &str, tenant_column: &str, tenant: &str) -> Rows {
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("csv header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("csv record");
             header
                 .iter()
-                .zip(line.split(','))
+                .zip(record.iter())
                 .filter(|(_, v)| !v.is_empty())
-                .map(|(h, v)| ((*h).to_owned(), v.to_owned()))
+                .map(|(h, v)| (h.clone(), v.to_owned()))
                 .collect::<BTreeMap<_, _>>()
         })
-        .filter(|row| row.get("tenant_id").map(String::as_str) == Some(tenant))
+        .filter(|row| row.get(tenant_column).map(String::as_str) == Some(tenant))
         .collect()
 }
 
-pub fn knowledge(tenant: &str) -> Knowledge {
-    let Kind::Prompt(prompt) = parse("planner.yaml", demo::PLANT_OPS_PLANNER_YAML) else {
-        panic!("planner.yaml is not a prompt")
-    };
-    let Kind::SchemaCatalog(catalog) = parse("catalog.yaml", demo::PLANT_OPS_CATALOG_YAML) else {
-        panic!("catalog.yaml is not a catalog")
-    };
-    let Kind::Policy(policy) = parse("policy.yaml", demo::PLANT_OPS_POLICY_YAML) else {
-        panic!("policy.yaml is not a policy")
-    };
-    let Kind::Resolver(resolver) = parse("resolver.yaml", demo::PLANT_OPS_RESOLVER_YAML) else {
-        panic!("resolver.yaml is not a resolver")
-    };
-    let tools: Vec<serde_yaml::Value> =
-        serde_yaml::from_str(demo::PLANT_OPS_TOOLS_YAML).expect("tools.yaml");
-    let tools = tools
-        .iter()
-        .map(|t| {
-            let json: Json = serde_json::to_value(t).expect("tool as json");
-            knowledge::tool_choice(
-                json["name"].as_str().unwrap_or_default(),
-                &json["spec"]["config"],
-            )
-        })
-        .collect();
+/// A tenant's Knowledge from an asset directory's files and the data set's CSVs, as the
+/// snapshot builds it: the planner Prompt, catalog, Policy, Resolver and Tools, and the
+/// tenant's rows of the config and history Tools' tables.
+pub fn knowledge_from(files: &[(&str, &str)], tables: &[(&str, &str)], tenant: &str) -> Knowledge {
+    let (mut prompt, mut catalog, mut policy, mut resolver) = (None, None, None, None);
+    let mut tools = Vec::new();
+    for (path, content) in files {
+        for (name, kind) in parse_all(path, content) {
+            match kind {
+                Kind::Prompt(p) if p.purpose == PromptPurpose::Planner as i32 => prompt = Some(p),
+                Kind::SchemaCatalog(c) => catalog = Some(c),
+                Kind::Policy(p) => policy = Some((name, p)),
+                Kind::Resolver(r) => resolver = Some(r),
+                Kind::Tool(t) => {
+                    let config = serde_json::to_value(&t.config).expect("config as json");
+                    tools.push(knowledge::tool_choice(&name, &config));
+                }
+                _ => {}
+            }
+        }
+    }
+    let catalog = catalog.expect("a catalog");
     let mut rows = BTreeMap::new();
-    rows.insert(
-        "ci_master".to_owned(),
-        csv_rows(plant_ops::CI_MASTER_CSV, tenant),
-    );
-    rows.insert("events".to_owned(), csv_rows(plant_ops::EVENTS_CSV, tenant));
+    for choice in &tools {
+        if !matches!(choice.mode, Some(Mode::Config | Mode::History)) {
+            continue;
+        }
+        let Some((_, csv)) = tables.iter().find(|(t, _)| *t == choice.table) else {
+            continue;
+        };
+        let tenant_column = catalog
+            .tables
+            .iter()
+            .find(|t| t.name == choice.table)
+            .map(|t| t.tenant_column.clone())
+            .unwrap_or_default();
+        rows.insert(choice.table.clone(), csv_rows(csv, &tenant_column, tenant));
+    }
     knowledge::build(
         PlannerAssets {
-            prompt: Some(&prompt),
+            prompt: prompt.as_ref(),
             catalog: &catalog,
-            policy: Some(("plant_ops_policy", &policy)),
-            resolver: Some(&resolver),
+            policy: policy.as_ref().map(|(name, p)| (name.as_str(), p)),
+            resolver: resolver.as_ref(),
             tools,
         },
         &rows,
     )
     .expect("knowledge")
+}
+
+/// The demo tenant's Knowledge (plant-ops).
+pub fn knowledge(tenant: &str) -> Knowledge {
+    let files: Vec<(String, String)> = demo::plant_ops_bundle()
+        .into_iter()
+        .map(|f| (f.path, String::from_utf8(f.content).expect("utf-8")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    knowledge_from(
+        &files,
+        &[
+            ("ci_master", plant_ops::CI_MASTER_CSV),
+            ("events", plant_ops::EVENTS_CSV),
+        ],
+        tenant,
+    )
+}
+
+/// hospital-fm's asset directory, file by file.
+pub const HOSPITAL_FM_ASSETS: &[(&str, &str)] = &[
+    (
+        "catalog.yaml",
+        include_str!("../../datasets/hospital-fm/assets/catalog.yaml"),
+    ),
+    (
+        "planner.yaml",
+        include_str!("../../datasets/hospital-fm/assets/planner.yaml"),
+    ),
+    (
+        "policy.yaml",
+        include_str!("../../datasets/hospital-fm/assets/policy.yaml"),
+    ),
+    (
+        "source.yaml",
+        include_str!("../../datasets/hospital-fm/assets/source.yaml"),
+    ),
+    (
+        "tools.yaml",
+        include_str!("../../datasets/hospital-fm/assets/tools.yaml"),
+    ),
+];
+
+/// A hospital-fm tenant's Knowledge.
+pub fn hospital_knowledge(tenant: &str) -> Knowledge {
+    knowledge_from(
+        HOSPITAL_FM_ASSETS,
+        ops_datasets::hospital_fm::TABLES,
+        tenant,
+    )
 }
