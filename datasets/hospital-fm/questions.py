@@ -216,6 +216,18 @@ q(S, "en", "Average vibration of PMP-01 in the last 3 days", "metric", {"numbers
 q(S, "ko", "지난달 CH-02 진동 평균", "metric", {"numbers": [agg(values(S, "CH-02", "vibration", "last_month"), "avg")]})
 q(S, "en", "Average power draw of the chillers last week", "metric", {"numbers": [agg(values(S, t, "power_draw", "last_week"), "avg") for t in ("CH-01", "CH-02")]})
 q(S, "ko", "지난주 공조기들의 공급 온도 평균", "metric", {"numbers": [agg(values(S, a["tag_no"], "supply_temp", "last_week"), "avg") for a in assets(S, category="ahu")]})
+def had_orders(org, win, **where):
+    keys = {o["asset_key"] for o in ORDERS if o["wo_no"] in orders(org, win, **where)}
+    return sorted(tag_of(k) for k in keys)
+
+
+# Two steps: the metric of the assets whose work orders match (assets without readings give none).
+tags = [t for t in had_orders(S, "14d", wo_kind="breakdown") if values(S, t, "power_draw", "last_week")]
+q(S, "en", "Average power draw last week of the assets that had breakdowns in the last 14 days", "metric",
+  {"codes": tags, "codes_exact": True, "numbers": [agg(values(S, t, "power_draw", "last_week"), "avg") for t in tags]})
+tags = [t for t in had_orders(S, "14d", wo_kind="preventive") if values(S, t, "power_draw", "last_week")]
+q(S, "ko", "최근 14일 예방정비가 있었던 설비의 전력 평균 (지난주)", "metric",
+  {"codes": tags, "codes_exact": True, "numbers": [agg(values(S, t, "power_draw", "last_week"), "avg") for t in tags]})
 q(S, "en", "Power draw trend of BLR-01 over the last 24 hours", "metric", {"series_points": len(values(S, "BLR-01", "power_draw", "24h"))})
 q(S, "ko", "GEN-01 진동 추이 최근 24시간", "metric", {"series_points": len(values(S, "GEN-01", "vibration", "24h"))})
 # History: windows, types named by value, ordered priorities, open orders, entity filters.

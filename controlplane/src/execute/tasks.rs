@@ -77,6 +77,14 @@ impl TaskRunner<'_> {
                         && let Some(rows) = outputs.get(&from.task)
                     {
                         request.ci_codes = column_texts(rows, &from.column);
+                        if request.ci_codes.is_empty() {
+                            // No CI matched: the answer is empty, not every CI's metric (an
+                            // empty code list means "all CIs" to the metrics executor).
+                            executed
+                                .results
+                                .push(to_tool_result(task, &ExecuteResponse::default()));
+                            continue;
+                        }
                     }
                     execute_request::Request::Metric(request)
                 }
@@ -178,15 +186,22 @@ impl TaskRunner<'_> {
     }
 }
 
+/// The distinct texts of a column, in first-seen order (events name a CI many times).
 fn column_texts(rows: &ResultSet, column: &str) -> Vec<String> {
     let Some(index) = rows.columns.iter().position(|c| c.name == column) else {
         return Vec::new();
     };
-    rows.rows
+    let mut texts: Vec<String> = Vec::new();
+    for text in rows
+        .rows
         .iter()
         .filter_map(|r| r.values.get(index).map(values::display))
-        .filter(|s| !s.is_empty())
-        .collect()
+    {
+        if !text.is_empty() && !texts.contains(&text) {
+            texts.push(text);
+        }
+    }
+    texts
 }
 
 fn struct_of(fields: impl IntoIterator<Item = (String, pbjson_types::Value)>) -> Struct {

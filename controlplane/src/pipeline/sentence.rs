@@ -391,6 +391,13 @@ impl<'a> Words<'a> {
         }
         let (items, more) = self.listed(items);
         vars.extend([("items", items), ("more", more)]);
+        // A two-step question restates the events its CIs had.
+        if let Some((events, events_window)) =
+            plan.subject.as_deref().and_then(|s| self.events_phrase(s))
+        {
+            vars.extend([("events", events), ("events_window", events_window)]);
+            return self.say("metric_values_with", vars);
+        }
         self.say("metric_values", vars)
     }
 
@@ -530,11 +537,12 @@ impl<'a> Words<'a> {
         )
     }
 
-    fn history(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+    /// How a history plan's events are named ("critical alarm events on servers") and their
+    /// window, in the question's language.
+    fn events_phrase(&self, plan: &Plan) -> Option<(String, String)> {
         let history = plan.history.as_ref()?;
         let tool = self.tool(plan)?;
         let table = tool.table.as_str();
-        let result = results.last()?;
         let role = |key: &str| tool.config.get(key).and_then(|c| c.as_str());
         // "critical alarm events": severities and types in the question's words.
         let mut words: Vec<String> = Vec::new();
@@ -595,7 +603,14 @@ impl<'a> Words<'a> {
         if let Some(cis) = cis {
             subject = self.word("of_entity", &[("subject", subject), ("entity", cis)]);
         }
-        let window = self.window(history.window.as_ref());
+        Some((subject, self.window(history.window.as_ref())))
+    }
+
+    fn history(&self, plan: &Plan, results: &[ToolResult]) -> Option<String> {
+        let (subject, window) = self.events_phrase(plan)?;
+        let tool = self.tool(plan)?;
+        let table = tool.table.as_str();
+        let result = results.last()?;
         let rows = Rows::new(result);
         if plan.intent.parse() == Ok(Intent::Aggregate) {
             let count = number_field(result, "count")?;

@@ -286,12 +286,23 @@ impl Planner<'_> {
         if matches!(mode, Some(Mode::Config | Mode::Metric | Mode::History)) {
             self.named_groups(&masked);
         }
-        let (intent, view) = match mode {
-            Some(Mode::Metric) => self.metric(&masked),
-            Some(Mode::History) => self.history(&masked),
-            Some(Mode::Graph) => self.graph(&masked),
-            Some(Mode::Document) => self.document(&masked),
-            Some(Mode::Config) | None => self.config(&masked),
+        // "CPU of the servers that had critical alarms yesterday": the events' clause is a
+        // history plan whose CIs the metric is about.
+        let split = match mode {
+            Some(Mode::Metric) if self.plan.ci_codes.is_empty() => self.event_clause(&masked),
+            _ => None,
+        };
+        let (intent, view) = match (mode, split) {
+            (Some(Mode::Metric), Some((main, clause))) => {
+                let answer = self.metric(&main);
+                self.subject_from(&clause);
+                answer
+            }
+            (Some(Mode::Metric), None) => self.metric(&masked),
+            (Some(Mode::History), _) => self.history(&masked),
+            (Some(Mode::Graph), _) => self.graph(&masked),
+            (Some(Mode::Document), _) => self.document(&masked),
+            (Some(Mode::Config) | None, _) => self.config(&masked),
         };
         match mode.and_then(|m| self.tool(m)) {
             Some(tool) => self.plan.tools.push(tool),
@@ -305,6 +316,70 @@ impl Planner<'_> {
 
     fn setting(&self, key: &str) -> Option<&str> {
         self.v.setting(key)
+    }
+
+    /// A `link:had` phrase splits a metric question into the metric (the side naming one) and
+    /// a condition on the CIs' events (the side naming events: a history word, an event type
+    /// or severity), in either order ("servers that had critical alarms" / "critical 알람이
+    /// 발생한 서버"). Returns (the metric side, the events side).
+    fn event_clause(&self, masked: &str) -> Option<(String, String)> {
+        let span = text::find_any(masked, self.v.terms("link:had").iter().map(String::as_str))?;
+        let (before, after) = (masked.get(..span.0)?, masked.get(span.1..)?);
+        let events = |t: &str| {
+            self.v.has(t, "mode:history")
+                || self.history_type_named(t)
+                || !self
+                    .value_matches(t, &self.tool_table(Mode::History), &[])
+                    .is_empty()
+        };
+        let metric = |t: &str| self.metric_name(t).is_some();
+        if metric(before) && events(after) && !metric(after) {
+            Some((before.to_owned(), after.to_owned()))
+        } else if metric(after) && events(before) && !metric(before) {
+            Some((after.to_owned(), before.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// The history plan of a two-step question's events clause. The CI attributes the metric
+    /// side named ("servers") narrow the events' CIs, and the metric's CIs come from them.
+    fn subject_from(&mut self, clause: &str) {
+        let mut sub = Planner {
+            k: self.k,
+            v: self.v,
+            text: clause.to_owned(),
+            cased: None,
+            as_of: self.as_of,
+            plan: Plan::default(),
+            reasons: Vec::new(),
+            named: Vec::new(),
+            group_filters: BTreeMap::new(),
+        };
+        let (intent, view) = sub.history(clause);
+        let entity_table = sub.history_entity_table();
+        for (column, value) in std::mem::take(&mut self.plan.filters) {
+            sub.plan
+                .filters
+                .insert(format!("{entity_table}.{column}"), value);
+        }
+        // The metric has its CIs now: no entity slot is missing.
+        self.plan.missing_slots.retain(|s| s != "entity");
+        match sub.tool(Mode::History) {
+            Some(tool) => sub.plan.tools.push(tool),
+            None => self.plan.missing_slots.push("tool:history".into()),
+        }
+        sub.plan.mode = Mode::History.as_str().to_owned();
+        sub.plan.intent = intent.as_str().to_owned();
+        sub.plan.view = view.as_str().to_owned();
+        self.plan
+            .missing_slots
+            .extend(sub.plan.missing_slots.clone());
+        self.reasons
+            .push("two steps: the metric of the CIs whose events match".into());
+        self.reasons
+            .extend(sub.reasons.into_iter().map(|r| format!("events: {r}")));
+        self.plan.subject = Some(Box::new(sub.plan));
     }
 
     /// CI codes (after the resolver) and, failing those, CI names. Unknown code-like tokens
@@ -1018,6 +1093,18 @@ impl Planner<'_> {
     }
 
     /// The slots of a history question, and the plan's intent and view.
+    /// The table of the CIs events happen to (the history Tool's `entity_table`).
+    fn history_entity_table(&self) -> String {
+        self.k
+            .tools
+            .iter()
+            .find(|t| t.mode == Some(Mode::History))
+            .and_then(|t| t.config.get("entity_table"))
+            .and_then(|c| c.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.tool_table(Mode::Config))
+    }
+
     fn history(&mut self, masked: &str) -> (Intent, View) {
         let table = self.tool_table(Mode::History);
         let own = self.value_matches(masked, &table, &[]);
@@ -1026,15 +1113,7 @@ impl Planner<'_> {
         // events' own values did not claim; a named group stands for its attributes.
         let mut entity_filters = BTreeMap::new();
         if self.plan.ci_codes.is_empty() {
-            let entity_table = self
-                .k
-                .tools
-                .iter()
-                .find(|t| t.mode == Some(Mode::History))
-                .and_then(|t| t.config.get("entity_table"))
-                .and_then(|c| c.as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| self.tool_table(Mode::Config));
+            let entity_table = self.history_entity_table();
             let claimed: Vec<Span> = own.iter().map(|c| c.span).collect();
             let matched = self.value_matches(masked, &entity_table, &claimed);
             // A qualifier ("ERP 시스템": the type beside the system) only says which column.
@@ -1494,6 +1573,83 @@ mod tests {
             );
             assert!(!w.defaulted);
         }
+    }
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_metric_of_the_cis_whose_events_match_is_planned_in_two_steps() {
+        let mut k = knowledge(&[
+            ("mode:history", &["alarms", "알람"]),
+            ("link:had", &["that had", "이 발생한"]),
+            ("time:yesterday", &["yesterday", "어제"]),
+            ("default:metric_window", &["24h"]),
+            ("default:history_window", &["30d"]),
+            ("default:aggregation", &["avg"]),
+        ]);
+        k.catalog.metrics = Some(ops_proto::v1::MetricMapping {
+            metrics: vec![ops_proto::v1::MetricDefinition {
+                name: "cpu_usage".into(),
+                synonyms: vec!["cpu".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let tool = |name: &str, mode: Mode, config: serde_json::Value| ToolChoice {
+            name: name.into(),
+            mode: Some(mode),
+            shape: String::new(),
+            table: config["table"].as_str().unwrap_or_default().to_owned(),
+            config,
+        };
+        k.tools = vec![
+            tool(
+                "metric_tool",
+                Mode::Metric,
+                serde_json::json!({"mode": "metric"}),
+            ),
+            tool(
+                "history_tool",
+                Mode::History,
+                serde_json::json!({"mode": "history", "table": "events", "entity_table": "ci_master"}),
+            ),
+        ];
+        let planned = |q: &str| match plan(&k, q, OffsetDateTime::UNIX_EPOCH, None).routed {
+            Routed::Plan(p) => p,
+            other => panic!("{q}: {other:?}"),
+        };
+        for q in [
+            "average cpu of the CIs that had alarms yesterday",
+            "어제 알람이 발생한 CI의 cpu 평균",
+        ] {
+            let p = planned(q);
+            assert_eq!(p.mode, "metric", "{q}");
+            assert!(p.missing_slots.is_empty(), "{q}: {:?}", p.missing_slots);
+            let subject = p
+                .subject
+                .as_deref()
+                .unwrap_or_else(|| panic!("{q}: no subject"));
+            assert_eq!(
+                (subject.mode.as_str(), subject.tools.as_slice()),
+                ("history", &["history_tool".to_owned()][..])
+            );
+            let events_window = subject.history.as_ref().and_then(|h| h.window.as_ref());
+            assert_eq!(
+                events_window.map(|w| w.label.as_str()),
+                Some("yesterday"),
+                "{q}"
+            );
+            // The window named belongs to the events; the metric keeps its default.
+            let metric_window = p.metric.as_ref().and_then(|m| m.window.as_ref());
+            assert!(
+                metric_window.is_some_and(|w| w.defaulted),
+                "{q}: {metric_window:?}"
+            );
+        }
+        assert!(
+            planned("average cpu yesterday of the CIs")
+                .subject
+                .is_none()
+        );
     }
 
     #[test]

@@ -74,6 +74,7 @@ const MEANINGS: &[(&str, Option<&[&str]>)] = &[
     ),
     ("intent", Some(&["count"])),
     ("filter", Some(&["unresolved"])),
+    ("link", Some(&["had"])),
     ("pattern", Some(&["ci_code"])),
     (
         "default",

@@ -619,6 +619,44 @@ fn timestamp_of(t: &pbjson_types::Timestamp) -> Option<OffsetDateTime> {
 }
 
 /// Events of the plan's CIs (or all) in its window, by type, severity and resolution.
+/// The hidden tasks of a two-step question's subject (a history plan) and the column of
+/// their last task that holds the CIs' codes.
+fn subject_tasks(
+    snapshot: &Snapshot,
+    subject: &Plan,
+    tenant: &str,
+) -> Result<(Vec<Task>, String), Vec<Violation>> {
+    let missing = |name: &str| {
+        vec![violation(
+            "plan.subject",
+            "plan.subject.tools",
+            format!("the events of a two-step question need a published history tool ({name})"),
+            "a history tool",
+            name,
+        )]
+    };
+    let name = subject.tools.first().cloned().unwrap_or_default();
+    let (Some(tool), Some(choice)) = (
+        snapshot.tools.get(&name),
+        snapshot
+            .knowledge
+            .tools
+            .iter()
+            .find(|t| t.name == name && t.mode == Some(Mode::History)),
+    ) else {
+        return Err(missing(&name));
+    };
+    let mut tasks = history_tasks(snapshot, subject, tool, choice, tenant)?;
+    if tasks.is_empty() {
+        return Err(missing(&name));
+    }
+    for task in &mut tasks {
+        task.hidden = true;
+        task.result_name = format!("{}.subject", task.result_name);
+    }
+    Ok((tasks, text_config(choice, "code_column")))
+}
+
 fn history_tasks(
     snapshot: &Snapshot,
     plan: &Plan,
@@ -820,8 +858,16 @@ fn metric_tasks(
     };
     let mut tasks = Vec::new();
     let mut codes_from = None;
-    // A ranking over CIs named by attributes (e.g. servers) needs their codes first.
-    if plan.ci_codes.is_empty() && !plan.filters.is_empty() {
+    // A two-step question: the CIs are those of the events the subject plan lists.
+    if let Some(subject) = plan.subject.as_deref() {
+        let (events, code_column) = subject_tasks(snapshot, subject, tenant)?;
+        tasks.extend(events);
+        codes_from = Some(CodesFrom {
+            task: tasks.len() - 1,
+            column: code_column,
+        });
+    } else if plan.ci_codes.is_empty() && !plan.filters.is_empty() {
+        // A ranking over CIs named by attributes (e.g. servers) needs their codes first.
         let config = snapshot
             .knowledge
             .tools
