@@ -1092,7 +1092,6 @@ impl Planner<'_> {
         }
     }
 
-    /// The slots of a history question, and the plan's intent and view.
     /// The table of the CIs events happen to (the history Tool's `entity_table`).
     fn history_entity_table(&self) -> String {
         self.k
@@ -1105,6 +1104,7 @@ impl Planner<'_> {
             .unwrap_or_else(|| self.tool_table(Mode::Config))
     }
 
+    /// The slots of a history question, and the plan's intent and view.
     fn history(&mut self, masked: &str) -> (Intent, View) {
         let table = self.tool_table(Mode::History);
         let own = self.value_matches(masked, &table, &[]);
