@@ -680,9 +680,16 @@ impl Planner<'_> {
                 }
             }
         }
-        // One span, one column: exact case first, then the longer match.
+        // "whose system is MES", "시스템이 ERP인": a column named right before one of its
+        // values binds that value, and its name is no value of another column.
+        let (explicit, names): (Vec<Span>, Vec<Span>) = self
+            .explicit_pairs(masked, table, &candidates)
+            .into_iter()
+            .unzip();
+        // One span, one column: explicit pairs first, exact case next, then the longer match.
         candidates.sort_by_key(|c| {
             (
+                std::cmp::Reverse(explicit.contains(&c.span)),
                 std::cmp::Reverse(c.exact),
                 std::cmp::Reverse(c.span.1 - c.span.0),
             )
@@ -691,12 +698,57 @@ impl Planner<'_> {
         for c in candidates {
             if !taken.iter().any(|t| text::overlaps(t.span, c.span))
                 && !claimed.iter().any(|s| text::overlaps(*s, c.span))
+                && !names.iter().any(|s| text::overlaps(*s, c.span))
             {
                 taken.push(c);
             }
         }
         taken.sort_by_key(|c| c.span);
         taken
+    }
+
+    /// Columns named right before a value of theirs, with `compare:eq` between ("system is
+    /// MES", "status가 maintenance"): (the value's span, the column name's span).
+    fn explicit_pairs(
+        &self,
+        masked: &str,
+        table: &str,
+        candidates: &[Candidate],
+    ) -> Vec<(Span, Span)> {
+        let mut copulas: Vec<String> = self.v.terms("compare:eq").to_vec();
+        copulas.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        let mut pairs = Vec::new();
+        for column in table_columns(&self.k.catalog, table).filter(|c| c.filterable) {
+            let own = column.name.replace('_', " ");
+            let names = column
+                .synonyms
+                .iter()
+                .chain([&column.display_name, &own])
+                .filter(|n| !n.is_empty());
+            for name in names {
+                for span in text::find_all(masked, &name.to_lowercase()) {
+                    let Some(rest) = masked.get(span.1..) else {
+                        continue;
+                    };
+                    let Some(copula) = copulas.iter().find(|c| {
+                        let after = rest.trim_start();
+                        after.starts_with(c.as_str())
+                            && (rest.len() - after.len() > 0 || !c.is_ascii())
+                    }) else {
+                        continue;
+                    };
+                    let after = rest.trim_start();
+                    let value_at = masked.len() - after[copula.len()..].trim_start().len();
+                    if let Some(c) = candidates
+                        .iter()
+                        .find(|c| c.column == column.name && c.span.0 == value_at)
+                    {
+                        pairs.push((c.span, span));
+                    }
+                }
+            }
+        }
+        pairs
     }
 
     /// Filters and qualifiers from matched values: the first value of a column binds it.

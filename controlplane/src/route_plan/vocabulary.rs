@@ -70,7 +70,7 @@ const MEANINGS: &[(&str, Option<&[&str]>)] = &[
     ),
     (
         "compare",
-        Some(&["gt", "gte", "lt", "lte", "before", "since", "after"]),
+        Some(&["gt", "gte", "lt", "lte", "before", "since", "after", "eq"]),
     ),
     ("intent", Some(&["count"])),
     ("filter", Some(&["unresolved"])),
