@@ -325,6 +325,16 @@ async fn registry_tests_and_scans_sources_through_supervised_sidecars() {
         .execute(&mut db)
         .await
         .unwrap();
+        // Many more tenants than an enum-like column has values: found all the same.
+        for n in 0..80 {
+            sqlx::query("INSERT INTO rooms VALUES (?, ?, ?, 'lab')")
+                .bind(format!("X-{n}"))
+                .bind(format!("org-{n}"))
+                .bind(format!("Room {n}"))
+                .execute(&mut db)
+                .await
+                .unwrap();
+        }
     }
     let source = format!(
         "type: source\nname: estate\nspec:\n  kind: SOURCE_KIND_SQLITE\n  connection: {{path: {:?}}}\n  permissions: {{read_only: true}}\n",

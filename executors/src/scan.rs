@@ -294,7 +294,18 @@ async fn profile(
             .redact_markers
             .iter()
             .any(|m| !m.is_empty() && scanned.name.to_lowercase().contains(&m.to_lowercase()));
-        scanned.profile = Some(column_profile(cells, request.max_values, redacted));
+        let mut profile = column_profile(cells, request.max_values, redacted);
+        if !request.find_value.is_empty() && !redacted {
+            profile.found = result
+                .rows
+                .iter()
+                .filter_map(|r| r.values.get(i))
+                .filter(|v| matches!(&v.kind, Some(Kind::TextValue(t)) if *t == request.find_value))
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX);
+        }
+        scanned.profile = Some(profile);
     }
     // The first rows are no fair sample of an enum-like column (a time series sorted by metric
     // holds one metric in its first rows): count such a column's values over the whole table.
@@ -395,6 +406,7 @@ fn column_profile<'a>(
         temporal: temporal && non_null > 0,
         max_length: u32::try_from(max_length).unwrap_or(u32::MAX),
         with_spaces,
+        found: 0,
     }
 }
 

@@ -128,6 +128,7 @@ impl Registry {
             sample_filter_value: ctx.tenant.clone(),
             redact_markers: SECRET_MARKERS.map(str::to_owned).to_vec(),
             max_values: MAX_ENUM_VALUES,
+            find_value: ctx.tenant.clone(),
         };
         // First the tenant column of each table (the column holding the caller's tenant id),
         // then a profile of the caller's own rows only: no other tenant's values are proposed.
@@ -135,7 +136,7 @@ impl Registry {
             .sql
             .scan_schema(CallContext::default(), scan_request(BTreeMap::new()))
             .await?;
-        let tenant_columns = proposals::tenant_columns(&everyone.tables, &ctx.tenant);
+        let tenant_columns = proposals::tenant_columns(&everyone.tables);
         let scan = executors
             .sql
             .scan_schema(CallContext::default(), scan_request(tenant_columns.clone()))

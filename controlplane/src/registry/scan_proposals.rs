@@ -65,14 +65,11 @@ pub fn other_words(text: &str) -> Vec<String> {
     words
 }
 
-/// The column of each table that holds the caller's tenant id among its sampled values. A
-/// table with none gets no entry (a global table, or one the tenant has no rows in).
-pub fn tenant_columns(tables: &[ScannedTable], tenant: &str) -> BTreeMap<String, String> {
-    let holds = |c: &ScannedColumn| {
-        c.profile
-            .as_ref()
-            .is_some_and(|p| p.values.iter().any(|v| v.value == tenant))
-    };
+/// The column of each table whose sampled rows hold the caller's tenant id (the scan's
+/// `find_value`). A table with none gets no entry (a global table, or one the tenant has no
+/// rows in).
+pub fn tenant_columns(tables: &[ScannedTable]) -> BTreeMap<String, String> {
+    let holds = |c: &ScannedColumn| c.profile.as_ref().is_some_and(|p| p.found > 0);
     // Where several columns hold it, the name most tables use wins, then the fewest values.
     let mut uses: HashMap<&str, usize> = HashMap::new();
     for table in tables {
