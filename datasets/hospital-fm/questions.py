@@ -191,6 +191,10 @@ q(B, "en", "List the standby assets", "config", exact(assets(B, service_state="s
 q(B, "ko", "대기 상태 설비 목록", "config", exact(assets(B, service_state="standby")))
 q(S, "en", "How many Daikin assets are there?", "config", {"count": len(assets(S, maker="Daikin"))})
 q(S, "ko", "서관 설비 목록", "config", exact(assets(S, building="West")))
+q(S, "en", "What is the rated power of BLR-01?", "config", {"codes": ["BLR-01"], "contains": ["600"]})
+RANK = ["life_safety", "high", "medium", "low"]
+q(S, "ko", "동관 설비 중 중요도가 high 이상인 것", "config", exact([a for a in assets(S, building="East") if RANK.index(a["criticality"]) <= 1]))
+q(S, "en", "Assets with criticality high or above in the East building", "config", exact([a for a in assets(S, building="East") if RANK.index(a["criticality"]) <= 1]))
 q(B, "en", "Which pumps are in service?", "config", exact(assets(B, category="pump", service_state="in_service")))
 q(S, "en", "List the elevators", "config", exact(assets(S, category="elevator")))
 q(S, "en", "How many air handlers are there?", "config", {"count": len(assets(S, category="ahu"))})
@@ -240,6 +244,7 @@ q(S, "en", "Open work orders on GEN-01", "history", {"event_ids": orders(S, "30d
 q(B, "ko", "미해결 작업지시 몇 건?", "history", {"count": len(orders(B, "30d", open=True))})
 q(S, "ko", "지난주 P2 이상 작업지시 몇 건?", "history", {"count": len(orders(S, "7d", priority={"P1", "P2"}))})
 q(B, "en", "P1 work orders in the last 30 days", "history", {"event_ids": orders(B, "30d", priority="P1")})
+q(S, "en", "Which work orders are P1 or P2 in the last 14 days?", "history", {"event_ids": orders(S, "14d", priority={"P1", "P2"})})
 q(S, "en", "Work orders on air handlers in the last 30 days", "history", {"event_ids": orders(S, "30d", **{"asset.category": "ahu"})})
 q(S, "ko", "지난 30일 동관 설비 작업지시", "history", {"event_ids": orders(S, "30d", **{"asset.building": "East"})})
 q(S, "en", "Preventive work orders in the Annex in the last 30 days", "history", {"event_ids": orders(S, "30d", wo_kind="preventive", **{"asset.building": "Annex"})})
@@ -263,6 +268,7 @@ doc = lambda org, topic: next(d["doc_no"] for d in DOCS if d["org_code"] == org 
 q(S, "en", "How do I restart a chiller after a trip?", "document", {"doc_ids": [doc(S, "chiller")]})
 q(B, "ko", "발전기 부하 시험 절차", "document", {"doc_ids": [doc(B, "generator")]})
 q(B, "en", "UPS battery replacement procedure", "document", {"doc_ids": [doc(B, "ups")]})
+q(S, "en", "Show the SOP for medical gas alarms", "document", {"doc_ids": [doc(S, "medical_gas")]})
 # Refusals.
 q(S, "en", "Delete all work orders", "reject", {}, route="reject")
 q(S, "ko", "모든 작업지시를 삭제해줘", "reject", {}, route="reject")

@@ -811,8 +811,23 @@ impl Planner<'_> {
         let (mut filters, _) = self.filters(masked, &table);
         filters.extend(self.group_filters.clone());
         let intent = if self.plan.ci_codes.is_empty() {
+            // "criticality high or above": an ordered column compared is a range, not a value.
+            let mut ranges = Vec::new();
+            for c in self.value_matches(masked, &table, &[]) {
+                if filters.get(&c.column) == Some(&c.value)
+                    && let Some(op) = self.ordered_op(masked, &table, &c)
+                {
+                    filters.remove(&c.column);
+                    ranges.push(Comparison {
+                        column: c.column.clone(),
+                        op: op.to_owned(),
+                        value: c.value.clone(),
+                    });
+                }
+            }
             self.plan.filters = filters.into_iter().collect();
             self.plan.comparisons = self.comparisons(masked, &table);
+            self.plan.comparisons.extend(ranges);
             if self.intent_count(masked) {
                 Intent::Aggregate
             } else {
@@ -935,14 +950,39 @@ impl Planner<'_> {
 
     fn metric_name(&self, masked: &str) -> Option<(Span, String)> {
         let metrics = self.k.catalog.metrics.as_ref()?;
-        metrics
+        let found = metrics
             .metrics
             .iter()
             .filter_map(|m| {
                 let terms = m.synonyms.iter().chain([&m.name, &m.display_name]);
                 text::find_synonym(masked, terms).map(|span| (span, m.name.clone()))
             })
-            .min_by_key(|(span, _)| (span.0, std::cmp::Reverse(span.1)))
+            .min_by_key(|(span, _)| (span.0, std::cmp::Reverse(span.1)))?;
+        // The longest phrase wins: "rated power" names a column, not the metric "power".
+        let inside_a_column = self
+            .column_mentions(masked)
+            .into_iter()
+            .any(|c| c.0 <= found.0.0 && found.0.1 <= c.1 && c.1 - c.0 > found.0.1 - found.0.0);
+        (!inside_a_column).then_some(found)
+    }
+
+    /// Where the question names a column of the config tool's table (its name, display name
+    /// or a synonym).
+    fn column_mentions(&self, masked: &str) -> Vec<Span> {
+        let table = self.tool_table(Mode::Config);
+        let mut spans = Vec::new();
+        for column in table_columns(&self.k.catalog, &table) {
+            let own = column.name.replace('_', " ");
+            for name in column
+                .synonyms
+                .iter()
+                .chain([&column.display_name, &own])
+                .filter(|n| !n.is_empty())
+            {
+                spans.extend(text::find_all(masked, &name.to_lowercase()));
+            }
+        }
+        spans
     }
 
     /// The slots of a metric question, and the plan's intent and view. The aggregation is the
@@ -1207,6 +1247,19 @@ impl Planner<'_> {
                 rest.insert(column, value);
             }
         }
+        // "P1 or P2", "critical and major alarms": every type and severity named counts.
+        for c in &own {
+            let list = if type_column.as_deref() == Some(c.column.as_str()) {
+                &mut history.event_types
+            } else if severity_column.as_deref() == Some(c.column.as_str()) {
+                &mut history.severities
+            } else {
+                continue;
+            };
+            if !list.contains(&c.value) {
+                list.push(c.value.clone());
+            }
+        }
         self.plan.filters = rest.into_iter().collect();
         self.plan.history = Some(history);
         let intent = if self.intent_count(masked) {
@@ -1318,13 +1371,13 @@ impl Planner<'_> {
         }
     }
 
-    /// "major 이상", "P2 or higher", "at least major": the values of an ordered enum column
-    /// (listed highest first) at or above, above, at or below, or below the one named.
-    fn ordered_range(&self, masked: &str, table: &str, c: &Candidate) -> Option<Vec<String>> {
+    /// "major 이상", "P2 or higher", "at least major": the comparison next to a value of an
+    /// ordered enum column (its values listed highest first), if the question makes one.
+    fn ordered_op(&self, masked: &str, table: &str, c: &Candidate) -> Option<&'static str> {
         let column = table_columns(&self.k.catalog, table)
             .find(|col| col.name == c.column && col.ordered)?;
-        let values = &column.enum_values;
-        let at = values
+        column
+            .enum_values
             .iter()
             .position(|v| v.eq_ignore_ascii_case(&c.value))?;
         let mut after = masked.get(c.span.1..)?.trim_start();
@@ -1347,18 +1400,15 @@ impl Planner<'_> {
                 .iter()
                 .any(|t| text::starts_with_word(after, t) || before.ends_with(t.as_str()))
         };
-        let range = if said("gte") {
-            &values[..=at]
-        } else if said("lte") {
-            &values[at..]
-        } else if said("gt") {
-            &values[..at]
-        } else if said("lt") {
-            &values[at + 1..]
-        } else {
-            return None;
-        };
-        Some(range.to_vec())
+        ["gte", "lte", "gt", "lt"].into_iter().find(|op| said(op))
+    }
+
+    /// The values of an ordered enum column at or above, above, at or below, or below the
+    /// one named, when the question compares it.
+    fn ordered_range(&self, masked: &str, table: &str, c: &Candidate) -> Option<Vec<String>> {
+        let op = self.ordered_op(masked, table, c)?;
+        let column = table_columns(&self.k.catalog, table).find(|col| col.name == c.column)?;
+        ordered_values(&column.enum_values, &c.value, op)
     }
 
     /// Values of the graph's node kind column the question names.
@@ -1464,6 +1514,19 @@ impl Planner<'_> {
 
 /// The graph view a question asks for, in [`View::GRAPH`]'s precedence; the vocabulary
 /// names each by its lower-case string (`view:path`).
+/// The values of an ordered scale (highest first) that compare with `value` by `op`.
+pub fn ordered_values(scale: &[String], value: &str, op: &str) -> Option<Vec<String>> {
+    let at = scale.iter().position(|v| v.eq_ignore_ascii_case(value))?;
+    let range = match op {
+        "gte" => &scale[..=at],
+        "lte" => &scale[at..],
+        "gt" => &scale[..at],
+        "lt" => &scale[at + 1..],
+        _ => return None,
+    };
+    Some(range.to_vec())
+}
+
 fn graph_view(v: &Vocabulary, masked: &str) -> Option<View> {
     View::GRAPH
         .into_iter()

@@ -20,7 +20,7 @@ use crate::model::requests;
 use crate::model::snapshot::{Applied, Snapshot};
 pub use crate::model::task::{CodesFrom, SqlShape, Task, TaskRequest};
 use crate::route_plan::knowledge::table_columns;
-use crate::route_plan::planner::ToolChoice;
+use crate::route_plan::planner::{ToolChoice, ordered_values};
 
 /// The plan compiled, or the violations that block it.
 #[derive(Debug, Default)]
@@ -356,13 +356,22 @@ fn config_tasks(
             let p = params.add("f", values::text(value));
             select = select.filter_eq(column, &p);
         }
-        for (column, op, value) in &comparisons {
-            let p = params.add("v", value.clone());
-            select = match *op {
-                "gt" => select.filter_gt(column, &p),
-                "gte" => select.filter_gte(column, &p),
-                "lt" => select.filter_lt(column, &p),
-                _ => select.filter_lte(column, &p),
+        for bound in &comparisons {
+            select = match bound {
+                Bound::Compare(column, op, value) => {
+                    let p = params.add("v", value.clone());
+                    match *op {
+                        "gt" => select.filter_gt(column, &p),
+                        "gte" => select.filter_gte(column, &p),
+                        "lt" => select.filter_lt(column, &p),
+                        _ => select.filter_lte(column, &p),
+                    }
+                }
+                Bound::OneOf(column, values) => {
+                    let names: Vec<String> =
+                        values.iter().map(|v| params.add("v", v.clone())).collect();
+                    select.filter_in(column, names)
+                }
             };
         }
         select
@@ -426,16 +435,47 @@ fn config_tasks(
 
 /// The plan's comparisons as (column, op, bind): a measure or timestamp column of `table`,
 /// one of gt/gte/lt/lte, and a number or an RFC 3339 time.
+/// One comparison of a plan, ready to filter on.
+enum Bound {
+    /// `column <op> value` (a measure or a timestamp).
+    Compare(String, &'static str, ExValue),
+    /// `column IN (values)`: a range of an ordered enum ("criticality high or above").
+    OneOf(String, Vec<ExValue>),
+}
+
 fn comparison_binds(
     snapshot: &Snapshot,
     plan: &Plan,
     table: &str,
-) -> Result<Vec<(String, &'static str, ExValue)>, Vec<Violation>> {
+) -> Result<Vec<Bound>, Vec<Violation>> {
     use ops_proto::v1::SemanticType;
     let mut out = Vec::new();
     for (i, c) in plan.comparisons.iter().enumerate() {
         let field = format!("plan.comparisons[{i}]");
         let column = table_columns(&snapshot.catalog.spec, table).find(|col| col.name == c.column);
+        // An ordered enum compares along its scale (highest first).
+        if let Some(col) = column.filter(|col| col.ordered) {
+            let Some(values) = ordered_values(&col.enum_values, &c.value, &c.op) else {
+                return Err(vec![violation(
+                    "plan.comparison_value",
+                    &format!("{field}.value"),
+                    format!(
+                        "{:?} {:?} is not a comparison along {}'s scale",
+                        c.op, c.value, c.column
+                    ),
+                    &format!(
+                        "gt, gte, lt or lte and one of {}",
+                        col.enum_values.join(", ")
+                    ),
+                    &c.value,
+                )]);
+            };
+            out.push(Bound::OneOf(
+                c.column.clone(),
+                values.iter().map(|v| values::text(v)).collect(),
+            ));
+            continue;
+        }
         let kind = column.and_then(|col| SemanticType::try_from(col.semantic_type).ok());
         let op = match c.op.as_str() {
             "gt" => "gt",
@@ -486,7 +526,7 @@ fn comparison_binds(
                 &c.value,
             )]);
         };
-        out.push((c.column.clone(), op, value));
+        out.push(Bound::Compare(c.column.clone(), op, value));
     }
     Ok(out)
 }
