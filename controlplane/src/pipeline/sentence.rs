@@ -162,6 +162,18 @@ impl<'a> Words<'a> {
 
     /// A column value in the question's language: a vocabulary synonym of it
     /// (`value:<table>.<column>=<value>`) written in that language, else the value.
+    /// A column's value with the catalog's unit when it is a number ("600 kW").
+    fn measured(&self, table: &str, column: &str, value: &str) -> String {
+        let unit = table_columns(&self.snapshot.catalog.spec, table)
+            .find(|c| c.name == column)
+            .map(|c| c.unit.as_str())
+            .unwrap_or_default();
+        match value.parse::<f64>() {
+            Ok(n) if !unit.is_empty() => with_unit(n, unit),
+            _ => value.to_owned(),
+        }
+    }
+
     fn value_name(&self, table: &str, column: &str, value: &str) -> String {
         let meaning = format!("value:{table}.{column}={value}");
         let terms = self.snapshot.knowledge.vocabulary.terms(&meaning);
@@ -462,14 +474,16 @@ impl<'a> Words<'a> {
                         vec![
                             ("entity", self.entity(code)),
                             ("attribute", self.column_name(table, attribute)),
-                            ("value", value.clone()),
+                            ("value", self.measured(table, attribute, value)),
                         ],
                     );
                 }
                 let code = pairs.first().map(|p| p.0.clone())?;
                 let details = pairs
                     .iter()
-                    .map(|(_, a, v)| self.detail(&self.column_name(table, a), v))
+                    .map(|(_, a, v)| {
+                        self.detail(&self.column_name(table, a), &self.measured(table, a, v))
+                    })
                     .collect::<Vec<_>>()
                     .join(&self.word("and", &[]));
                 self.say(

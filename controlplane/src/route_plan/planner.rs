@@ -1691,6 +1691,93 @@ mod tests {
     }
 
     #[test]
+    fn a_named_column_binds_its_value_and_an_ordered_one_compares_along_its_scale() {
+        let mut k = knowledge(&[
+            ("compare:eq", &["is", "이"]),
+            ("compare:gte", &["or above", "이상"]),
+            ("value:assets.kind=System", &["system", "시스템"]),
+        ]);
+        let column = |name: &str, values: &[&str], ordered: bool| ops_proto::v1::CatalogColumn {
+            name: name.into(),
+            filterable: true,
+            ordered,
+            enum_values: values.iter().map(|v| (*v).to_owned()).collect(),
+            synonyms: if name == "system" {
+                vec!["시스템".into()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        k.catalog.tables = vec![ops_proto::v1::CatalogTable {
+            name: "assets".into(),
+            columns: vec![
+                column("system", &[], false),
+                column("kind", &[], false),
+                column("criticality", &["critical", "high", "low"], true),
+            ],
+            ..Default::default()
+        }];
+        for (column, value) in [
+            ("system", "MES"),
+            ("kind", "System"),
+            ("kind", "Server"),
+            ("criticality", "high"),
+        ] {
+            k.values.push(ColumnValue {
+                table: "assets".into(),
+                column: column.into(),
+                value: value.into(),
+            });
+        }
+        k.tools = vec![ToolChoice {
+            name: "asset_tool".into(),
+            mode: Some(Mode::Config),
+            shape: String::new(),
+            table: "assets".into(),
+            config: serde_json::json!({"mode": "config", "table": "assets"}),
+        }];
+        let planned = |q: &str| match plan(&k, q, OffsetDateTime::UNIX_EPOCH, None).routed {
+            Routed::Plan(p) => p,
+            _ => Plan::default(),
+        };
+        // "system" is the column here, not the kind System.
+        for q in ["assets whose system is MES", "시스템이 MES인 자산"] {
+            let p = planned(q);
+            let filters: Vec<(&str, &str)> = p
+                .filters
+                .iter()
+                .map(|(c, v)| (c.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(filters, [("system", "MES")], "{q}");
+        }
+        assert_eq!(
+            planned("the system assets")
+                .filters
+                .get("kind")
+                .map(String::as_str),
+            Some("System"),
+            "without a value after it the word is still a value"
+        );
+        let p = planned("assets of criticality high or above");
+        assert!(p.filters.is_empty(), "{:?}", p.filters);
+        let ranges: Vec<(&str, &str, &str)> = p
+            .comparisons
+            .iter()
+            .map(|c| (c.column.as_str(), c.op.as_str(), c.value.as_str()))
+            .collect();
+        assert_eq!(ranges, [("criticality", "gte", "high")]);
+        assert_eq!(
+            ordered_values(
+                &["critical".into(), "high".into(), "low".into()],
+                "high",
+                "gte"
+            ),
+            Some(vec!["critical".to_owned(), "high".to_owned()])
+        );
+    }
+
+    #[test]
     #[allow(clippy::panic)]
     fn a_metric_of_the_cis_whose_events_match_is_planned_in_two_steps() {
         let mut k = knowledge(&[
