@@ -118,7 +118,7 @@ impl Registry {
             .as_ref()
             .map(|p| p.schema_allowlist.clone())
             .unwrap_or_default();
-        let scan_request = |filters: BTreeMap<String, String>| ex::ScanSchemaRequest {
+        let scan_request = |filters: BTreeMap<String, String>, max_values| ex::ScanSchemaRequest {
             source: Some(executors.source_config(&id, &spec)),
             include_tables: request.include_tables.clone(),
             exclude_tables: request.exclude_tables.clone(),
@@ -127,19 +127,23 @@ impl Registry {
             sample_filter_columns: filters.into_iter().collect(),
             sample_filter_value: ctx.tenant.clone(),
             redact_markers: SECRET_MARKERS.map(str::to_owned).to_vec(),
-            max_values: MAX_ENUM_VALUES,
+            max_values,
             find_value: ctx.tenant.clone(),
         };
-        // First the tenant column of each table (the column holding the caller's tenant id),
-        // then a profile of the caller's own rows only: no other tenant's values are proposed.
+        // First the tenant column of each table (the column holding the caller's tenant id;
+        // no values come back), then a profile of the caller's own rows only: no other
+        // tenant's values are read into a proposal.
         let everyone = executors
             .sql
-            .scan_schema(CallContext::default(), scan_request(BTreeMap::new()))
+            .scan_schema(CallContext::default(), scan_request(BTreeMap::new(), 0))
             .await?;
         let tenant_columns = proposals::tenant_columns(&everyone.tables);
         let scan = executors
             .sql
-            .scan_schema(CallContext::default(), scan_request(tenant_columns.clone()))
+            .scan_schema(
+                CallContext::default(),
+                scan_request(tenant_columns.clone(), MAX_ENUM_VALUES),
+            )
             .await?;
 
         let existing = self
