@@ -244,7 +244,14 @@ pub async fn scan(
         .collect();
     if request.sample_rows > 0 {
         for table in &mut scanned {
-            profile(handle, request, table, deadline).await?;
+            // A profile only informs proposals: a table it cannot read (a deadline reached on a
+            // huge table, a type the driver cannot decode) keeps its structure, unprofiled.
+            if let Err(error) = profile(handle, request, table, deadline).await {
+                tracing::warn!(table = %table.name, message = %error.message, "table not profiled");
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
         }
     }
     Ok(scanned)
