@@ -138,22 +138,24 @@ def nearest_path(org, tag, category):
     raise AssertionError("no path")
 
 
-def ranking(org, quantity, win, n):
+def per_asset(org, quantity, win):
+    """Each asset's readings of a quantity in a window, by tag."""
     frm, to = window(win)
     per = defaultdict(list)
     for r in READINGS:
         if r["org_code"] == org and r["quantity"] == quantity and frm <= ts(r["read_at"]) < to:
             per[tag_of(r["asset_key"])].append(float(r["amount"]))
+    return per
+
+
+def ranking(org, quantity, win, n):
+    per = per_asset(org, quantity, win)
     ranked = sorted(per.items(), key=lambda kv: -sum(kv[1]) / len(kv[1]))[:n]
     return [t for t, _ in ranked], [round(sum(v) / len(v), 2) for _, v in ranked]
 
 
 def passing(org, quantity, win, threshold):
-    frm, to = window(win)
-    per = defaultdict(list)
-    for r in READINGS:
-        if r["org_code"] == org and r["quantity"] == quantity and frm <= ts(r["read_at"]) < to:
-            per[tag_of(r["asset_key"])].append(float(r["amount"]))
+    per = per_asset(org, quantity, win)
     return sorted(t for t, v in per.items() if sum(v) / len(v) > threshold)
 
 

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-use sqlx::{Connection, Executor, SqliteConnection};
+use sqlx::{Connection, Executor, Sqlite};
 
+use crate::load::{create_sqlite, run_ddl};
 use crate::{DatasetError, LoadReport};
 
 /// Creates the SQLite file `path` (replacing an existing one), runs `schema` and loads each
@@ -18,29 +18,12 @@ pub async fn load(
     tables: &[(&'static str, &'static str)],
 ) -> Result<LoadReport, DatasetError> {
     let started = Instant::now();
-    if path.exists() {
-        std::fs::remove_file(path).map_err(|source| DatasetError::Io {
-            context: format!("removing {}", path.display()),
-            source,
-        })?;
-    }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .foreign_keys(true)
-        .journal_mode(SqliteJournalMode::Delete);
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .map_err(DatasetError::db(format!("opening {}", path.display())))?;
+    let mut conn = create_sqlite(path).await?;
     let mut tx = conn
         .begin()
         .await
         .map_err(DatasetError::db("starting the load transaction"))?;
-    for statement in crate::plant_ops::split_statements(schema) {
-        tx.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(statement)))
-            .await
-            .map_err(DatasetError::db("creating the schema"))?;
-    }
+    run_ddl::<Sqlite>(&mut tx, schema, "sqlite").await?;
     let mut loaded = Vec::with_capacity(tables.len());
     for (table, text) in tables {
         let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
@@ -83,6 +66,9 @@ pub async fn load(
     tx.commit()
         .await
         .map_err(DatasetError::db("committing the load transaction"))?;
+    conn.close()
+        .await
+        .map_err(DatasetError::db(format!("closing {}", path.display())))?;
     Ok(LoadReport {
         tables: loaded,
         elapsed: started.elapsed(),

@@ -244,7 +244,7 @@ where
     Ok(inserted)
 }
 
-async fn run_ddl<DB>(
+pub(crate) async fn run_ddl<DB>(
     conn: &mut DB::Connection,
     script: &str,
     what: &str,
@@ -324,13 +324,9 @@ fn remove_if_exists(path: &Path) -> Result<(), DatasetError> {
     }
 }
 
-/// Creates the SQLite database file `path` (replacing an existing one together with its
-/// `-wal`, `-shm` and `-journal` files), creates the schema of `schema.sqlite.sql` and loads
-/// every plant-ops CSV in one transaction. Timestamps stay ISO-8601 text exactly as in the
-/// CSV (`2026-01-17T00:00:00Z`); UUIDs are text; numbers are REAL.
-pub async fn load_sqlite(path: &Path) -> Result<LoadReport, DatasetError> {
-    let started = Instant::now();
-    let parsed = parsed_tables()?;
+/// Replaces the SQLite database file `path` (and its `-wal`, `-shm` and `-journal` files) with
+/// an empty one and opens it, foreign keys on.
+pub(crate) async fn create_sqlite(path: &Path) -> Result<SqliteConnection, DatasetError> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         remove_if_exists(&sibling(path, suffix))?;
     }
@@ -339,9 +335,19 @@ pub async fn load_sqlite(path: &Path) -> Result<LoadReport, DatasetError> {
         .create_if_missing(true)
         .foreign_keys(true)
         .journal_mode(SqliteJournalMode::Delete);
-    let mut conn = SqliteConnection::connect_with(&options)
+    SqliteConnection::connect_with(&options)
         .await
-        .map_err(DatasetError::db(format!("opening {}", path.display())))?;
+        .map_err(DatasetError::db(format!("opening {}", path.display())))
+}
+
+/// Creates the SQLite database file `path` (replacing an existing one together with its
+/// `-wal`, `-shm` and `-journal` files), creates the schema of `schema.sqlite.sql` and loads
+/// every plant-ops CSV in one transaction. Timestamps stay ISO-8601 text exactly as in the
+/// CSV (`2026-01-17T00:00:00Z`); UUIDs are text; numbers are REAL.
+pub async fn load_sqlite(path: &Path) -> Result<LoadReport, DatasetError> {
+    let started = Instant::now();
+    let parsed = parsed_tables()?;
+    let mut conn = create_sqlite(path).await?;
     let mut tx = conn
         .begin()
         .await

@@ -181,6 +181,16 @@ pub fn primary_key(table: &ScannedTable) -> Option<&str> {
     }
 }
 
+/// The single-column primary key of the scanned table `name` (empty when it has none).
+fn primary_key_of(scanned: &[ScannedTable], name: &str) -> String {
+    scanned
+        .iter()
+        .find(|t| t.name == name)
+        .and_then(primary_key)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn column_of(table: &CatalogTable, semantic: SemanticType) -> Option<&CatalogColumn> {
     table
         .columns
@@ -230,12 +240,7 @@ pub fn metric_mapping(
         let entity_code = column_of(entity, SemanticType::Code)
             .map(|c| c.name.clone())
             .unwrap_or_default();
-        let entity_id = scanned
-            .iter()
-            .find(|t| &t.name == entity_table)
-            .and_then(primary_key)
-            .unwrap_or_default()
-            .to_owned();
+        let entity_id = primary_key_of(scanned, entity_table);
         let metrics: Vec<MetricDefinition> = name
             .enum_values
             .iter()
@@ -323,12 +328,7 @@ pub fn graph_mapping(
         let Some(nodes) = catalog.iter().find(|t| &t.name == node_table) else {
             continue;
         };
-        let node_id = scanned
-            .iter()
-            .find(|t| &t.name == node_table)
-            .and_then(primary_key)
-            .unwrap_or_default()
-            .to_owned();
+        let node_id = primary_key_of(scanned, node_table);
         let relation_types: Vec<RelationType> = relation
             .enum_values
             .iter()

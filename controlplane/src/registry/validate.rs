@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 
 use ops_proto::v1::{
-    AssetContent, AssetType, BlockType, DeclarativeMapping, DeclarativeScreen, MappingSpec,
-    ParamType, PolicySpec, PromptPurpose, PromptSpec, QuerySpec, ResolverRuleType, ResolverSpec,
-    ResolverTransform, SchemaCatalogSpec, ScreenLayout, ScreenSpec, Severity, SourceKind,
-    SourceSpec, SqlDialect, ToolSpec, ToolType, Violation, asset_spec, mapping_spec, screen_spec,
+    AssetContent, AssetType, BlockType, CatalogTable, DeclarativeMapping, DeclarativeScreen,
+    MappingSpec, ParamType, PolicySpec, PromptPurpose, PromptSpec, QuerySpec, ResolverRuleType,
+    ResolverSpec, ResolverTransform, SchemaCatalogSpec, ScreenLayout, ScreenSpec, Severity,
+    SourceKind, SourceSpec, SqlDialect, ToolSpec, ToolType, Violation, asset_spec, mapping_spec,
+    screen_spec,
 };
 
 use super::bindings;
@@ -638,17 +639,8 @@ impl Checker<'_> {
                 continue;
             }
             for (field, column) in columns {
-                if !column.is_empty() && !table.columns.iter().any(|c| c.name == column) {
-                    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-                    self.err(
-                        field,
-                        "spec",
-                        "catalog.role",
-                        format!(
-                            "{field} names column {column:?}, which table {table_name:?} does not have (its columns: {})",
-                            names.join(", ")
-                        ),
-                    );
+                if let Some(message) = missing_column(field, column, table) {
+                    self.err(field, "spec", "catalog.role", message);
                 }
             }
         }
@@ -1335,25 +1327,28 @@ impl Checker<'_> {
                 }
                 _ => Vec::new(),
             };
+            let field = format!("config.{}", key.key);
             for column in named {
-                if !table.columns.iter().any(|c| c.name == column) {
-                    let columns: Vec<&str> =
-                        table.columns.iter().map(|c| c.name.as_str()).collect();
-                    self.err(
-                        &format!("config.{}", key.key),
-                        "reference",
-                        "tool.config_column",
-                        format!(
-                            "config.{} names column {column:?}, which table {:?} does not have (its columns: {})",
-                            key.key,
-                            table.name,
-                            columns.join(", ")
-                        ),
-                    );
+                if let Some(message) = missing_column(&field, column, table) {
+                    self.err(&field, "reference", "tool.config_column", message);
                 }
             }
         }
     }
+}
+
+/// Why `field` may not name `column` of `table`, listing the table's columns; `None` when the
+/// column is empty or the table has it.
+fn missing_column(field: &str, column: &str, table: &CatalogTable) -> Option<String> {
+    if column.is_empty() || table.columns.iter().any(|c| c.name == column) {
+        return None;
+    }
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    Some(format!(
+        "{field} names column {column:?}, which table {:?} does not have (its columns: {})",
+        table.name,
+        columns.join(", ")
+    ))
 }
 
 fn join(base: &str, sub: &str) -> String {

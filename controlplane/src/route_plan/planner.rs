@@ -719,32 +719,26 @@ impl Planner<'_> {
         copulas.sort_by_key(|t| std::cmp::Reverse(t.len()));
         let mut pairs = Vec::new();
         for column in table_columns(&self.k.catalog, table).filter(|c| c.filterable) {
-            let own = column.name.replace('_', " ");
-            let names = column
-                .synonyms
-                .iter()
-                .chain([&column.display_name, &own])
-                .filter(|n| !n.is_empty());
-            for name in names {
-                for span in text::find_all(masked, &name.to_lowercase()) {
-                    let Some(rest) = masked.get(span.1..) else {
-                        continue;
-                    };
-                    let Some(copula) = copulas.iter().find(|c| {
-                        let after = rest.trim_start();
-                        after.starts_with(c.as_str())
-                            && (rest.len() - after.len() > 0 || !c.is_ascii())
-                    }) else {
-                        continue;
-                    };
-                    let after = rest.trim_start();
-                    let value_at = masked.len() - after[copula.len()..].trim_start().len();
-                    if let Some(c) = candidates
-                        .iter()
-                        .find(|c| c.column == column.name && c.span.0 == value_at)
-                    {
-                        pairs.push((c.span, span));
-                    }
+            for span in column_spans(masked, column) {
+                let Some(rest) = masked.get(span.1..) else {
+                    continue;
+                };
+                let after = rest.trim_start();
+                // An English copula stands apart ("system is"); a Korean particle may be
+                // attached ("시스템이").
+                let spaced = after.len() < rest.len();
+                let Some(copula) = copulas
+                    .iter()
+                    .find(|c| after.starts_with(c.as_str()) && (spaced || !c.is_ascii()))
+                else {
+                    continue;
+                };
+                let value_at = masked.len() - after[copula.len()..].trim_start().len();
+                if let Some(c) = candidates
+                    .iter()
+                    .find(|c| c.column == column.name && c.span.0 == value_at)
+                {
+                    pairs.push((c.span, span));
                 }
             }
         }
@@ -970,19 +964,9 @@ impl Planner<'_> {
     /// or a synonym).
     fn column_mentions(&self, masked: &str) -> Vec<Span> {
         let table = self.tool_table(Mode::Config);
-        let mut spans = Vec::new();
-        for column in table_columns(&self.k.catalog, &table) {
-            let own = column.name.replace('_', " ");
-            for name in column
-                .synonyms
-                .iter()
-                .chain([&column.display_name, &own])
-                .filter(|n| !n.is_empty())
-            {
-                spans.extend(text::find_all(masked, &name.to_lowercase()));
-            }
-        }
-        spans
+        table_columns(&self.k.catalog, &table)
+            .flat_map(|column| column_spans(masked, column))
+            .collect()
     }
 
     /// The slots of a metric question, and the plan's intent and view. The aggregation is the
@@ -1514,6 +1498,19 @@ impl Planner<'_> {
 
 /// The graph view a question asks for, in [`View::GRAPH`]'s precedence; the vocabulary
 /// names each by its lower-case string (`view:path`).
+/// Where the question names a column: by a synonym, its display name or its own name (`_`
+/// read as a space).
+fn column_spans(masked: &str, column: &ops_proto::v1::CatalogColumn) -> Vec<Span> {
+    let own = column.name.replace('_', " ");
+    column
+        .synonyms
+        .iter()
+        .chain([&column.display_name, &own])
+        .filter(|n| !n.is_empty())
+        .flat_map(|name| text::find_all(masked, &name.to_lowercase()))
+        .collect()
+}
+
 /// The values of an ordered scale (highest first) that compare with `value` by `op`.
 pub fn ordered_values(scale: &[String], value: &str, op: &str) -> Option<Vec<String>> {
     let at = scale.iter().position(|v| v.eq_ignore_ascii_case(value))?;
