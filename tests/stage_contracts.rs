@@ -490,3 +490,102 @@ async fn validate_names_a_bad_comparison_or_filter() {
     assert!(output.to_string().contains("capacity"), "{output}");
     demo.stop().await;
 }
+
+fn stage_output(trace: &Trace, stage: Stage) -> serde_json::Value {
+    trace
+        .stages
+        .iter()
+        .find(|s| s.stage == stage as i32)
+        .and_then(|s| s.output.as_ref())
+        .map(ops_proto::convert::struct_to_json)
+        .unwrap_or_default()
+}
+
+/// The related CIs (depth > 0) of every graph result in an EXECUTE output.
+fn related_codes(execute: &serde_json::Value) -> Vec<String> {
+    let mut codes: Vec<String> = execute["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["graph"]["nodes"].as_array().cloned().unwrap_or_default())
+        .filter(|n| n["depth"].as_f64().unwrap_or(0.0) > 0.0)
+        .filter_map(|n| n["id"].as_str().map(str::to_owned))
+        .collect();
+    codes.sort();
+    codes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_step_feeds_the_events_statement_its_related_codes() {
+    let demo = pipeline_support::start_demo(ExecutorMode::Connect).await;
+    let mut client = Client::new(&demo);
+    let impact = client
+        .ask(question("what breaks if SAN-01 fails"))
+        .await
+        .expect("impact");
+    let impacted = related_codes(&stage_output(
+        &client.trace(&impact.trace_id).await,
+        Stage::Execute,
+    ));
+    assert!(
+        impacted.len() > 1,
+        "{}",
+        stage_output(&client.trace(&impact.trace_id).await, Stage::Execute)
+    );
+
+    let asked = client
+        .ask(question(
+            "Incidents in the last 30 days on what SAN-01's failure would impact",
+        ))
+        .await
+        .expect("two-step");
+    let trace = client.trace(&asked.trace_id).await;
+    // VALIDATE: a hidden graph task, then one guarded statement whose code slots it fills.
+    let validate = stage_output(&trace, Stage::Validate);
+    let tasks = validate["tasks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tasks.len(), 2, "{validate}");
+    assert_eq!(tasks[0]["request"]["type"], "graph", "{validate}");
+    assert_eq!(tasks[0]["hidden"], true);
+    let slots = &tasks[1]["request"]["codes_into"];
+    assert_eq!(slots["from"]["task"].as_f64(), Some(0.0), "{validate}");
+    assert_eq!(
+        slots["count"].as_f64(),
+        Some(500.0),
+        "the graph tool's max_nodes: {validate}"
+    );
+    assert_eq!(tasks[1]["depends_on"].as_f64(), Some(0.0));
+    // EXECUTE sent exactly the graph's related CIs (not SAN-01 itself) into those slots.
+    let call = trace
+        .tool_calls
+        .iter()
+        .find(|c| c.tool == "history_tool")
+        .expect("the events call");
+    let params = ops_proto::convert::struct_to_json(call.input_params.as_ref().expect("input"));
+    let first = slots["first"].as_f64().unwrap() as usize;
+    let sent: Vec<serde_json::Value> =
+        params["params"].as_array().unwrap()[first..first + 500].to_vec();
+    let mut codes: Vec<String> = sent
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, impacted);
+    assert!(sent[codes.len()..].iter().all(serde_json::Value::is_null));
+    assert!(
+        asked.answer.contains("on the CIs affected if") && asked.answer.contains("(SAN-01)"),
+        "{}",
+        asked.answer
+    );
+
+    // Nothing depends on a system: no events statement runs, and the answer says none.
+    let none = client
+        .ask(question(
+            "Incidents in the last 30 days on what SYS-HR's failure would impact",
+        ))
+        .await
+        .expect("empty two-step");
+    let trace = client.trace(&none.trace_id).await;
+    assert!(trace.tool_calls.iter().all(|c| c.tool != "history_tool"));
+    assert!(none.answer.starts_with("There were no"), "{}", none.answer);
+    demo.stop().await;
+}

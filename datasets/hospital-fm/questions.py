@@ -262,6 +262,11 @@ ahus = {a["tag_no"] for a in assets(S, category="ahu")}
 q(S, "en", "Which air handlers would be hit if CH-02 fails?", "graph", {"codes": [c for c in impact(S, "CH-02") if c in ahus], "codes_exact": True})
 q(S, "ko", "SWB-01 장애 시 영향받는 공조기", "graph", {"codes": [c for c in impact(S, "SWB-01") if c in ahus], "codes_exact": True})
 q(S, "en", "Assets connected to CH-01", "graph", {"codes": neighbours(S, "CH-01")})
+# Two steps the other way: the work orders of the assets a failure would hit.
+q(S, "en", "Open work orders on what SWB-01's failure would affect", "history",
+  {"event_ids": orders(S, "30d", open=True, **{"asset.tag_no": set(impact(S, "SWB-01"))})})
+q(S, "ko", "CH-02 고장 시 영향받는 설비의 최근 14일 작업지시 몇 건?", "history",
+  {"count": len(orders(S, "14d", **{"asset.tag_no": set(impact(S, "CH-02"))}))})
 monitored = lambda org, tag: sorted(tag_of(l["to_key"]) for l in LINKS if l["org_code"] == org and l["from_key"] == key_of(org, tag) and l["link_kind"] == "monitors")
 q(S, "en", "What does BMS-SRV-01 monitor?", "graph", {"codes": monitored(S, "BMS-SRV-01"), "codes_exact": True})
 q(B, "ko", "BMS-SRV-01이 감시하는 설비", "graph", {"codes": monitored(B, "BMS-SRV-01"), "codes_exact": True})

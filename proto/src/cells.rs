@@ -11,6 +11,12 @@ pub fn text(v: &str) -> Value {
     }
 }
 
+pub fn null() -> Value {
+    Value {
+        kind: Some(Kind::Null(true)),
+    }
+}
+
 pub fn timestamp(t: OffsetDateTime) -> Value {
     Value {
         kind: Some(Kind::TimestampValue(crate::convert::timestamp(t))),

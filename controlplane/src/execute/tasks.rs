@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ops_proto::cells as values;
 use ops_proto::executor::{
-    ExecuteResponse, GraphResult, ResultSet, execute_request, execute_response,
+    ExecuteResponse, GraphResult, ResultSet, Value as ExValue, execute_request, execute_response,
 };
 use ops_proto::executor_api::{ExecutorError, ExecutorErrorKind};
 use ops_proto::v1::{NetworkBlock, NetworkEdge, NetworkNode, Reference, ToolCall, ToolResult};
@@ -16,7 +16,7 @@ use pbjson_types::{ListValue, Struct};
 use super::{Executors, failover};
 use crate::model::snapshot::Snapshot;
 use crate::model::stages::{ExecuteOutput, ToolFailure};
-use crate::model::task::{SqlShape, Task, TaskRequest};
+use crate::model::task::{CodeSlots, SqlShape, Task, TaskRequest};
 
 /// Every result came back empty.
 pub fn all_empty(output: &ExecuteOutput) -> bool {
@@ -52,7 +52,7 @@ impl TaskRunner<'_> {
     pub async fn run(&self, tasks: &[Task]) -> ExecuteOutput {
         let mut executed = ExecuteOutput::default();
         // Outputs of hidden tasks, by index, for the tasks they feed.
-        let mut outputs: BTreeMap<usize, ResultSet> = BTreeMap::new();
+        let mut outputs: BTreeMap<usize, execute_response::Result> = BTreeMap::new();
         for (index, task) in tasks.iter().enumerate() {
             if let Some(dep) = task.depends_on
                 && !outputs.contains_key(&dep)
@@ -61,10 +61,30 @@ impl TaskRunner<'_> {
                 continue;
             }
             let request = match &task.request {
-                TaskRequest::Sql { sql, params, .. } => {
+                TaskRequest::Sql {
+                    sql,
+                    params,
+                    codes_into,
+                    ..
+                } => {
+                    let mut params = params.clone();
+                    if let Some(slots) = codes_into {
+                        let codes = outputs
+                            .get(&slots.from.task)
+                            .map(|o| fed_codes(o, &slots.from.column))
+                            .unwrap_or_default();
+                        if codes.is_empty() {
+                            // Nothing related: no rows, rather than a statement of NULLs.
+                            executed
+                                .results
+                                .push(to_tool_result(task, &ExecuteResponse::default()));
+                            continue;
+                        }
+                        fill_slots(&mut params, slots, &codes);
+                    }
                     execute_request::Request::Sql(ops_proto::executor::SqlRequest {
                         sql: sql.clone(),
-                        params: params.clone(),
+                        params,
                         ..Default::default()
                     })
                 }
@@ -76,7 +96,7 @@ impl TaskRunner<'_> {
                     if let Some(from) = codes_from
                         && let Some(rows) = outputs.get(&from.task)
                     {
-                        request.ci_codes = column_texts(rows, &from.column);
+                        request.ci_codes = fed_codes(rows, &from.column);
                         if request.ci_codes.is_empty() {
                             // No CI matched: the answer is empty, not every CI's metric (an
                             // empty code list means "all CIs" to the metrics executor).
@@ -90,6 +110,7 @@ impl TaskRunner<'_> {
                 }
                 TaskRequest::Graph { request } => execute_request::Request::Graph(request.clone()),
             };
+            let input = task_input(task, &request);
             let started = Instant::now();
             let outcome = self.call(task, request).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -111,15 +132,15 @@ impl TaskRunner<'_> {
                     executed.calls.push(ToolCall {
                         tool: task.result_name.clone(),
                         elapsed_ms,
-                        input_params: Some(task_input(task)),
+                        input_params: Some(input.clone()),
                         output_summary: summary(&result),
                         error: String::new(),
                         attempts,
                         endpoint: source,
                     });
                     if task.hidden {
-                        if let Some(execute_response::Result::Rows(rows)) = response.result {
-                            outputs.insert(index, rows);
+                        if let Some(output) = response.result {
+                            outputs.insert(index, output);
                         }
                     } else {
                         executed.results.push(result);
@@ -129,7 +150,7 @@ impl TaskRunner<'_> {
                     executed.calls.push(ToolCall {
                         tool: task.result_name.clone(),
                         elapsed_ms,
-                        input_params: Some(task_input(task)),
+                        input_params: Some(input),
                         output_summary: String::new(),
                         error: error.to_string(),
                         attempts,
@@ -187,6 +208,32 @@ impl TaskRunner<'_> {
 }
 
 /// The distinct texts of a column, in first-seen order (events name a CI many times).
+/// The codes a hidden task's output feeds another task: a column of its rows, or a graph's
+/// related nodes (its start node is the question's CI, not a related one).
+fn fed_codes(output: &execute_response::Result, column: &str) -> Vec<String> {
+    match output {
+        execute_response::Result::Rows(rows) => column_texts(rows, column),
+        execute_response::Result::Graph(graph) => {
+            let mut codes: Vec<String> = Vec::new();
+            for node in graph.nodes.iter().filter(|n| n.depth > 0) {
+                if !node.code.is_empty() && !codes.contains(&node.code) {
+                    codes.push(node.code.clone());
+                }
+            }
+            codes
+        }
+    }
+}
+
+/// Puts `codes` into the statement's code slots (at most as many as it has; the rest stay
+/// NULL, which matches nothing).
+fn fill_slots(params: &mut [ExValue], slots: &CodeSlots, codes: &[String]) {
+    let slot_params = params.iter_mut().skip(slots.first).take(slots.count);
+    for (param, code) in slot_params.zip(codes) {
+        *param = values::text(code);
+    }
+}
+
 fn column_texts(rows: &ResultSet, column: &str) -> Vec<String> {
     let Some(index) = rows.columns.iter().position(|c| c.name == column) else {
         return Vec::new();
@@ -210,13 +257,14 @@ fn struct_of(fields: impl IntoIterator<Item = (String, pbjson_types::Value)>) ->
     }
 }
 
-fn task_input(task: &Task) -> Struct {
+/// What the task sent, as the executor received it (codes a feeding task supplied included).
+fn task_input(task: &Task, request: &execute_request::Request) -> Struct {
     let mut fields = vec![
         ("tool".to_owned(), values::json_text(task.tool.clone())),
         ("kind".to_owned(), values::json_text(task.kind.clone())),
     ];
-    match &task.request {
-        TaskRequest::Sql { sql, params, .. } => {
+    match request {
+        execute_request::Request::Sql(ops_proto::executor::SqlRequest { sql, params, .. }) => {
             fields.push(("sql".into(), values::json_text(sql.clone())));
             fields.push((
                 "params".into(),
@@ -227,14 +275,14 @@ fn task_input(task: &Task) -> Struct {
                 },
             ));
         }
-        TaskRequest::Metric { request, .. } => {
+        execute_request::Request::Metric(request) => {
             fields.push(("metric".into(), values::json_text(request.metric.clone())));
             fields.push((
                 "ci_codes".into(),
                 values::json_text(request.ci_codes.join(",")),
             ));
         }
-        TaskRequest::Graph { request } => {
+        execute_request::Request::Graph(request) => {
             fields.push(("ci_code".into(), values::json_text(request.ci_code.clone())));
             fields.push((
                 "operation".into(),

@@ -236,6 +236,7 @@ mod tests {
                     shape: SqlShape::Count {
                         label: "CIs".into(),
                     },
+                    codes_into: None,
                 },
                 fields: BTreeMap::new(),
                 timeout_ms: 0,

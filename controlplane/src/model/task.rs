@@ -28,6 +28,16 @@ pub struct CodesFrom {
     pub column: String,
 }
 
+/// Binds of a SQL task that another task's output fills: `count` consecutive positional binds
+/// from `first`, an IN-list VALIDATE built and guarded with every slot NULL. EXECUTE puts the
+/// feeding task's codes in the first slots; the rest stay NULL and match nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeSlots {
+    pub from: CodesFrom,
+    pub first: usize,
+    pub count: usize,
+}
+
 /// What one task asks an executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -38,8 +48,11 @@ pub enum TaskRequest {
         sql: String,
         params: Vec<ExValue>,
         shape: SqlShape,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        codes_into: Option<CodeSlots>,
     },
     /// `codes_from`: the task whose column fills `ci_codes` (a ranking over filtered CIs).
+    /// A graph task's column `code` is its related nodes' codes (not the start node's).
     Metric {
         request: MetricRequest,
         #[serde(default, skip_serializing_if = "Option::is_none")]

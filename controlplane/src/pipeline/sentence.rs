@@ -607,7 +607,13 @@ impl<'a> Words<'a> {
         own.sort();
         of_cis.sort();
         let mut subject = self.subject(table, words.join(" "), &own);
-        let cis = if !plan.ci_codes.is_empty() {
+        let graph_step = plan
+            .subject
+            .as_deref()
+            .filter(|s| s.mode == Mode::Graph.as_str());
+        let cis = if let Some(step) = graph_step {
+            Some(self.related_by(step))
+        } else if !plan.ci_codes.is_empty() {
             Some(self.entities(plan))
         } else if let (false, Some(entity_table)) = (of_cis.is_empty(), role("entity_table")) {
             Some(self.subject(entity_table, self.table_name(entity_table), &of_cis))
@@ -665,27 +671,7 @@ impl<'a> Words<'a> {
         let network = result.graph.as_ref()?;
         let entity = self.entities(plan);
         let view = plan.view.parse::<View>().ok()?;
-        // The related CIs' kinds the question named ("servers", "a steam turbine").
-        let kinds: Vec<String> = plan
-            .graph
-            .as_ref()
-            .map(|g| g.node_kinds.clone())
-            .unwrap_or_default();
-        let kind_names = || {
-            let (table, column) = self
-                .snapshot
-                .catalog
-                .spec
-                .graph
-                .as_ref()
-                .map(|g| (g.node_table.clone(), g.node_kind_column.clone()))
-                .unwrap_or_default();
-            let named = kinds
-                .iter()
-                .map(|k| self.value_name(&table, &column, k))
-                .collect();
-            self.series(named)
-        };
+        let kind_names = || self.kind_names(plan);
         if view == View::Path {
             // A path to the nearest CI of a kind ends at the CI it found.
             let target_code = plan
@@ -731,16 +717,7 @@ impl<'a> Words<'a> {
         };
         let count = related.len().to_string();
         let (items, more) = self.listed(related);
-        // "servers" when the question narrowed the related CIs to kinds, else "CIs".
-        let (words, word_one) = if kinds.is_empty() {
-            (self.word("related", &[]), self.word("related_one", &[]))
-        } else {
-            let kinds = kind_names();
-            (
-                self.word("related_kinds", &[("kinds", kinds.clone())]),
-                self.word("related_kinds_one", &[("kinds", kinds)]),
-            )
-        };
+        let (words, word_one) = self.related_words(plan);
         self.say(
             case,
             vec![
@@ -752,6 +729,55 @@ impl<'a> Words<'a> {
                 ("related_one", word_one),
                 ("relation", relation.unwrap_or_default()),
             ],
+        )
+    }
+
+    /// The related CIs' kinds the question named ("servers", "a steam turbine").
+    fn kind_names(&self, plan: &Plan) -> String {
+        let (table, column) = self
+            .snapshot
+            .catalog
+            .spec
+            .graph
+            .as_ref()
+            .map(|g| (g.node_table.clone(), g.node_kind_column.clone()))
+            .unwrap_or_default();
+        let named = plan
+            .graph
+            .iter()
+            .flat_map(|g| &g.node_kinds)
+            .map(|k| self.value_name(&table, &column, k))
+            .collect();
+        self.series(named)
+    }
+
+    /// "servers" when the question narrowed the related CIs to kinds, else "CIs" (plural and
+    /// singular).
+    fn related_words(&self, plan: &Plan) -> (String, String) {
+        if plan.graph.as_ref().is_none_or(|g| g.node_kinds.is_empty()) {
+            return (self.word("related", &[]), self.word("related_one", &[]));
+        }
+        let kinds = self.kind_names(plan);
+        (
+            self.word("related_kinds", &[("kinds", kinds.clone())]),
+            self.word("related_kinds_one", &[("kinds", kinds)]),
+        )
+    }
+
+    /// The CIs a two-step question's graph step finds, named by its view ("the CIs affected
+    /// if SAN-01 fails").
+    fn related_by(&self, step: &Plan) -> String {
+        let view = match step.view.parse::<View>() {
+            Ok(View::Impact) => "impact",
+            Ok(View::Dependents) => "dependents",
+            Ok(View::Dependencies) => "dependencies",
+            Ok(View::Composition) => "composition",
+            _ => "neighbors",
+        };
+        let (related, _) = self.related_words(step);
+        self.word(
+            &format!("related_by.{view}"),
+            &[("related", related), ("entity", self.entities(step))],
         )
     }
 

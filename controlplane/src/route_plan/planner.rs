@@ -273,7 +273,7 @@ impl Planner<'_> {
         self.plan.ci_codes = codes;
         // A forced mode is kept as it was asked, even one the planner does not know (a
         // hand-written StageTest input): that plan gets config's slots and no tool.
-        let (mode, mode_text) = match forced_mode {
+        let (mut mode, mut mode_text) = match forced_mode {
             Some(requested) => {
                 self.reasons.push(format!("mode `{requested}` requested"));
                 (requested.parse::<Mode>().ok(), requested)
@@ -300,7 +300,18 @@ impl Planner<'_> {
             }
             (Some(Mode::Metric), None) => self.metric(&masked),
             (Some(Mode::History), _) => self.history(&masked),
-            (Some(Mode::Graph), _) => self.graph(&masked),
+            (Some(Mode::Graph), _) => {
+                let answer = self.graph(&masked);
+                // "Open incidents on what SAN-01's failure would impact": events are asked
+                // for, of the CIs the graph finds.
+                match self.events_beside_graph(&masked, answer.1) {
+                    Some(events) if forced_mode.is_none() => {
+                        (mode, mode_text) = (Some(Mode::History), Mode::History.as_str());
+                        self.events_of_related(&events, answer)
+                    }
+                    _ => answer,
+                }
+            }
             (Some(Mode::Document), _) => self.document(&masked),
             (Some(Mode::Config) | None, _) => self.config(&masked),
         };
@@ -340,6 +351,53 @@ impl Planner<'_> {
         } else {
             None
         }
+    }
+
+    /// The question without its graph phrase, when what is left asks for events (a history
+    /// word, the events' table, an event type or "open"): the events of the related CIs.
+    fn events_beside_graph(&self, masked: &str, view: View) -> Option<String> {
+        if view == View::Path {
+            return None;
+        }
+        let mut rest = masked.to_owned();
+        for (_, terms) in self.v.with_prefix("view:") {
+            for term in terms {
+                for (start, end) in text::find_all(&rest.clone(), term) {
+                    rest.replace_range(start..end, &" ".repeat(end - start));
+                }
+            }
+        }
+        if view == View::Impact {
+            rest = without_failure_word(&rest);
+        }
+        let events = self.v.has(&rest, "mode:history")
+            || self.table_named(&rest, Mode::History)
+            || self.history_type_named(&rest)
+            || self.v.has(&rest, "filter:unresolved");
+        events.then_some(rest)
+    }
+
+    /// Turns the graph plan into the subject of a history plan over `events` (the question
+    /// without its graph phrase): the events' CIs are those the graph finds.
+    fn events_of_related(
+        &mut self,
+        events: &str,
+        (intent, view): (Intent, View),
+    ) -> (Intent, View) {
+        let mut graph = std::mem::take(&mut self.plan);
+        match self.tool(Mode::Graph) {
+            Some(tool) => graph.tools.push(tool),
+            None => graph.missing_slots.push("tool:graph".into()),
+        }
+        graph.mode = Mode::Graph.as_str().to_owned();
+        graph.intent = intent.as_str().to_owned();
+        graph.view = view.as_str().to_owned();
+        self.plan.missing_slots = std::mem::take(&mut graph.missing_slots);
+        let answer = self.history(events);
+        self.reasons
+            .push("two steps: the events of the CIs the graph finds".into());
+        self.plan.subject = Some(Box::new(graph));
+        answer
     }
 
     /// The history plan of a two-step question's events clause. The CI attributes the metric
@@ -1524,6 +1582,37 @@ pub fn ordered_values(scale: &[String], value: &str, op: &str) -> Option<Vec<Str
     Some(range.to_vec())
 }
 
+/// An impact question names the CI's failure next to it ("SAN-01's failure", "outage of
+/// SAN-01"); that word is the cause asked about, not events asked for: blanked.
+fn without_failure_word(masked: &str) -> String {
+    let mut out = masked.to_owned();
+    let mut blank = |start: usize, end: usize| {
+        out.replace_range(start..end, &" ".repeat(end - start));
+    };
+    let mut at = 0;
+    while let Some(found) = masked[at..].find("{ci}") {
+        let ci = at + found;
+        let after = ci + "{ci}".len();
+        let tail = &masked[after..];
+        let skip = ["'s ", "’s ", "의 ", " "]
+            .iter()
+            .find(|p| tail.starts_with(**p))
+            .map_or(0, |p| p.len());
+        let word = &tail[skip..];
+        let len = word.find(char::is_whitespace).unwrap_or(word.len());
+        if len > 0 && skip > 0 {
+            blank(after + skip, after + skip + len);
+        }
+        let head = &masked[..ci];
+        if let Some(before) = head.strip_suffix(" of ") {
+            let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+            blank(start, before.len());
+        }
+        at = after;
+    }
+    out
+}
+
 fn graph_view(v: &Vocabulary, masked: &str) -> Option<View> {
     View::GRAPH
         .into_iter()
@@ -1592,6 +1681,27 @@ mod tests {
         }
         k.patterns = Patterns::compile(&k.vocabulary).unwrap_or_default();
         k
+    }
+
+    #[test]
+    fn the_failure_named_beside_the_ci_is_no_event_asked_for() {
+        let blanked = |t: &str| {
+            without_failure_word(t)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            blanked("incidents on what {ci}'s failure would impact"),
+            "incidents on what {ci}'s would impact"
+        );
+        assert_eq!(
+            blanked("impact of an outage of {ci}"),
+            "impact of an of {ci}"
+        );
+        assert_eq!(blanked("{ci} 장애 시 영향"), "{ci} 시 영향");
+        // Words elsewhere stay: they are what the question asks for.
+        assert_eq!(blanked("alarms on {ci}"), "alarms on {ci}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::sql_prepare::{self, Bind, PreparedSql};
 use crate::model::plan_kind::{self, Aggregation, Intent, Mode, View};
 use crate::model::requests;
 use crate::model::snapshot::{Applied, Snapshot};
-pub use crate::model::task::{CodesFrom, SqlShape, Task, TaskRequest};
+pub use crate::model::task::{CodeSlots, CodesFrom, SqlShape, Task, TaskRequest};
 use crate::route_plan::knowledge::table_columns;
 use crate::route_plan::planner::{ToolChoice, ordered_values};
 
@@ -59,46 +59,54 @@ fn guard_violations(report: &GuardReport) -> Vec<Violation> {
         .collect()
 }
 
-/// The Policy's checks on the plan itself.
+/// The Policy's checks on the plan itself (and on a two-step question's first step).
 pub fn check_policy(plan: &Plan, policy: Option<&PolicySpec>) -> Vec<Violation> {
     let Some(policy) = policy else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if !policy.allowed_intents.is_empty() && !policy.allowed_intents.contains(&plan.mode) {
-        out.push(violation(
-            "policy.allowed_intents",
-            "plan.mode",
-            format!("the policy does not allow {} questions", plan.mode),
-            &policy.allowed_intents.join(", "),
-            &plan.mode,
-        ));
-    }
-    if let Some(budget) = &policy.budget {
-        let steps = plan.tools.len() as u32;
-        if budget.max_steps > 0 && steps > budget.max_steps {
+    let steps: Vec<&Plan> = std::iter::successors(Some(plan), |p| p.subject.as_deref()).collect();
+    for (index, step) in steps.iter().enumerate() {
+        let at = "plan".to_owned() + &".subject".repeat(index);
+        if !policy.allowed_intents.is_empty() && !policy.allowed_intents.contains(&step.mode) {
             out.push(violation(
-                "policy.budget.max_steps",
-                "plan.tools",
-                format!(
-                    "the plan needs {steps} tool calls; the policy allows {}",
-                    budget.max_steps
-                ),
-                &budget.max_steps.to_string(),
-                &steps.to_string(),
+                "policy.allowed_intents",
+                &format!("{at}.mode"),
+                format!("the policy does not allow {} questions", step.mode),
+                &policy.allowed_intents.join(", "),
+                &step.mode,
             ));
         }
-        let depth = plan.graph.as_ref().map_or(0, |g| g.depth);
-        if budget.max_depth > 0 && depth > budget.max_depth {
+        let depth = step.graph.as_ref().map_or(0, |g| g.depth);
+        if let Some(budget) = &policy.budget
+            && budget.max_depth > 0
+            && depth > budget.max_depth
+        {
             out.push(violation(
                 "policy.budget.max_depth",
-                "plan.graph.depth",
+                &format!("{at}.graph.depth"),
                 format!(
                     "a graph depth of {depth} exceeds the policy's {}",
                     budget.max_depth
                 ),
                 &budget.max_depth.to_string(),
                 &depth.to_string(),
+            ));
+        }
+    }
+    if let Some(budget) = &policy.budget {
+        let calls: usize = steps.iter().map(|p| p.tools.len()).sum();
+        let calls = calls as u32;
+        if budget.max_steps > 0 && calls > budget.max_steps {
+            out.push(violation(
+                "policy.budget.max_steps",
+                "plan.tools",
+                format!(
+                    "the plan needs {calls} tool calls; the policy allows {}",
+                    budget.max_steps
+                ),
+                &budget.max_steps.to_string(),
+                &calls.to_string(),
             ));
         }
     }
@@ -146,12 +154,16 @@ pub fn compile(snapshot: &Snapshot, plan: &Plan, tenant: &str) -> Compiled {
                 let offset = compiled.tasks.len();
                 compiled.tasks.extend(tasks.into_iter().map(|mut t| {
                     t.depends_on = t.depends_on.map(|d| d + offset);
-                    if let TaskRequest::Metric {
-                        codes_from: Some(from),
-                        ..
-                    } = &mut t.request
-                    {
-                        from.task += offset;
+                    match &mut t.request {
+                        TaskRequest::Metric {
+                            codes_from: Some(from),
+                            ..
+                        } => from.task += offset,
+                        TaskRequest::Sql {
+                            codes_into: Some(slots),
+                            ..
+                        } => slots.from.task += offset,
+                        _ => {}
                     }
                     t
                 }));
@@ -320,6 +332,7 @@ fn sql_result_task(
             sql: prepared.sql,
             params,
             shape,
+            codes_into: None,
         },
     )
 }
@@ -658,20 +671,22 @@ fn timestamp_of(t: &pbjson_types::Timestamp) -> Option<OffsetDateTime> {
     })
 }
 
-/// Events of the plan's CIs (or all) in its window, by type, severity and resolution.
-/// The hidden tasks of a two-step question's subject (a history plan) and the column of
-/// their last task that holds the CIs' codes.
+/// The hidden tasks of a two-step question's subject (a `wanted` plan: events for a metric,
+/// related CIs for events) and the column of their last task that holds the CIs' codes.
 fn subject_tasks(
     snapshot: &Snapshot,
     subject: &Plan,
     tenant: &str,
+    wanted: Mode,
 ) -> Result<(Vec<Task>, String), Vec<Violation>> {
     let missing = |name: &str| {
         vec![violation(
             "plan.subject",
             "plan.subject.tools",
-            format!("the events of a two-step question need a published history tool ({name})"),
-            "a history tool",
+            format!(
+                "the first step of this two-step question needs a published {wanted} tool ({name})"
+            ),
+            &format!("a {wanted} tool"),
             name,
         )]
     };
@@ -682,11 +697,21 @@ fn subject_tasks(
             .knowledge
             .tools
             .iter()
-            .find(|t| t.name == name && t.mode == Some(Mode::History)),
+            .find(|t| t.name == name && t.mode == Some(wanted)),
     ) else {
         return Err(missing(&name));
     };
-    let mut tasks = history_tasks(snapshot, subject, tool, choice, tenant)?;
+    let (mut tasks, column) = match wanted {
+        Mode::History => (
+            history_tasks(snapshot, subject, tool, choice, tenant)?,
+            text_config(choice, "code_column"),
+        ),
+        Mode::Graph => (
+            graph_tasks(snapshot, subject, tool, choice, tenant)?,
+            "code".to_owned(),
+        ),
+        _ => return Err(missing(&name)),
+    };
     if tasks.is_empty() {
         return Err(missing(&name));
     }
@@ -694,9 +719,14 @@ fn subject_tasks(
         task.hidden = true;
         task.result_name = format!("{}.subject", task.result_name);
     }
-    Ok((tasks, text_config(choice, "code_column")))
+    Ok((tasks, column))
 }
 
+/// Most codes one statement takes from the task feeding it (an IN-list of NULL-bound slots).
+const MAX_FED_CODES: usize = 1000;
+
+/// Events of the plan's CIs (or all) in its window, by type, severity and resolution; in a
+/// two-step question, of the CIs the subject's graph finds.
 fn history_tasks(
     snapshot: &Snapshot,
     plan: &Plan,
@@ -719,6 +749,32 @@ fn history_tasks(
         c("resolved_column"),
     );
     let mut params = Params::default();
+    let mut tasks = Vec::new();
+    // A two-step question: the events' CIs are the codes the subject's graph finds, bound
+    // into slots at EXECUTE (as many as the graph may return).
+    let mut fed: Option<(CodesFrom, Vec<String>)> = None;
+    if let Some(subject) = plan.subject.as_deref() {
+        let (related, column) = subject_tasks(snapshot, subject, tenant, Mode::Graph)?;
+        let most = related
+            .iter()
+            .find_map(|t| match &t.request {
+                TaskRequest::Graph { request } if request.max_nodes > 0 => {
+                    Some(request.max_nodes as usize)
+                }
+                _ => None,
+            })
+            .unwrap_or(MAX_FED_CODES)
+            .min(MAX_FED_CODES);
+        tasks.extend(related);
+        let slots = (0..most).map(|_| params.add("c", values::null())).collect();
+        fed = Some((
+            CodesFrom {
+                task: tasks.len() - 1,
+                column,
+            },
+            slots,
+        ));
+    }
     let mut columns: Vec<String> = list_config(choice, "columns")
         .iter()
         .map(|col| format!("e.{col}"))
@@ -795,7 +851,9 @@ fn history_tasks(
     if history.unresolved_only && !resolved_column.is_empty() {
         select = select.filter_is_null(&format!("e.{resolved_column}"));
     }
-    if !plan.ci_codes.is_empty() {
+    if let Some((_, slots)) = &fed {
+        select = select.filter_in(&format!("c.{code_column}"), slots.clone());
+    } else if !plan.ci_codes.is_empty() {
         let names: Vec<String> = plan
             .ci_codes
             .iter()
@@ -810,14 +868,58 @@ fn history_tasks(
         .unwrap_or_else(|| format!("c.{code_column}"));
     let select = page(select, plan, &tiebreak);
     let (prepared, binds) = sql_task(snapshot, tenant, select, &params)?;
+    let codes_into = match fed {
+        Some((from, slots)) => Some(code_slots(&prepared, from, &slots)?),
+        None => None,
+    };
     let mut t = sql_result_task(
         tool,
         tool.reference.name.clone(),
         (prepared, binds),
         SqlShape::Rows,
     );
+    if let TaskRequest::Sql { codes_into: c, .. } = &mut t.request {
+        *c = codes_into;
+    }
+    t.depends_on = tasks.last().map(|_| tasks.len() - 1);
     window_fields(&mut t, history.window.as_ref());
-    Ok(vec![t])
+    tasks.push(t);
+    Ok(tasks)
+}
+
+/// Where the guarded statement put the code slots: one run of consecutive positional binds.
+fn code_slots(
+    prepared: &PreparedSql,
+    from: CodesFrom,
+    slots: &[String],
+) -> Result<CodeSlots, Vec<Violation>> {
+    let is_slot =
+        |b: &Bind| matches!(b, Bind::Param(name) if slots.iter().any(|s| s[1..] == **name));
+    let positions: Vec<usize> = prepared
+        .binds
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| is_slot(b))
+        .map(|(i, _)| i)
+        .collect();
+    match (positions.first(), positions.last()) {
+        (Some(&first), Some(&last))
+            if last - first + 1 == slots.len() && positions.len() == slots.len() =>
+        {
+            Ok(CodeSlots {
+                from,
+                first,
+                count: slots.len(),
+            })
+        }
+        _ => Err(vec![violation(
+            "plan.subject",
+            "plan.subject",
+            "the statement cannot take the first step's codes as one list of binds".into(),
+            "consecutive code binds",
+            &positions.len().to_string(),
+        )]),
+    }
 }
 
 /// The executor's aggregation of the plan's; a word outside [`Aggregation`] (the vocabulary
@@ -900,7 +1002,7 @@ fn metric_tasks(
     let mut codes_from = None;
     // A two-step question: the CIs are those of the events the subject plan lists.
     if let Some(subject) = plan.subject.as_deref() {
-        let (events, code_column) = subject_tasks(snapshot, subject, tenant)?;
+        let (events, code_column) = subject_tasks(snapshot, subject, tenant, Mode::History)?;
         tasks.extend(events);
         codes_from = Some(CodesFrom {
             task: tasks.len() - 1,
@@ -1121,6 +1223,7 @@ fn document_tasks(
             sql: prepared.sql,
             params: binds,
             shape: SqlShape::Rows,
+            codes_into: None,
         },
     );
     t.fields
