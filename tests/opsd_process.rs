@@ -583,3 +583,68 @@ fn grpcurl_uploads_publishes_and_runs_the_example_mapper() {
         "{preview}"
     );
 }
+
+/// Two environment variables turn authentication on: the secret stays a reference, grpcurl
+/// still lists the API through reflection without a token, and a call needs a bearer token.
+#[test]
+fn environment_alone_turns_on_jwt_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "process-test-hs256-key-of-32-bytes-or-more";
+    let (child, addr, before) = common::spawn_opsd(
+        "serve",
+        dir.path(),
+        &[
+            ("OPS__EXECUTORS__MODE", "off"),
+            ("OPS__AUTH__MODE", "jwt"),
+            ("OPS__AUTH__JWT_HS256_SECRET", "env:OPS_TEST_JWT_KEY"),
+            ("OPS_TEST_JWT_KEY", secret),
+        ],
+    );
+    assert!(before.is_empty(), "unexpected first lines {before:?}");
+    let opsd = Opsd { child, addr };
+    assert!(grpcurl_text(&["-plaintext", &opsd.addr, "list"]).contains("ops.v1.AssetRegistry"));
+
+    let list = |extra: &[&str]| {
+        Command::new(common::grpcurl())
+            .arg("-plaintext")
+            .args(extra)
+            .args(["-d", "{}", &opsd.addr, "ops.v1.AssetRegistry/ListAssets"])
+            .output()
+            .expect("run grpcurl")
+    };
+    let refused = list(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "grpcurl-admin", "tenant": "acme", "roles": ["admin"], "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let bearer = format!("authorization: Bearer {token}");
+    let allowed = list(&["-H", &bearer]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    // Reflection serves the google.rpc error details: grpcurl prints the field violations.
+    let invalid = Command::new(common::grpcurl())
+        .args(["-plaintext", "-H", &bearer, "-d", "{}", &opsd.addr])
+        .arg("ops.v1.AssetRegistry/CreateAsset")
+        .output()
+        .expect("run grpcurl");
+    let printed = String::from_utf8_lossy(&invalid.stderr).into_owned()
+        + &String::from_utf8_lossy(&invalid.stdout);
+    assert!(!invalid.status.success());
+    assert!(printed.contains("InvalidArgument"), "{printed}");
+    assert!(printed.contains("BadRequest"), "{printed}");
+    assert!(!printed.contains("not recognized"), "{printed}");
+    assert!(!printed.contains(&token), "the token was echoed");
+    opsd.terminate();
+}

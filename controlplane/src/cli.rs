@@ -54,6 +54,9 @@ pub struct Target {
     /// Tenant to act for (x-ops-tenant).
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
+    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -173,15 +176,23 @@ pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
-/// A request carrying the caller's tenant header when one is given.
-pub(crate) fn with_tenant<T>(
+/// A request carrying the caller's tenant header and bearer token when given.
+pub(crate) fn with_caller<T>(
     request: T,
     tenant: Option<&str>,
+    token: Option<&str>,
 ) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(request);
     if let Some(t) = tenant {
         let value: MetadataValue<_> = t.parse().context("tenant must be ASCII")?;
         request.metadata_mut().insert(TENANT_HEADER, value);
+    }
+    if let Some(token) = token {
+        // The error never shows the token.
+        let value: MetadataValue<_> = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the token must be ASCII text"))?;
+        request.metadata_mut().insert("authorization", value);
     }
     Ok(request)
 }
@@ -232,7 +243,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                 bail!("no .yaml, .yml or .json files under {}", dir.display());
             }
             let mut client = AssetRegistryClient::connect(target.server.clone()).await?;
-            let request = with_tenant(
+            let request = with_caller(
                 ImportBundleRequest {
                     files,
                     publish,
@@ -240,6 +251,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                     run_golden_set,
                 },
                 target.tenant.as_deref(),
+                target.token.as_deref(),
             )?;
             let response = client
                 .import_bundle(request)
@@ -271,13 +283,14 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                 Format::Yaml => BundleFormat::Yaml,
                 Format::Json => BundleFormat::Json,
             };
-            let request = with_tenant(
+            let request = with_caller(
                 ExportBundleRequest {
                     types: vec![],
                     format: format as i32,
                     include_drafts: drafts,
                 },
                 target.tenant.as_deref(),
+                target.token.as_deref(),
             )?;
             let response = client.export_bundle(request).await.map_err(status_error)?;
             for file in response.into_inner().files {

@@ -25,6 +25,35 @@ pub struct Config {
     pub executors: ExecutorsConfig,
     pub plugins: PluginsConfig,
     pub watch: WatchConfig,
+    pub auth: AuthConfig,
+}
+
+/// How callers are authenticated. `none` (the embedded demo): the tenant and principal come
+/// from `x-ops-tenant` / `x-ops-principal` and no role is checked. `jwt`: every RPC but health
+/// and reflection needs a bearer token; its `tenant` claim is the tenant and its `roles` claim
+/// is checked against the RPC's role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// HS256 key, as a reference (`env:NAME` or `file:PATH`).
+    pub jwt_hs256_secret: String,
+    /// A JWKS file of RS256 / ES256 public keys (a token's `kid` picks one).
+    pub jwt_jwks_file: PathBuf,
+    /// When set, a token's `iss` must equal it.
+    pub jwt_issuer: String,
+    /// When set, a token's `aud` must contain it.
+    pub jwt_audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub jwt_leeway_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    None,
+    Jwt,
 }
 
 /// What opsd runs on its own: scheduled regression runs (the Policy's `regression_schedule`)
@@ -409,6 +438,21 @@ impl Config {
                 self.tenancy.default_tenant
             )));
         }
+        if self.auth.mode == AuthMode::Jwt
+            && self.auth.jwt_hs256_secret.is_empty()
+            && self.auth.jwt_jwks_file.as_os_str().is_empty()
+        {
+            return Err(ConfigError::Rule(
+                "auth.mode = \"jwt\" needs auth.jwt_hs256_secret (env:NAME or file:PATH) or auth.jwt_jwks_file".into(),
+            ));
+        }
+        if !self.auth.jwt_hs256_secret.is_empty()
+            && !crate::secrets::is_reference(&self.auth.jwt_hs256_secret)
+        {
+            return Err(ConfigError::Rule(
+                "auth.jwt_hs256_secret must be a reference (env:NAME or file:PATH), never the secret itself".into(),
+            ));
+        }
         if self.storage.max_connections == 0 {
             return Err(ConfigError::Rule(
                 "storage.max_connections must be at least 1".into(),
@@ -531,6 +575,30 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             assert!(err.contains("urll"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn jwt_mode_needs_a_key_given_as_a_reference() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OPS__AUTH__MODE", "jwt");
+            let err = load_with(jail, None, &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("auth.jwt_hs256_secret"), "{err}");
+            jail.set_env("OPS__AUTH__JWT_HS256_SECRET", "plain-secret-in-config");
+            let err = load_with(jail, None, &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("must be a reference"), "{err}");
+            assert!(!err.contains("plain-secret-in-config"), "{err}");
+            jail.set_env("OPS__AUTH__JWT_HS256_SECRET", "env:OPS_JWT_KEY");
+            let config =
+                load_with(jail, None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.mode, AuthMode::Jwt);
             Ok(())
         });
     }

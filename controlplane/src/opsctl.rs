@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::{PluginWorld, UploadPluginRequest};
 
-use crate::cli::{status_error, with_tenant};
+use crate::cli::{status_error, with_caller};
 use crate::config::{Config, FlagOverrides};
 use crate::plugins::{self, digest_of};
 
@@ -48,6 +48,9 @@ pub struct ServerArgs {
     pub server: String,
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
+    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +156,9 @@ pub struct AskArgs {
     pub server: String,
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
+    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Reference time (RFC 3339) for "yesterday", "last week"…; now when omitted.
     #[arg(long)]
     pub as_of: Option<String>,
@@ -171,6 +177,9 @@ pub struct UploadArgs {
     pub server: String,
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
+    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -285,12 +294,13 @@ async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connect to {}", args.server))?
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let request = with_tenant(
+    let request = with_caller(
         UploadPluginRequest {
             wasm,
             expected_world: PluginWorld::Unspecified as i32,
         },
         args.tenant.as_deref(),
+        args.token.as_deref(),
     )?;
     let response = client
         .upload_plugin(request)
@@ -318,7 +328,7 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
         )),
     };
     let mut client = ops_client(&args.server).await?;
-    let request = with_tenant(
+    let request = with_caller(
         AskRequest {
             question: args.question.clone(),
             mode: mode as i32,
@@ -326,6 +336,7 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         args.tenant.as_deref(),
+        args.token.as_deref(),
     )?;
     let response = client
         .ask(request)
@@ -384,7 +395,7 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
     use ops_proto::v1::{AskRequest, Replay};
     let from = stage_named(&args.from)?;
     let mut client = ops_client(&args.target.server).await?;
-    let request = with_tenant(
+    let request = with_caller(
         AskRequest {
             test_mode: true,
             asset_overrides: args.overrides.clone(),
@@ -395,6 +406,7 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         args.target.tenant.as_deref(),
+        args.target.token.as_deref(),
     )?;
     let response = client
         .ask(request)
@@ -407,12 +419,13 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
 async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
     use ops_proto::v1::DiffTracesRequest;
     let mut client = inspector_client(&args.target.server).await?;
-    let request = with_tenant(
+    let request = with_caller(
         DiffTracesRequest {
             baseline_trace_id: args.baseline.clone(),
             candidate_trace_id: args.candidate.clone(),
         },
         args.target.tenant.as_deref(),
+        args.target.token.as_deref(),
     )?;
     let response = client
         .diff_traces(request)
@@ -432,7 +445,7 @@ async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
         }),
         None => rca_request::Target::TraceId(args.trace.clone()),
     };
-    let request = with_tenant(
+    let request = with_caller(
         RcaRequest {
             target: Some(target),
             options: Some(RcaOptions {
@@ -441,6 +454,7 @@ async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
             }),
         },
         args.target.tenant.as_deref(),
+        args.target.token.as_deref(),
     )?;
     let response = client
         .rca(request)
@@ -454,7 +468,7 @@ async fn stage_test(args: &StageTestArgs) -> anyhow::Result<()> {
     use ops_proto::v1::StageTestRequest;
     let stage = stage_named(&args.stage)?;
     let mut client = ops_client(&args.target.server).await?;
-    let request = with_tenant(
+    let request = with_caller(
         StageTestRequest {
             stage: stage as i32,
             baseline_trace_id: args.trace.clone(),
@@ -462,6 +476,7 @@ async fn stage_test(args: &StageTestArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         args.target.tenant.as_deref(),
+        args.target.token.as_deref(),
     )?;
     let response = client
         .stage_test(request)

@@ -1,5 +1,5 @@
-//! The `opsd` gRPC server: health, reflection (v1 and v1alpha, for grpcurl 1.8.6), the caller
-//! context interceptor on every RPC, and graceful shutdown that drains in-flight calls.
+//! The `opsd` gRPC server: health, reflection (v1 and v1alpha, for grpcurl 1.8.6), the auth
+//! layer in front of every RPC, and graceful shutdown that drains in-flight calls.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,12 +11,11 @@ use ops_proto::v1::ops_service_server::OpsServiceServer;
 use ops_proto::v1::regression_server::RegressionServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::InterceptorLayer;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::auth::{Auth, AuthLayer};
 use crate::config::Config;
-use crate::context::ContextInterceptor;
 use crate::execute::Executors;
 use crate::pipeline::Pipeline;
 use crate::plugins::{PluginError, PluginHost};
@@ -39,6 +38,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("plugin host: {0}")]
     Plugins(PluginError),
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Opens the configured database (applying migrations) and builds the registry.
@@ -82,6 +83,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let auth = Auth::from_config(&config.auth, &config.tenancy.default_tenant)
+        .map_err(ServerError::Auth)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AssetRegistryServer<RegistryGrpc>>()
@@ -97,6 +100,8 @@ pub async fn serve(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ops_proto::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details: grpcurl prints a refusal's field violations.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -135,9 +140,7 @@ pub async fn serve(
     // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
-        .layer(InterceptorLayer::new(ContextInterceptor::new(
-            &config.tenancy.default_tenant,
-        )))
+        .layer(AuthLayer::new(auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::roles::Role;
 use crate::context::CallerContext;
 use crate::pipeline::Pipeline;
 use crate::storage::Db;
@@ -41,10 +42,22 @@ impl OpsGrpc {
     }
 }
 
+/// A test-mode ask (draft overrides, a replay) is an author's tool, not an asker's.
+fn authoring_needs_author(ctx: &CallerContext, ask: &AskRequest) -> Result<(), Status> {
+    if ask.test_mode || ask.replay.is_some() || !ask.asset_overrides.is_empty() {
+        ctx.require(
+            Role::Author,
+            "an ask in test mode, with asset overrides or a replay",
+        )?;
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl OpsService for OpsGrpc {
     async fn ask(&self, request: Request<AskRequest>) -> Result<Response<AskResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
+        authoring_needs_author(&ctx, request.get_ref())?;
         let response = self
             .pipeline()?
             .ask(&ctx, request.into_inner(), None)
@@ -63,6 +76,7 @@ impl OpsService for OpsGrpc {
         let ask = request.into_inner().ask.ok_or_else(|| {
             Status::invalid_argument("ask: the request carries no AskRequest in `ask`")
         })?;
+        authoring_needs_author(&ctx, &ask)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let pipeline = self.pipeline()?.clone();
         // The run continues (and is traced) even if the client stops reading.

@@ -1,0 +1,329 @@
+//! Authentication and roles on a real opsd with real sidecars: real JWTs (HS256 from a secret
+//! reference, RS256 and ES256 from a JWKS file) walk the whole RPC × role table; forged,
+//! expired, wrong-issuer, wrong-audience, unsigned and malformed tokens are refused without
+//! being echoed; a tenant's credential reads nothing of another tenant.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod executor_support;
+mod pipeline_support;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ops_controlplane::auth::roles::{RPC_ROLES, Role};
+use ops_controlplane::config::{AuthMode, ExecutorMode};
+use ops_proto::v1::asset_registry_client::AssetRegistryClient;
+use ops_proto::v1::inspector_client::InspectorClient;
+use ops_proto::v1::ops_service_client::OpsServiceClient;
+use ops_proto::v1::regression_client::RegressionClient;
+use ops_proto::v1::{
+    AskRequest, ListAssetsRequest, ListGoldenQueriesRequest, ListTracesRequest, Replay,
+};
+use pipeline_support::Demo;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const SECRET: &str = "a-test-only-hs256-key-of-at-least-32-bytes";
+const ISSUER: &str = "https://idp.test";
+const AUDIENCE: &str = "ops";
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/auth")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+async fn start() -> (Demo, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt.key");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let demo = pipeline_support::start_demo_with(ExecutorMode::Connect, |config| {
+        config.auth.mode = AuthMode::Jwt;
+        config.auth.jwt_hs256_secret = format!("file:{}", secret.display());
+        config.auth.jwt_jwks_file = fixture("jwks.json").into();
+        config.auth.jwt_issuer = ISSUER.into();
+        config.auth.jwt_audience = AUDIENCE.into();
+    })
+    .await;
+    (demo, dir)
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn claims(tenant: &str, roles: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "sub": format!("{}-svc", roles.first().copied().unwrap_or("nobody")),
+        "tenant": tenant,
+        "roles": roles,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "exp": now() + 600,
+    })
+}
+
+fn hs256(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn token(tenant: &str, role: Role) -> String {
+    hs256(&claims(tenant, &[role.as_str()]))
+}
+
+fn with<T>(message: T, token: Option<&str>, tenant: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    if let Some(tenant) = tenant {
+        request
+            .metadata_mut()
+            .insert("x-ops-tenant", tenant.parse().unwrap());
+    }
+    request
+}
+
+/// Calls any RPC with an empty request message; the status code it ends with.
+async fn call(channel: &Channel, path: &str, token: Option<&str>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = http::uri::PathAndQuery::from_str(path).unwrap();
+    match grpc.unary(with((), token, None), path, codec).await {
+        Ok(_) => tonic::Status::ok(""),
+        Err(status) => status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_needs_its_role_and_credentials_are_checked() {
+    let (demo, _dir) = start().await;
+    let channel = demo.channel.clone();
+
+    // The whole table: a role at or above the RPC's passes the auth layer, one below is denied.
+    for (service, method, needed) in RPC_ROLES {
+        let path = format!("/{service}/{method}");
+        for role in Role::ALL {
+            let status = call(&channel, &path, Some(&token("acme", role))).await;
+            if role >= *needed {
+                assert!(
+                    !matches!(
+                        status.code(),
+                        Code::PermissionDenied | Code::Unauthenticated
+                    ),
+                    "{path} as {role}: {status:?}"
+                );
+            } else {
+                assert_eq!(
+                    status.code(),
+                    Code::PermissionDenied,
+                    "{path} as {role}: {status:?}"
+                );
+                assert!(
+                    status.message().contains(needed.as_str()),
+                    "{path}: {}",
+                    status.message()
+                );
+            }
+        }
+    }
+    // Health needs no credential; the API does.
+    let health = call(&channel, "/grpc.health.v1.Health/Check", None).await;
+    assert_eq!(health.code(), Code::Ok, "{health:?}");
+    let anonymous = call(&channel, "/ops.v1.OpsService/Ask", None).await;
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    assert!(anonymous.message().contains("authorization: Bearer"));
+
+    // Tokens that must never pass, each saying which check failed and never echoing itself.
+    let mut expired = claims("acme", &["admin"]);
+    expired["exp"] = (now() - 3600).into();
+    let mut wrong_issuer = claims("acme", &["admin"]);
+    wrong_issuer["iss"] = "https://evil.test".into();
+    let mut wrong_audience = claims("acme", &["admin"]);
+    wrong_audience["aud"] = "billing".into();
+    let mut no_expiry = claims("acme", &["admin"]);
+    no_expiry.as_object_mut().unwrap().remove("exp");
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("acme", &["platform-admin"]),
+        &EncodingKey::from_secret(b"another-key-that-is-also-32-bytes-long!"),
+    )
+    .unwrap();
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(claims("acme", &["platform-admin"]))
+    );
+    let cases = [
+        (forged, "signature"),
+        (hs256(&expired), "expired"),
+        (hs256(&wrong_issuer), "issuer"),
+        (hs256(&wrong_audience), "audience"),
+        (hs256(&no_expiry), "exp"),
+        (unsigned, "algorithm"),
+        ("not-a-jwt".to_owned(), "well-formed"),
+    ];
+    for (bad, reason) in cases {
+        let status = call(&channel, "/ops.v1.AssetRegistry/ListAssets", Some(&bad)).await;
+        assert_eq!(status.code(), Code::Unauthenticated, "{reason}: {status:?}");
+        assert!(status.message().contains(reason), "{reason}: {status:?}");
+        assert!(!status.message().contains(&bad), "the token was echoed");
+    }
+
+    // RS256 and ES256 tokens verify against the JWKS file's keys (picked by kid).
+    for (algorithm, kid, pem) in [
+        (Algorithm::RS256, "test-rsa", "rsa.pem"),
+        (Algorithm::ES256, "test-ec", "ec.pem"),
+    ] {
+        let pem = std::fs::read(fixture(pem)).unwrap();
+        let key = match algorithm {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.into());
+        let signed = jsonwebtoken::encode(&header, &claims("acme", &["inspector"]), &key).unwrap();
+        let status = call(&channel, "/ops.v1.AssetRegistry/ListAssets", Some(&signed)).await;
+        assert_eq!(status.code(), Code::Ok, "{algorithm:?}: {status:?}");
+        // A key of the JWKS cannot be used with a kid it does not have.
+        header.kid = Some("unknown".into());
+        let unknown = jsonwebtoken::encode(&header, &claims("acme", &["inspector"]), &key).unwrap();
+        let status = call(&channel, "/ops.v1.AssetRegistry/ListAssets", Some(&unknown)).await;
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_credential_reads_nothing_of_another_tenant() {
+    let (demo, _dir) = start().await;
+    let channel = demo.channel.clone();
+    let mut ops = OpsServiceClient::new(channel.clone());
+    let mut inspector = InspectorClient::new(channel.clone());
+    let mut registry = AssetRegistryClient::new(channel.clone());
+    let mut regression = RegressionClient::new(channel.clone());
+    let acme = token("acme", Role::Admin);
+    let other = token("initech", Role::Admin);
+    let platform = token("ops", Role::PlatformAdmin);
+
+    let asked = ops
+        .ask(with(
+            AskRequest {
+                question: "GT-01 CPU average last week".into(),
+                ..Default::default()
+            },
+            Some(&acme),
+            None,
+        ))
+        .await
+        .expect("acme asks")
+        .into_inner();
+    assert!(!asked.trace_id.is_empty());
+
+    // Acme's own view has its trace and its assets.
+    let traces = |token: &str, tenant: Option<&str>| {
+        with(
+            ListTracesRequest {
+                page_size: 100,
+                ..Default::default()
+            },
+            Some(token),
+            tenant,
+        )
+    };
+    let own = inspector
+        .list_traces(traces(&acme, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(own.traces.iter().any(|t| t.trace_id == asked.trace_id));
+
+    // Initech (a tenant with nothing published)'s credential sees none of it, and cannot name acme.
+    let theirs = inspector
+        .list_traces(traces(&other, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.traces.len(), 0);
+    let assets = registry
+        .list_assets(with(ListAssetsRequest::default(), Some(&other), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(assets.assets.len(), 0);
+    let golden = regression
+        .list_golden_queries(with(
+            ListGoldenQueriesRequest::default(),
+            Some(&other),
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(golden.golden_queries.len(), 0);
+    let denied = inspector
+        .list_traces(traces(&other, Some("acme")))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("platform-admin"), "{denied:?}");
+    let denied = ops
+        .ask(with(
+            AskRequest {
+                question: "GT-01 CPU average last week".into(),
+                ..Default::default()
+            },
+            Some(&other),
+            Some("acme"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // A platform admin may act for any tenant.
+    let across = inspector
+        .list_traces(traces(&platform, Some("acme")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(across.traces.iter().any(|t| t.trace_id == asked.trace_id));
+
+    // Replaying or test-mode asking is an author's tool, not an asker's.
+    let replay = AskRequest {
+        test_mode: true,
+        replay: Some(Replay {
+            trace_id: asked.trace_id.clone(),
+            from_stage: ops_proto::v1::Stage::Compose as i32,
+        }),
+        ..Default::default()
+    };
+    let denied = ops
+        .ask(with(
+            replay.clone(),
+            Some(&token("acme", Role::Asker)),
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("author"), "{denied:?}");
+    ops.ask(with(replay, Some(&token("acme", Role::Author)), None))
+        .await
+        .expect("an author replays");
+    demo.stop().await;
+}
