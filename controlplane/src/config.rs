@@ -26,6 +26,15 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub watch: WatchConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics: text format at `GET /metrics` on their own listener.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the metrics listener, e.g. `127.0.0.1:9464`; empty: no endpoint.
+    pub listen: String,
 }
 
 /// How callers are authenticated. `none` (the embedded demo): the tenant and principal come

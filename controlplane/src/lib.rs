@@ -11,6 +11,7 @@ pub mod demo;
 mod docs_reference;
 pub mod execute;
 pub mod http_client;
+pub mod metrics;
 pub mod model;
 pub mod opsctl;
 pub mod pipeline;

@@ -40,6 +40,8 @@ pub enum ServerError {
     Plugins(PluginError),
     #[error("{0}")]
     Auth(String),
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// Opens the configured database (applying migrations) and builds the registry.
@@ -136,6 +138,19 @@ pub async fn serve(
     .max_encoding_message_size(max);
 
     let draining = CancellationToken::new();
+    // Metrics on their own listener, stopped with the server.
+    if let Some(listener) = crate::metrics::bind(&config.metrics.listen)
+        .await
+        .map_err(ServerError::Metrics)?
+    {
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics serving at /metrics");
+        let stop = draining.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, stop).await {
+                tracing::warn!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     let addr = listener.local_addr().ok();
     // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -204,6 +204,10 @@ where
                 Box::pin(self.inner.call(request))
             }
             Err(status) => {
+                crate::metrics::get()
+                    .auth_failures
+                    .with_label_values(&[format!("{:?}", status.code()).as_str()])
+                    .inc();
                 tracing::info!(
                     rpc = request.uri().path(),
                     code = ?status.code(),

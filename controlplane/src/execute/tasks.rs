@@ -114,6 +114,7 @@ impl TaskRunner<'_> {
             let started = Instant::now();
             let outcome = self.call(task, request).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            record_call(task, &outcome, elapsed_ms);
             match outcome {
                 Ok((response, source, attempts)) => {
                     let primary = self.snapshot.source.as_ref().map(|s| s.applied.label());
@@ -208,6 +209,22 @@ impl TaskRunner<'_> {
 }
 
 /// The distinct texts of a column, in first-seen order (events name a CI many times).
+fn record_call<T, E>(task: &Task, outcome: &Result<(T, String, u32), E>, elapsed_ms: f64) {
+    let metrics = crate::metrics::get();
+    let (endpoint, result) = match outcome {
+        Ok((_, endpoint, _)) => (endpoint.as_str(), "ok"),
+        Err(_) => ("", "error"),
+    };
+    metrics
+        .executor_calls
+        .with_label_values(&[task.kind.as_str(), endpoint, result])
+        .inc();
+    metrics
+        .executor_seconds
+        .with_label_values(&[task.kind.as_str()])
+        .observe(elapsed_ms / 1000.0);
+}
+
 /// The codes a hidden task's output feeds another task: a column of its rows, or a graph's
 /// related nodes (its start node is the question's CI, not a related one).
 fn fed_codes(output: &execute_response::Result, column: &str) -> Vec<String> {

@@ -29,8 +29,8 @@ use std::time::Instant;
 
 use ops_proto::convert::{time_of, timestamp, to_struct};
 use ops_proto::v1::{
-    AskMeta, AskMode, AskRequest, AskResponse, AssetRef, Reference, Stage, StageEvent, StageRecord,
-    StageTiming, Trace, TraceStatus,
+    AskMeta, AskMode, AskRequest, AskResponse, AssetRef, Reference, ReplanEvent, ReplanTrigger,
+    Stage, StageEvent, StageRecord, StageStatus, StageTiming, Trace, TraceStatus,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -69,6 +69,52 @@ pub struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+/// A proto enum's name without its type prefix, lower-cased ("ROUTE_ORCH" → "orch").
+fn label(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
+}
+
+/// One answered ask in the process's metrics.
+fn record_metrics(
+    tenant: &str,
+    outcome: &Outcome,
+    timings: &[StageTiming],
+    replans: &[ReplanEvent],
+    duration_ms: f64,
+) {
+    let metrics = crate::metrics::get();
+    let route = label(outcome.route.as_str_name(), "ROUTE_");
+    let status = label(outcome.status.as_str_name(), "TRACE_STATUS_");
+    metrics
+        .asks
+        .with_label_values(&[tenant, route.as_str(), status.as_str()])
+        .inc();
+    metrics
+        .ask_seconds
+        .with_label_values(&[route.as_str()])
+        .observe(duration_ms / 1000.0);
+    for timing in timings {
+        let stage = Stage::try_from(timing.stage).map_or("unspecified".to_owned(), |s| {
+            label(s.as_str_name(), "STAGE_")
+        });
+        let stage_status = StageStatus::try_from(timing.status)
+            .map_or("unspecified".to_owned(), |s| {
+                label(s.as_str_name(), "STAGE_STATUS_")
+            });
+        metrics
+            .stage_seconds
+            .with_label_values(&[stage.as_str(), stage_status.as_str()])
+            .observe(timing.duration_ms / 1000.0);
+    }
+    for event in replans {
+        let trigger = ReplanTrigger::try_from(event.trigger)
+            .map_or("unspecified".to_owned(), |t| {
+                label(t.as_str_name(), "REPLAN_TRIGGER_")
+            });
+        metrics.replans.with_label_values(&[trigger.as_str()]).inc();
     }
 }
 
@@ -370,7 +416,7 @@ impl Pipeline {
         } = run;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let applied = applied_assets(&recorder.stages);
-        let timings = recorder
+        let timings: Vec<StageTiming> = recorder
             .stages
             .iter()
             .map(|s| StageTiming {
@@ -418,6 +464,13 @@ impl Pipeline {
                 ))
             })?;
         tracing::info!(trace_id, tenant = %ctx.tenant, route = ?outcome.route, status = ?outcome.status, duration_ms, "answered");
+        record_metrics(
+            &ctx.tenant,
+            &outcome,
+            &timings,
+            &control.events,
+            duration_ms,
+        );
         let references = outcome.references;
         let first_result_rows = outcome.first_result_rows;
         let response = AskResponse {

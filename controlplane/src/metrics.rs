@@ -1,0 +1,160 @@
+//! Prometheus metrics of this process, served as text at `/metrics` on their own listener
+//! (`[metrics] listen`). One process-wide registry: the auth layer, the pipeline and EXECUTE
+//! record into it without being handed anything.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, 0.5 ms to 30 s.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Each stage run, by stage and status.
+    pub stage_seconds: HistogramVec,
+    /// Each answered ask, by tenant, route and status.
+    pub asks: IntCounterVec,
+    pub ask_seconds: HistogramVec,
+    /// Replans of the control loop, by trigger.
+    pub replans: IntCounterVec,
+    /// Answers that read a fallback source, by source.
+    pub fallbacks: IntCounterVec,
+    /// Executor calls by kind, endpoint and outcome (`ok` / `error`).
+    pub executor_calls: IntCounterVec,
+    pub executor_seconds: HistogramVec,
+    /// Calls the auth layer refused, by gRPC code.
+    pub auth_failures: IntCounterVec,
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .unwrap_or_else(|e| unreachable!("static histogram {name}: {e}"))
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("static counter {name}: {e}"))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let metrics = Self {
+            registry: Registry::new(),
+            stage_seconds: histogram(
+                "ops_stage_duration_seconds",
+                "Duration of each pipeline stage run.",
+                &["stage", "status"],
+            ),
+            asks: counter(
+                "ops_asks_total",
+                "Answered asks (each has a trace).",
+                &["tenant", "route", "status"],
+            ),
+            ask_seconds: histogram(
+                "ops_ask_duration_seconds",
+                "Duration of a whole ask, trace commit included.",
+                &["route"],
+            ),
+            replans: counter(
+                "ops_replans_total",
+                "Replans of the control loop.",
+                &["trigger"],
+            ),
+            fallbacks: counter(
+                "ops_fallback_sources_total",
+                "Answers that read a fallback source.",
+                &["source"],
+            ),
+            executor_calls: counter(
+                "ops_executor_calls_total",
+                "Executor calls.",
+                &["kind", "endpoint", "outcome"],
+            ),
+            executor_seconds: histogram(
+                "ops_executor_call_duration_seconds",
+                "Duration of executor calls, retries included.",
+                &["kind"],
+            ),
+            auth_failures: counter(
+                "ops_auth_failures_total",
+                "Calls the auth layer refused.",
+                &["code"],
+            ),
+        };
+        for collector in [
+            Box::new(metrics.stage_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.asks.clone()),
+            Box::new(metrics.ask_seconds.clone()),
+            Box::new(metrics.replans.clone()),
+            Box::new(metrics.fallbacks.clone()),
+            Box::new(metrics.executor_calls.clone()),
+            Box::new(metrics.executor_seconds.clone()),
+            Box::new(metrics.auth_failures.clone()),
+        ] {
+            if let Err(e) = metrics.registry.register(collector) {
+                unreachable!("metric names are unique: {e}");
+            }
+        }
+        metrics
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics could not be encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// This process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                get().render(),
+            )
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds the metrics listener named by config (empty: no endpoint).
+pub async fn bind(listen: &str) -> std::io::Result<Option<tokio::net::TcpListener>> {
+    if listen.trim().is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = listen.parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("metrics.listen {listen:?}: {e}"),
+        )
+    })?;
+    tokio::net::TcpListener::bind(addr).await.map(Some)
+}
