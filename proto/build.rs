@@ -17,6 +17,7 @@ const PACKAGES: &[(&str, &[&str])] = &[
             "ops/v1/inspector.proto",
             "ops/v1/regression.proto",
             "ops/v1/alerts.proto",
+            "ops/v1/access.proto",
         ],
     ),
     ("ops.executor.v1", &["ops/executor/v1/executor.proto"]),

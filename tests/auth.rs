@@ -1,7 +1,8 @@
 //! Authentication and roles on a real opsd with real sidecars: real JWTs (HS256 from a secret
 //! reference, RS256 and ES256 from a JWKS file) walk the whole RPC × role table; forged,
 //! expired, wrong-issuer, wrong-audience, unsigned and malformed tokens are refused without
-//! being echoed; a tenant's credential reads nothing of another tenant.
+//! being echoed; a tenant's credential reads nothing of another tenant; API keys are created,
+//! used (either header), listed without their secret, revoked and expire.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod executor_support;
@@ -13,12 +14,14 @@ use std::str::FromStr;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ops_controlplane::auth::roles::{RPC_ROLES, Role};
 use ops_controlplane::config::{AuthMode, ExecutorMode};
+use ops_proto::v1::api_keys_client::ApiKeysClient;
 use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::regression_client::RegressionClient;
 use ops_proto::v1::{
-    AskRequest, ListAssetsRequest, ListGoldenQueriesRequest, ListTracesRequest, Replay,
+    AskRequest, CreateApiKeyRequest, ListApiKeysRequest, ListAssetsRequest,
+    ListGoldenQueriesRequest, ListTracesRequest, Replay, RevokeApiKeyRequest,
 };
 use pipeline_support::Demo;
 use tonic::Code;
@@ -325,5 +328,141 @@ async fn a_tenants_credential_reads_nothing_of_another_tenant() {
     ops.ask(with(replay, Some(&token("acme", Role::Author)), None))
         .await
         .expect("an author replays");
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_created_used_listed_and_revoked() {
+    let (demo, _dir) = start().await;
+    let channel = demo.channel.clone();
+    let mut keys = ApiKeysClient::new(channel.clone());
+    let admin = token("acme", Role::Admin);
+
+    // An admin cannot mint a key above its own role.
+    let denied = keys
+        .create_api_key(with(
+            CreateApiKeyRequest {
+                name: "too-strong".into(),
+                roles: vec!["platform-admin".into()],
+                ..Default::default()
+            },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    let created = keys
+        .create_api_key(with(
+            CreateApiKeyRequest {
+                name: "dashboard".into(),
+                roles: vec!["asker".into()],
+                ..Default::default()
+            },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .expect("created")
+        .into_inner();
+    let secret = created.secret.clone();
+    assert!(secret.starts_with("ops_"));
+
+    // The key acts for acme as an asker, through either header.
+    let ask = call(&channel, "/ops.v1.OpsService/Ask", Some(&secret)).await;
+    assert!(
+        !matches!(ask.code(), Code::PermissionDenied | Code::Unauthenticated),
+        "{ask:?}"
+    );
+    let mut ops = OpsServiceClient::new(channel.clone());
+    let mut request = tonic::Request::new(AskRequest {
+        question: "List all servers in the HR system".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", secret.parse().unwrap());
+    let answered = ops.ask(request).await.expect("asked with x-api-key");
+    assert!(!answered.into_inner().trace_id.is_empty());
+    let traces = call(&channel, "/ops.v1.Inspector/ListTraces", Some(&secret)).await;
+    assert_eq!(traces.code(), Code::PermissionDenied, "{traces:?}");
+    let mut other_tenant = tonic::Request::new(AskRequest::default());
+    other_tenant
+        .metadata_mut()
+        .insert("x-api-key", secret.parse().unwrap());
+    other_tenant
+        .metadata_mut()
+        .insert("x-ops-tenant", "globex".parse().unwrap());
+    assert_eq!(
+        ops.ask(other_tenant).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+
+    // A wrong secret for a real id is unknown, and never echoed.
+    let (id_part, _) = secret.rsplit_once('_').unwrap();
+    let forged = format!("{id_part}_{}", "0".repeat(64));
+    let status = call(&channel, "/ops.v1.OpsService/Ask", Some(&forged)).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("unknown"), "{status:?}");
+    assert!(!status.message().contains(&forged));
+
+    // Listed without its secret, with its last use recorded (written in the background).
+    let mut listed = None;
+    for _ in 0..50 {
+        let list = keys
+            .list_api_keys(with(ListApiKeysRequest::default(), Some(&admin), None))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!format!("{list:?}").contains(secret.rsplit('_').next().unwrap()));
+        let key = list
+            .keys
+            .into_iter()
+            .find(|k| k.name == "dashboard")
+            .unwrap();
+        if key.last_used_at.is_some() {
+            listed = Some(key);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let listed = listed.expect("last use recorded");
+    assert_eq!(listed.roles, vec!["asker".to_owned()]);
+    assert_eq!(listed.created_by, "admin-svc");
+
+    // Revoked: refused at once.
+    keys.revoke_api_key(with(
+        RevokeApiKeyRequest {
+            id: created.key.unwrap().id,
+        },
+        Some(&admin),
+        None,
+    ))
+    .await
+    .expect("revoked");
+    let status = call(&channel, "/ops.v1.OpsService/Ask", Some(&secret)).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("revoked"), "{status:?}");
+
+    // An expired key is refused.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let expiring = keys
+        .create_api_key(with(
+            CreateApiKeyRequest {
+                name: "short-lived".into(),
+                roles: vec!["asker".into()],
+                expires_at: Some(ops_proto::convert::timestamp(soon)),
+            },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .expect("created")
+        .into_inner();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let status = call(&channel, "/ops.v1.OpsService/Ask", Some(&expiring.secret)).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("expired"), "{status:?}");
     demo.stop().await;
 }

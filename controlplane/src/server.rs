@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use ops_proto::v1::alerts_server::AlertsServer;
+use ops_proto::v1::api_keys_server::ApiKeysServer;
 use ops_proto::v1::asset_registry_server::AssetRegistryServer;
 use ops_proto::v1::inspector_server::InspectorServer;
 use ops_proto::v1::ops_service_server::OpsServiceServer;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::auth::api_keys::ApiKeyStore;
 use crate::auth::{Auth, AuthLayer};
 use crate::config::Config;
 use crate::execute::Executors;
@@ -22,6 +24,7 @@ use crate::plugins::{PluginError, PluginHost};
 use crate::registry::Registry;
 use crate::services::RegressionGrpc;
 use crate::services::alerts::AlertsGrpc;
+use crate::services::api_keys::ApiKeysGrpc;
 use crate::services::ops::{InspectorGrpc, OpsGrpc};
 use crate::services::registry::RegistryGrpc;
 use crate::storage::Db;
@@ -85,8 +88,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let auth = Auth::from_config(&config.auth, &config.tenancy.default_tenant)
-        .map_err(ServerError::Auth)?;
+    let keys = ApiKeyStore::new(registry.db().clone());
+    let auth = Auth::from_config(
+        &config.auth,
+        &config.tenancy.default_tenant,
+        Some(keys.clone()),
+    )
+    .map_err(ServerError::Auth)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AssetRegistryServer<RegistryGrpc>>()
@@ -97,6 +105,7 @@ pub async fn serve(
         .set_serving::<RegressionServer<RegressionGrpc>>()
         .await;
     health.set_serving::<AlertsServer<AlertsGrpc>>().await;
+    health.set_serving::<ApiKeysServer<ApiKeysGrpc>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -166,6 +175,7 @@ pub async fn serve(
                 .max_encoding_message_size(max),
         )
         .add_service(RegressionServer::new(RegressionGrpc::new(pipeline.clone())))
+        .add_service(ApiKeysServer::new(ApiKeysGrpc::new(keys)))
         .add_service(AlertsServer::new(AlertsGrpc::new(AlertStore::new(
             registry.db().clone(),
         ))))

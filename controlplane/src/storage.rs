@@ -453,25 +453,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration (0005: schedules and alerts) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 5")
+        // Pretend the newest migration (0006: API keys) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 6")
             .execute(db.pool())
             .await?;
-        for undo in [
-            "ALTER TABLE regression_runs DROP COLUMN run_trigger",
-            "DROP TABLE regression_results",
-            "DROP TABLE scheduled_runs",
-            "ALTER TABLE alert_configs DROP COLUMN webhook_url",
-            "ALTER TABLE alert_configs DROP COLUMN window_minutes",
-            "ALTER TABLE alert_configs DROP COLUMN secret_ref",
-            "ALTER TABLE alert_configs DROP COLUMN state",
-            "ALTER TABLE alert_configs DROP COLUMN cursor_at",
-            "DROP TABLE alert_deliveries",
-            "DROP INDEX traces_started_idx",
-            "ALTER TABLE traces DROP COLUMN data_quality",
-        ] {
-            sqlx::query(undo).execute(db.pool()).await?;
-        }
+        sqlx::query("DROP TABLE api_keys").execute(db.pool()).await?;
         db.close().await;
         let reopened = Db::open(&url, 2, Some(dir.path())).await?;
         let backups: Vec<_> = std::fs::read_dir(dir.path())?

@@ -28,13 +28,14 @@ fn percentile(samples: &mut [f64], q: f64) -> f64 {
 }
 
 fn measure(auth: &Auth, headers: &HeaderMap) -> (f64, f64) {
+    let authorize = || futures::executor::block_on(auth.authorize(PATH, headers));
     for _ in 0..1000 {
-        auth.authorize(PATH, headers).expect("authorized");
+        authorize().expect("authorized");
     }
     let mut samples = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let context = auth.authorize(PATH, headers).expect("authorized");
+        let context = authorize().expect("authorized");
         samples.push(started.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(context);
     }
@@ -65,7 +66,7 @@ fn main() {
         jwt_audience: "ops".into(),
         jwt_leeway_seconds: 0,
     };
-    let jwt = Auth::from_config(&config, "default").expect("auth");
+    let jwt = Auth::from_config(&config, "default", None).expect("auth");
     let claims = serde_json::json!({
         "sub": "bench", "tenant": "acme", "roles": ["asker"], "iss": "https://idp.bench",
         "aud": "ops", "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 3600,

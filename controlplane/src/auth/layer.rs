@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use http::HeaderMap;
 use tonic::Status;
 
+use super::api_keys::{ApiKeyStore, KEY_PREFIX};
 use super::jwt::JwtVerifier;
 use super::roles::{self, Access, Role};
 use crate::config::{AuthConfig, AuthMode};
@@ -20,6 +21,7 @@ use crate::context::{
 #[derive(Debug)]
 pub struct Auth {
     jwt: Option<JwtVerifier>,
+    keys: Option<ApiKeyStore>,
     default_tenant: String,
 }
 
@@ -28,21 +30,32 @@ impl Auth {
     pub fn none(default_tenant: &str) -> Self {
         Self {
             jwt: None,
+            keys: None,
             default_tenant: default_tenant.to_owned(),
         }
     }
 
-    pub fn from_config(config: &AuthConfig, default_tenant: &str) -> Result<Self, String> {
+    /// `keys`: where API keys are looked up (none: only JWTs are accepted).
+    pub fn from_config(
+        config: &AuthConfig,
+        default_tenant: &str,
+        keys: Option<ApiKeyStore>,
+    ) -> Result<Self, String> {
         Ok(Self {
             jwt: match config.mode {
                 AuthMode::None => None,
                 AuthMode::Jwt => Some(JwtVerifier::from_config(config)?),
             },
+            keys,
             default_tenant: default_tenant.to_owned(),
         })
     }
 
-    pub fn authorize(&self, path: &str, headers: &HeaderMap) -> Result<CallerContext, Status> {
+    pub async fn authorize(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<CallerContext, Status> {
         let Some(jwt) = &self.jwt else {
             return self.context_of_metadata(headers);
         };
@@ -55,13 +68,20 @@ impl Auth {
             }
             Access::Needs(role) => role,
         };
-        let token = bearer(headers)?;
-        let claimed = jwt.verify(token).map_err(Status::unauthenticated)?;
-        let context = CallerContext {
-            tenant: claimed.tenant,
-            principal: claimed.principal,
-            roles: claimed.roles,
-            roles_enforced: true,
+        let context = match credential(headers)? {
+            Credential::ApiKey(key) => match &self.keys {
+                Some(keys) => keys.verify(key).await.map_err(Status::unauthenticated)?,
+                None => return Err(Status::unauthenticated("API keys are not accepted here")),
+            },
+            Credential::Jwt(token) => {
+                let claimed = jwt.verify(token).map_err(Status::unauthenticated)?;
+                CallerContext {
+                    tenant: claimed.tenant,
+                    principal: claimed.principal,
+                    roles: claimed.roles,
+                    roles_enforced: true,
+                }
+            }
         };
         let role = context.role();
         let rpc = path.trim_start_matches('/');
@@ -135,9 +155,32 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Status> {
     }
 }
 
+enum Credential<'h> {
+    Jwt(&'h str),
+    ApiKey(&'h str),
+}
+
+/// `x-api-key: ops_…`, or `authorization: Bearer <JWT or ops_…>`.
+fn credential(headers: &HeaderMap) -> Result<Credential<'_>, Status> {
+    if let Some(key) = headers.get("x-api-key") {
+        let key = key
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the x-api-key metadata is not ASCII text"))?;
+        return Ok(Credential::ApiKey(key.trim()));
+    }
+    let token = bearer(headers)?;
+    Ok(if token.starts_with(KEY_PREFIX) {
+        Credential::ApiKey(token)
+    } else {
+        Credential::Jwt(token)
+    })
+}
+
 fn bearer(headers: &HeaderMap) -> Result<&str, Status> {
     let value = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
-        Status::unauthenticated("no credentials: send the metadata authorization: Bearer <JWT>")
+        Status::unauthenticated(
+            "no credentials: send the metadata authorization: Bearer <JWT or API key>",
+        )
     })?;
     let text = value
         .to_str()
@@ -185,9 +228,13 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, ReqBody> tower::Service<http::Request<ReqBody>> for AuthService<S>
 where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<tonic::body::Body>>,
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    ReqBody: Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
@@ -198,25 +245,32 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        match self.auth.authorize(request.uri().path(), request.headers()) {
-            Ok(context) => {
-                request.extensions_mut().insert(context);
-                Box::pin(self.inner.call(request))
+        let auth = self.auth.clone();
+        // The service polled ready goes into the future; a fresh clone stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            match auth.authorize(&path, request.headers()).await {
+                Ok(context) => {
+                    request.extensions_mut().insert(context);
+                    inner.call(request).await
+                }
+                Err(status) => {
+                    crate::metrics::get()
+                        .auth_failures
+                        .with_label_values(&[format!("{:?}", status.code()).as_str()])
+                        .inc();
+                    tracing::info!(
+                        rpc = path,
+                        code = ?status.code(),
+                        reason = status.message(),
+                        "call refused"
+                    );
+                    Ok(status.into_http())
+                }
             }
-            Err(status) => {
-                crate::metrics::get()
-                    .auth_failures
-                    .with_label_values(&[format!("{:?}", status.code()).as_str()])
-                    .inc();
-                tracing::info!(
-                    rpc = request.uri().path(),
-                    code = ?status.code(),
-                    reason = status.message(),
-                    "call refused"
-                );
-                Box::pin(std::future::ready(Ok(status.into_http())))
-            }
-        }
+        })
     }
 }
 
@@ -234,19 +288,23 @@ mod tests {
         map
     }
 
-    #[test]
-    fn without_auth_metadata_sets_tenant_principal_and_roles() -> Result<(), Status> {
+    #[tokio::test]
+    async fn without_auth_metadata_sets_tenant_principal_and_roles() -> Result<(), Status> {
         let auth = Auth::none("default");
-        let ctx = auth.authorize("/ops.v1.OpsService/Ask", &headers(&[]))?;
+        let ctx = auth
+            .authorize("/ops.v1.OpsService/Ask", &headers(&[]))
+            .await?;
         assert_eq!(ctx, CallerContext::new("default", "anonymous"));
-        let ctx = auth.authorize(
-            "/ops.v1.OpsService/Ask",
-            &headers(&[
-                ("x-ops-tenant", "acme"),
-                ("x-ops-principal", "kim"),
-                ("x-ops-roles", "admin, viewer"),
-            ]),
-        )?;
+        let ctx = auth
+            .authorize(
+                "/ops.v1.OpsService/Ask",
+                &headers(&[
+                    ("x-ops-tenant", "acme"),
+                    ("x-ops-principal", "kim"),
+                    ("x-ops-roles", "admin, viewer"),
+                ]),
+            )
+            .await?;
         assert_eq!(ctx.tenant, "acme");
         assert_eq!(ctx.principal, "kim");
         assert_eq!(ctx.roles, vec!["admin".to_owned(), "viewer".to_owned()]);
@@ -254,13 +312,14 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn a_malformed_tenant_is_invalid_argument_naming_the_header() {
+    #[tokio::test]
+    async fn a_malformed_tenant_is_invalid_argument_naming_the_header() {
         let err = Auth::none("default")
             .authorize(
                 "/ops.v1.OpsService/Ask",
                 &headers(&[("x-ops-tenant", "Acme Corp")]),
             )
+            .await
             .err()
             .map(|s| (s.code(), s.message().to_owned()));
         assert!(

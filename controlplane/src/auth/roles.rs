@@ -14,7 +14,8 @@ pub enum Role {
     Author,
     /// Publish, archive, rollback, import; golden queries and regression runs.
     Publisher,
-    /// Sources (test, scan), plugin upload, alerts, the registry's audit log: in its tenant.
+    /// Sources (test, scan), plugin upload, alerts, API keys, the registry's audit log: in its
+    /// tenant.
     Admin,
     /// Everything, in any tenant (`x-ops-tenant` chooses which).
     PlatformAdmin,
@@ -111,6 +112,9 @@ pub const RPC_ROLES: &[(&str, &str, Role)] = &[
     ("ops.v1.Alerts", "SetAlertEnabled", Role::Admin),
     ("ops.v1.Alerts", "DeleteAlert", Role::Admin),
     ("ops.v1.Alerts", "ListAlertDeliveries", Role::Admin),
+    ("ops.v1.ApiKeys", "CreateApiKey", Role::Admin),
+    ("ops.v1.ApiKeys", "ListApiKeys", Role::Admin),
+    ("ops.v1.ApiKeys", "RevokeApiKey", Role::Admin),
 ];
 
 /// Services anyone may call without a credential: load balancers' health checks and grpcurl's

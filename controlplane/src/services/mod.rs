@@ -1,8 +1,9 @@
 //! The gRPC adapters — the only layer that names `tonic::Status`: the pipeline's services
 //! (`ops`), the registry's (`registry`), the one mapping of every service error to a status
-//! (`status`), the alerts' (`alerts`) and the regression watch's (here).
+//! (`status`), the alerts' (`alerts`), the API keys' (`api_keys`) and the regression watch's (here).
 
 pub mod alerts;
+pub mod api_keys;
 pub mod ops;
 pub mod registry;
 mod status;

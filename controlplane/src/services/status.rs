@@ -5,6 +5,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::api_keys::ApiKeyError;
 use crate::pipeline::PipelineError;
 use crate::plugins::PluginError;
 use crate::registry::{self, RegistryError};
@@ -27,6 +28,18 @@ fn bad_request(field: String, message: String) -> Status {
         format!("{field}: {message}"),
         ErrorDetails::with_bad_request_violation(field, message),
     )
+}
+
+impl From<ApiKeyError> for Status {
+    fn from(error: ApiKeyError) -> Self {
+        match error {
+            ApiKeyError::InvalidArgument { field, message } => bad_request(field, message),
+            ApiKeyError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiKeyError::NotFound(m) => Status::not_found(m),
+            ApiKeyError::AlreadyExists(m) => Status::already_exists(m),
+            ApiKeyError::Storage(e) => storage("api keys", &e),
+        }
+    }
 }
 
 impl From<PipelineError> for Status {
