@@ -292,6 +292,11 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// Largest accepted request message.
     pub max_message_bytes: usize,
+    /// TLS on the listener: this server's certificate chain and key (PEM), set together.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// mTLS: only clients with a certificate this CA signed may connect.
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +353,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             shutdown_grace_seconds: 30,
             max_message_bytes: 8 * 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
         }
     }
 }
@@ -446,6 +454,16 @@ impl Config {
                 "tenancy.default_tenant {:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
                 self.tenancy.default_tenant
             )));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::Rule(
+                "server.tls_cert and server.tls_key must be set together".into(),
+            ));
+        }
+        if self.server.client_ca.is_some() && self.server.tls_cert.is_none() {
+            return Err(ConfigError::Rule(
+                "server.client_ca (mTLS) needs server.tls_cert and server.tls_key".into(),
+            ));
         }
         if self.auth.mode == AuthMode::Jwt
             && self.auth.jwt_hs256_secret.is_empty()

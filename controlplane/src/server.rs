@@ -12,8 +12,8 @@ use ops_proto::v1::ops_service_server::OpsServiceServer;
 use ops_proto::v1::regression_server::RegressionServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::api_keys::ApiKeyStore;
 use crate::auth::{Auth, AuthLayer};
@@ -43,6 +43,8 @@ pub enum ServerError {
     Plugins(PluginError),
     #[error("{0}")]
     Auth(String),
+    #[error("TLS file {0}")]
+    Tls(String),
     #[error("metrics listener: {0}")]
     Metrics(std::io::Error),
 }
@@ -76,6 +78,21 @@ pub async fn plugin_host(config: &Config) -> Result<PluginHost, ServerError> {
     .await
     .map_err(|e| ServerError::Plugins(PluginError::Internal(e.to_string())))?
     .map_err(ServerError::Plugins)
+}
+
+/// TLS (and mTLS with `server.client_ca`) on the listener when configured.
+fn tls(builder: Server, config: &Config) -> Result<Server, ServerError> {
+    let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) else {
+        return Ok(builder);
+    };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.server.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(builder.tls_config(tls)?)
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves, then drains in-flight calls
@@ -163,7 +180,7 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let server = tls(Server::builder(), config)?
         .layer(AuthLayer::new(auth))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -457,7 +457,9 @@ mod tests {
         sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 6")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP TABLE api_keys").execute(db.pool()).await?;
+        sqlx::query("DROP TABLE api_keys")
+            .execute(db.pool())
+            .await?;
         db.close().await;
         let reopened = Db::open(&url, 2, Some(dir.path())).await?;
         let backups: Vec<_> = std::fs::read_dir(dir.path())?

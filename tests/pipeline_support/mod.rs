@@ -46,6 +46,8 @@ pub async fn read_trace(
 
 pub struct Demo {
     pub channel: Channel,
+    /// `host:port` of the server.
+    pub addr: String,
     pub registry: Registry,
     /// Sidecars this test started (connect mode), in the order sql, metrics, graph.
     pub sidecars: Vec<Sidecar>,
@@ -92,7 +94,9 @@ pub async fn start_demo_with(mode: ExecutorMode, configure: impl FnOnce(&mut Con
         .await
         .expect("demo data");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap().to_string();
+    let endpoint = format!("http://{addr}");
+    let tls = config.server.tls_cert.is_some();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let plugins = server::plugin_host(&config).await.expect("plugin host");
     let serving = {
@@ -113,13 +117,16 @@ pub async fn start_demo_with(mode: ExecutorMode, configure: impl FnOnce(&mut Con
             .expect("serve");
         })
     };
-    let channel = Channel::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
+    let channel = Channel::from_shared(endpoint).unwrap();
+    // A TLS server: the test connects its own way (this plaintext channel is never used).
+    let channel = if tls {
+        channel.connect_lazy()
+    } else {
+        channel.connect().await.expect("connect")
+    };
     Demo {
         channel,
+        addr,
         registry,
         sidecars,
         stop,
