@@ -55,6 +55,18 @@ pub struct AuthConfig {
     pub jwt_audience: String,
     /// Clock skew allowed on `exp` and `nbf`.
     pub jwt_leeway_seconds: u64,
+    /// mTLS callers without a token: a verified client certificate whose subject common name
+    /// is listed acts as that principal, tenant and roles (needs `server.client_ca`).
+    pub client_certs: Vec<ClientCertConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertConfig {
+    pub subject_cn: String,
+    pub principal: String,
+    pub tenant: String,
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -460,6 +472,25 @@ impl Config {
                 "server.tls_cert and server.tls_key must be set together".into(),
             ));
         }
+        for (index, cert) in self.auth.client_certs.iter().enumerate() {
+            let at = format!("auth.client_certs[{index}]");
+            if cert.subject_cn.trim().is_empty() || cert.principal.trim().is_empty() {
+                return Err(ConfigError::Rule(format!(
+                    "{at} needs subject_cn and principal"
+                )));
+            }
+            crate::context::validate_tenant(&cert.tenant)
+                .map_err(|e| ConfigError::Rule(format!("{at}.tenant: {e}")))?;
+            for role in &cert.roles {
+                role.parse::<crate::auth::roles::Role>()
+                    .map_err(|e| ConfigError::Rule(format!("{at}.roles: {e}")))?;
+            }
+        }
+        if !self.auth.client_certs.is_empty() && self.server.client_ca.is_none() {
+            return Err(ConfigError::Rule(
+                "auth.client_certs needs server.client_ca: only CA-verified certificates may name a principal".into(),
+            ));
+        }
         if self.server.client_ca.is_some() && self.server.tls_cert.is_none() {
             return Err(ConfigError::Rule(
                 "server.client_ca (mTLS) needs server.tls_cert and server.tls_key".into(),
@@ -626,6 +657,16 @@ mod tests {
             let config =
                 load_with(jail, None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(config.auth.mode, AuthMode::Jwt);
+            // A certificate may name a principal only when a CA verifies certificates.
+            let file = r#"
+                [auth]
+                client_certs = [{subject_cn = "svc", principal = "svc", tenant = "acme", roles = ["asker"]}]
+            "#;
+            let err = load_with(jail, Some(file), &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("server.client_ca"), "{err}");
             Ok(())
         });
     }

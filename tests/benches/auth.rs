@@ -28,7 +28,7 @@ fn percentile(samples: &mut [f64], q: f64) -> f64 {
 }
 
 fn measure(auth: &Auth, headers: &HeaderMap) -> (f64, f64) {
-    let authorize = || futures::executor::block_on(auth.authorize(PATH, headers));
+    let authorize = || futures::executor::block_on(auth.authorize(PATH, headers, None));
     for _ in 0..1000 {
         authorize().expect("authorized");
     }
@@ -65,6 +65,7 @@ fn main() {
         jwt_issuer: "https://idp.bench".into(),
         jwt_audience: "ops".into(),
         jwt_leeway_seconds: 0,
+        client_certs: Vec::new(),
     };
     let jwt = Auth::from_config(&config, "default", None).expect("auth");
     let claims = serde_json::json!({

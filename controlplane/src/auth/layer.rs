@@ -12,7 +12,7 @@ use tonic::Status;
 use super::api_keys::{ApiKeyStore, KEY_PREFIX};
 use super::jwt::JwtVerifier;
 use super::roles::{self, Access, Role};
-use crate::config::{AuthConfig, AuthMode};
+use crate::config::{AuthConfig, AuthMode, ClientCertConfig};
 use crate::context::{
     CallerContext, PRINCIPAL_HEADER, ROLES_HEADER, TENANT_HEADER, validate_tenant,
 };
@@ -22,6 +22,7 @@ use crate::context::{
 pub struct Auth {
     jwt: Option<JwtVerifier>,
     keys: Option<ApiKeyStore>,
+    certs: Vec<ClientCertConfig>,
     default_tenant: String,
 }
 
@@ -31,6 +32,7 @@ impl Auth {
         Self {
             jwt: None,
             keys: None,
+            certs: Vec::new(),
             default_tenant: default_tenant.to_owned(),
         }
     }
@@ -47,14 +49,17 @@ impl Auth {
                 AuthMode::Jwt => Some(JwtVerifier::from_config(config)?),
             },
             keys,
+            certs: config.client_certs.clone(),
             default_tenant: default_tenant.to_owned(),
         })
     }
 
+    /// `client_cn`: the subject common name of the client certificate the TLS layer verified.
     pub async fn authorize(
         &self,
         path: &str,
         headers: &HeaderMap,
+        client_cn: Option<&str>,
     ) -> Result<CallerContext, Status> {
         let Some(jwt) = &self.jwt else {
             return self.context_of_metadata(headers);
@@ -68,7 +73,20 @@ impl Auth {
             }
             Access::Needs(role) => role,
         };
-        let context = match credential(headers)? {
+        let context = match credential(headers, client_cn)? {
+            Credential::Certificate(cn) => {
+                let Some(mapped) = self.certs.iter().find(|c| c.subject_cn == cn) else {
+                    return Err(Status::unauthenticated(format!(
+                        "no credentials: the client certificate CN={cn} names no principal (auth.client_certs) and no token was sent"
+                    )));
+                };
+                CallerContext {
+                    tenant: mapped.tenant.clone(),
+                    principal: mapped.principal.clone(),
+                    roles: mapped.roles.clone(),
+                    roles_enforced: true,
+                }
+            }
             Credential::ApiKey(key) => match &self.keys {
                 Some(keys) => keys.verify(key).await.map_err(Status::unauthenticated)?,
                 None => return Err(Status::unauthenticated("API keys are not accepted here")),
@@ -158,10 +176,22 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Status> {
 enum Credential<'h> {
     Jwt(&'h str),
     ApiKey(&'h str),
+    Certificate(&'h str),
 }
 
-/// `x-api-key: ops_…`, or `authorization: Bearer <JWT or ops_…>`.
-fn credential(headers: &HeaderMap) -> Result<Credential<'_>, Status> {
+/// `x-api-key: ops_…`, or `authorization: Bearer <JWT or ops_…>`, else a verified client
+/// certificate.
+fn credential<'h>(
+    headers: &'h HeaderMap,
+    client_cn: Option<&'h str>,
+) -> Result<Credential<'h>, Status> {
+    if let (None, None, Some(cn)) = (
+        headers.get("x-api-key"),
+        headers.get(http::header::AUTHORIZATION),
+        client_cn,
+    ) {
+        return Ok(Credential::Certificate(cn));
+    }
     if let Some(key) = headers.get("x-api-key") {
         let key = key
             .to_str()
@@ -195,6 +225,18 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Status> {
             "the authorization metadata must be \"Bearer <JWT>\"",
         )),
     }
+}
+
+/// The subject CN of the client certificate TLS verified (with `server.client_ca`).
+fn client_common_name<B>(request: &http::Request<B>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_owned())
 }
 
 /// Puts [`Auth`] in front of a service stack.
@@ -251,7 +293,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let path = request.uri().path().to_owned();
-            match auth.authorize(&path, request.headers()).await {
+            let client_cn = client_common_name(&request);
+            match auth
+                .authorize(&path, request.headers(), client_cn.as_deref())
+                .await
+            {
                 Ok(context) => {
                     request.extensions_mut().insert(context);
                     inner.call(request).await
@@ -292,7 +338,7 @@ mod tests {
     async fn without_auth_metadata_sets_tenant_principal_and_roles() -> Result<(), Status> {
         let auth = Auth::none("default");
         let ctx = auth
-            .authorize("/ops.v1.OpsService/Ask", &headers(&[]))
+            .authorize("/ops.v1.OpsService/Ask", &headers(&[]), None)
             .await?;
         assert_eq!(ctx, CallerContext::new("default", "anonymous"));
         let ctx = auth
@@ -303,6 +349,7 @@ mod tests {
                     ("x-ops-principal", "kim"),
                     ("x-ops-roles", "admin, viewer"),
                 ]),
+                None,
             )
             .await?;
         assert_eq!(ctx.tenant, "acme");
@@ -318,6 +365,7 @@ mod tests {
             .authorize(
                 "/ops.v1.OpsService/Ask",
                 &headers(&[("x-ops-tenant", "Acme Corp")]),
+                None,
             )
             .await
             .err()
