@@ -466,3 +466,22 @@ async fn api_keys_are_created_used_listed_and_revoked() {
     assert!(status.message().contains("expired"), "{status:?}");
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_need_authentication_on() {
+    // With auth off anyone could mint a key that would work once auth is turned on.
+    let demo = pipeline_support::start_demo(ExecutorMode::Connect).await;
+    let refused = ApiKeysClient::new(demo.channel.clone())
+        .create_api_key(pipeline_support::request(
+            "acme",
+            CreateApiKeyRequest {
+                name: "early".into(),
+                roles: vec!["platform-admin".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    demo.stop().await;
+}

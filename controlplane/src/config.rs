@@ -486,6 +486,19 @@ impl Config {
                     .map_err(|e| ConfigError::Rule(format!("{at}.roles: {e}")))?;
             }
         }
+        if !self.auth.client_certs.is_empty() && self.auth.mode != AuthMode::Jwt {
+            return Err(ConfigError::Rule(
+                "auth.client_certs takes effect only with auth.mode = \"jwt\" (with \"none\" no credential is checked)".into(),
+            ));
+        }
+        if self.auth.mode == AuthMode::Jwt
+            && !self.auth.jwt_jwks_file.as_os_str().is_empty()
+            && self.auth.jwt_audience.is_empty()
+        {
+            return Err(ConfigError::Rule(
+                "auth.jwt_jwks_file needs auth.jwt_audience: an identity provider's keys also sign tokens meant for other applications".into(),
+            ));
+        }
         if !self.auth.client_certs.is_empty() && self.server.client_ca.is_none() {
             return Err(ConfigError::Rule(
                 "auth.client_certs needs server.client_ca: only CA-verified certificates may name a principal".into(),

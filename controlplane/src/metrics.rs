@@ -23,7 +23,7 @@ pub struct Metrics {
     pub ask_seconds: HistogramVec,
     /// Replans of the control loop, by trigger.
     pub replans: IntCounterVec,
-    /// Answers that read a fallback source, by source.
+    /// EXECUTE runs that read a fallback source, by source.
     pub fallbacks: IntCounterVec,
     /// Executor calls by kind, endpoint and outcome (`ok` / `error`).
     pub executor_calls: IntCounterVec,
@@ -71,7 +71,7 @@ impl Metrics {
             ),
             fallbacks: counter(
                 "ops_fallback_sources_total",
-                "Answers that read a fallback source.",
+                "EXECUTE runs that read a fallback source.",
                 &["source"],
             ),
             executor_calls: counter(

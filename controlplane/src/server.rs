@@ -164,19 +164,6 @@ pub async fn serve(
     .max_encoding_message_size(max);
 
     let draining = CancellationToken::new();
-    // Metrics on their own listener, stopped with the server.
-    if let Some(listener) = crate::metrics::bind(&config.metrics.listen)
-        .await
-        .map_err(ServerError::Metrics)?
-    {
-        tracing::info!(addr = ?listener.local_addr().ok(), "metrics serving at /metrics");
-        let stop = draining.clone().cancelled_owned();
-        tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, stop).await {
-                tracing::warn!(error = %e, "metrics listener stopped");
-            }
-        });
-    }
     let addr = listener.local_addr().ok();
     // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -202,6 +189,20 @@ pub async fn serve(
                 .max_encoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, draining.clone().cancelled_owned());
+    // Metrics on their own listener, stopped with the server (bound once the server is built, so a
+    // TLS error leaves no listener behind).
+    if let Some(listener) = crate::metrics::bind(&config.metrics.listen)
+        .await
+        .map_err(ServerError::Metrics)?
+    {
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics serving at /metrics");
+        let stop = draining.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, stop).await {
+                tracing::warn!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     tracing::info!(addr = ?addr, "opsd serving");
     let served = async {
         tokio::pin!(server);

@@ -29,6 +29,8 @@ pub enum ApiKeyError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
@@ -58,6 +60,9 @@ struct Stored {
 pub struct ApiKeyStore {
     db: Db,
     cache: Arc<Mutex<HashMap<String, (Stored, Instant)>>>,
+    /// Keys revoked through this replica: refused even if a lookup that began before the
+    /// revocation refills the cache.
+    revoked: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -94,6 +99,7 @@ impl ApiKeyStore {
         Self {
             db,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            revoked: Arc::new(Mutex::new(std::collections::HashSet::new())),
         }
     }
 
@@ -103,6 +109,12 @@ impl ApiKeyStore {
         ctx: &CallerContext,
         request: CreateApiKeyRequest,
     ) -> Result<(ApiKey, String), ApiKeyError> {
+        if !ctx.roles_enforced {
+            // With auth off anyone could mint keys that would work once it is turned on.
+            return Err(ApiKeyError::FailedPrecondition(
+                "API keys can be created only with authentication on (auth.mode = \"jwt\")".into(),
+            ));
+        }
         let name = request.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(invalid("name", "a key needs a name of 1-64 characters"));
@@ -205,6 +217,9 @@ impl ApiKeyStore {
         .bind(&ctx.tenant)
         .execute(self.db.pool())
         .await?;
+        if let Ok(mut revoked) = self.revoked.lock() {
+            revoked.insert(id.to_owned());
+        }
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(id);
         }
@@ -235,7 +250,8 @@ impl ApiKeyStore {
             return Err("the API key is unknown".into());
         }
         let now = unix_micros();
-        if stored.revoked_at > 0 {
+        let revoked_here = self.revoked.lock().map(|r| r.contains(id)).unwrap_or(true);
+        if stored.revoked_at > 0 || revoked_here {
             return Err(format!("the API key {:?} was revoked", stored.name));
         }
         if stored.expires_at > 0 && stored.expires_at <= now {

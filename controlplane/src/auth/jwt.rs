@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -207,9 +207,16 @@ fn jwks_keys(path: &Path) -> Result<Vec<Key>, String> {
         serde_json::from_str(&text).map_err(|e| format!("{where_} is not a JWKS: {e}"))?;
     let mut keys = Vec::new();
     for (index, jwk) in set.keys.iter().enumerate() {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            return Err(format!(
+                "{where_}: keys[{index}] is an encryption key (use: enc), not a signing key"
+            ));
+        }
         let algorithm = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
             _ => {
                 return Err(format!(
                     "{where_}: keys[{index}] is neither an RSA (RS256) nor an EC P-256 (ES256) key"

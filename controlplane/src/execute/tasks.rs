@@ -75,10 +75,16 @@ impl TaskRunner<'_> {
                             .unwrap_or_default();
                         if codes.is_empty() {
                             // Nothing related: no rows, rather than a statement of NULLs.
-                            executed
-                                .results
-                                .push(to_tool_result(task, &ExecuteResponse::default()));
+                            empty_result(task, index, &mut executed, &mut outputs);
                             continue;
+                        }
+                        if codes.len() > slots.count {
+                            tracing::warn!(
+                                trace_id = self.trace_id,
+                                codes = codes.len(),
+                                slots = slots.count,
+                                "more related CIs than the statement takes; the rest are left out"
+                            );
                         }
                         fill_slots(&mut params, slots, &codes);
                     }
@@ -100,9 +106,7 @@ impl TaskRunner<'_> {
                         if request.ci_codes.is_empty() {
                             // No CI matched: the answer is empty, not every CI's metric (an
                             // empty code list means "all CIs" to the metrics executor).
-                            executed
-                                .results
-                                .push(to_tool_result(task, &ExecuteResponse::default()));
+                            empty_result(task, index, &mut executed, &mut outputs);
                             continue;
                         }
                     }
@@ -223,6 +227,23 @@ fn record_call<T, E>(task: &Task, outcome: &Result<(T, String, u32), E>, elapsed
         .executor_seconds
         .with_label_values(&[task.kind.as_str()])
         .observe(elapsed_ms / 1000.0);
+}
+
+/// A task with nothing to read: an empty answer, or (hidden) an empty output for the task it
+/// feeds.
+fn empty_result(
+    task: &Task,
+    index: usize,
+    executed: &mut ExecuteOutput,
+    outputs: &mut BTreeMap<usize, execute_response::Result>,
+) {
+    if task.hidden {
+        outputs.insert(index, execute_response::Result::Rows(ResultSet::default()));
+    } else {
+        executed
+            .results
+            .push(to_tool_result(task, &ExecuteResponse::default()));
+    }
 }
 
 /// The codes a hidden task's output feeds another task: a column of its rows, or a graph's

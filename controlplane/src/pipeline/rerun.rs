@@ -12,6 +12,8 @@ pub(super) fn rerun_plan(rerun: &ops_proto::v1::Rerun) -> Option<Plan> {
     let mut plan: Plan = serde_json::from_value(json).ok()?;
     if !rerun.selected_ci_code.is_empty() {
         plan.ci_codes = vec![rerun.selected_ci_code.clone()];
+        // The selected CI replaces a two-step question's first step.
+        plan.subject = None;
         plan.missing_slots.retain(|s| !s.starts_with("entity"));
     }
     if !rerun.selected_secondary_ci_code.is_empty()

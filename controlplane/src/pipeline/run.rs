@@ -432,11 +432,15 @@ impl Run<'_> {
         self.recorder.push(executed).await;
         let output = ran.output;
         self.outcome.tool_calls.extend(output.calls.iter().cloned());
+        let mut counted: Vec<&String> = Vec::new();
         for source in &output.fallbacks_used {
-            crate::metrics::get()
-                .fallbacks
-                .with_label_values(&[source.as_str()])
-                .inc();
+            if !counted.contains(&source) {
+                counted.push(source);
+                crate::metrics::get()
+                    .fallbacks
+                    .with_label_values(&[source.as_str()])
+                    .inc();
+            }
             self.outcome.fallback_used = true;
             self.outcome.flag("fallback_source");
             tracing::info!(trace_id = self.trace_id, source = %source, "answered from a fallback source");

@@ -128,6 +128,7 @@ impl Pipeline {
                     invalid("inputs.ci_code", "give the code of the CI to drill into")
                 })?;
                 plan.ci_codes = vec![code.to_owned()];
+                plan.subject = None;
                 plan.filters.clear();
                 plan.rows = None;
                 plan.missing_slots.retain(|s| !s.starts_with("entity"));

@@ -35,6 +35,7 @@ impl From<ApiKeyError> for Status {
         match error {
             ApiKeyError::InvalidArgument { field, message } => bad_request(field, message),
             ApiKeyError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiKeyError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiKeyError::NotFound(m) => Status::not_found(m),
             ApiKeyError::AlreadyExists(m) => Status::already_exists(m),
             ApiKeyError::Storage(e) => storage("api keys", &e),

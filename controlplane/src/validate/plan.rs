@@ -754,7 +754,7 @@ fn history_tasks(
     // into slots at EXECUTE (as many as the graph may return).
     let mut fed: Option<(CodesFrom, Vec<String>)> = None;
     if let Some(subject) = plan.subject.as_deref() {
-        let (related, column) = subject_tasks(snapshot, subject, tenant, Mode::Graph)?;
+        let (mut related, column) = subject_tasks(snapshot, subject, tenant, Mode::Graph)?;
         let most = related
             .iter()
             .find_map(|t| match &t.request {
@@ -765,6 +765,12 @@ fn history_tasks(
             })
             .unwrap_or(MAX_FED_CODES)
             .min(MAX_FED_CODES);
+        // The graph step returns no more CIs than the statement has slots for.
+        for task in &mut related {
+            if let TaskRequest::Graph { request } = &mut task.request {
+                request.max_nodes = most as u32;
+            }
+        }
         tasks.extend(related);
         let slots = (0..most).map(|_| params.add("c", values::null())).collect();
         fed = Some((
