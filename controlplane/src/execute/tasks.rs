@@ -212,7 +212,7 @@ impl TaskRunner<'_> {
     }
 }
 
-/// The distinct texts of a column, in first-seen order (events name a CI many times).
+/// One executor call in the process's metrics.
 fn record_call<T, E>(task: &Task, outcome: &Result<(T, String, u32), E>, elapsed_ms: f64) {
     let metrics = crate::metrics::get();
     let (endpoint, result) = match outcome {
@@ -272,6 +272,7 @@ fn fill_slots(params: &mut [ExValue], slots: &CodeSlots, codes: &[String]) {
     }
 }
 
+/// The distinct texts of a column, in first-seen order (events name a CI many times).
 fn column_texts(rows: &ResultSet, column: &str) -> Vec<String> {
     let Some(index) = rows.columns.iter().position(|c| c.name == column) else {
         return Vec::new();
