@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use ops_controlplane::config::ExecutorMode;
+use ops_proto::v1::Stage;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
-use ops_proto::v1::{AskRequest, Stage};
-use pipeline_support::request;
+use pipeline_support::question_request;
 use serde_json::Value as Json;
 
 /// Sum of a metric's samples whose labels contain every `label="value"` given.
@@ -49,20 +49,8 @@ async fn the_metrics_endpoint_counts_every_ask_and_stage() {
         .filter(|l| !l.trim().is_empty())
     {
         let q: Json = serde_json::from_str(line).unwrap();
-        let as_of = time::OffsetDateTime::parse(
-            q["as_of"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
         let response = ops
-            .ask(request(
-                q["tenant"].as_str().unwrap(),
-                AskRequest {
-                    question: q["question"].as_str().unwrap().into(),
-                    as_of: Some(ops_proto::convert::timestamp(as_of)),
-                    ..Default::default()
-                },
-            ))
+            .ask(question_request(&q))
             .await
             .expect("answered")
             .into_inner();

@@ -18,11 +18,9 @@ use ops_controlplane::config::ExecutorMode;
 use ops_datasets::{hospital_fm, plant_ops};
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
-use ops_proto::v1::{
-    AskRequest, AskResponse, GetTraceRequest, ListTracesRequest, Route, Stage, block,
-};
+use ops_proto::v1::{AskResponse, GetTraceRequest, ListTracesRequest, Route, Stage, block};
 use pbjson_types::value::Kind;
-use pipeline_support::{read_trace, request};
+use pipeline_support::{question_request, read_trace, request};
 use serde_json::Value as Json;
 
 /// What the checks need to know of a data set: its codes, and the id columns of its event and
@@ -305,20 +303,8 @@ async fn ask_file(
     for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
         let q: Json = serde_json::from_str(line).unwrap();
         let tenant = q["tenant"].as_str().unwrap();
-        let as_of = time::OffsetDateTime::parse(
-            q["as_of"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
         let response = ops
-            .ask(request(
-                tenant,
-                AskRequest {
-                    question: q["question"].as_str().unwrap().to_owned(),
-                    as_of: Some(ops_proto::convert::timestamp(as_of)),
-                    ..Default::default()
-                },
-            ))
+            .ask(question_request(&q))
             .await
             .unwrap_or_else(|s| panic!("{}: {s:?}", q["id"]))
             .into_inner();

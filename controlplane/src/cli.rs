@@ -176,18 +176,14 @@ pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
-/// A request carrying the caller's tenant header and bearer token when given.
-pub(crate) fn with_caller<T>(
-    request: T,
-    tenant: Option<&str>,
-    token: Option<&str>,
-) -> anyhow::Result<tonic::Request<T>> {
+/// A request carrying the target's tenant header and bearer token when given.
+pub(crate) fn with_caller<T>(request: T, target: &Target) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(request);
-    if let Some(t) = tenant {
+    if let Some(t) = &target.tenant {
         let value: MetadataValue<_> = t.parse().context("tenant must be ASCII")?;
         request.metadata_mut().insert(TENANT_HEADER, value);
     }
-    if let Some(token) = token {
+    if let Some(token) = &target.token {
         // The error never shows the token.
         let value: MetadataValue<_> = format!("Bearer {}", token.trim())
             .parse()
@@ -250,8 +246,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                     dry_run,
                     run_golden_set,
                 },
-                target.tenant.as_deref(),
-                target.token.as_deref(),
+                &target,
             )?;
             let response = client
                 .import_bundle(request)
@@ -289,8 +284,7 @@ async fn assets(command: AssetsCommand) -> anyhow::Result<()> {
                     format: format as i32,
                     include_drafts: drafts,
                 },
-                target.tenant.as_deref(),
-                target.token.as_deref(),
+                &target,
             )?;
             let response = client.export_bundle(request).await.map_err(status_error)?;
             for file in response.into_inner().files {

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ops_proto::v1::asset_registry_client::AssetRegistryClient;
 use ops_proto::v1::{PluginWorld, UploadPluginRequest};
 
-use crate::cli::{status_error, with_caller};
+use crate::cli::{Target, status_error, with_caller};
 use crate::config::{Config, FlagOverrides};
 use crate::plugins::{self, digest_of};
 
@@ -43,17 +43,6 @@ pub enum Top {
 }
 
 #[derive(Debug, Args)]
-pub struct ServerArgs {
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
-    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-}
-
-#[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The trace to replay.
     pub trace: String,
@@ -64,7 +53,7 @@ pub struct ReplayArgs {
     #[arg(long = "override")]
     pub overrides: Vec<String>,
     #[command(flatten)]
-    pub target: ServerArgs,
+    pub target: Target,
     /// Print the whole response as proto3 JSON instead.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +64,7 @@ pub struct DiffArgs {
     pub baseline: String,
     pub candidate: String,
     #[command(flatten)]
-    pub target: ServerArgs,
+    pub target: Target,
     #[arg(long)]
     pub json: bool,
 }
@@ -91,7 +80,7 @@ pub struct RcaArgs {
     #[arg(long, default_value_t = 0)]
     pub max: u32,
     #[command(flatten)]
-    pub target: ServerArgs,
+    pub target: Target,
     #[arg(long)]
     pub json: bool,
 }
@@ -106,7 +95,7 @@ pub struct StageTestArgs {
     #[arg(long = "override")]
     pub overrides: Vec<String>,
     #[command(flatten)]
-    pub target: ServerArgs,
+    pub target: Target,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,13 +141,8 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct AskArgs {
     pub question: String,
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
-    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Reference time (RFC 3339) for "yesterday", "last week"…; now when omitted.
     #[arg(long)]
     pub as_of: Option<String>,
@@ -173,13 +157,8 @@ pub struct AskArgs {
 #[derive(Debug, Args)]
 pub struct UploadArgs {
     pub wasm: PathBuf,
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Bearer token, when opsd runs with `auth.mode = "jwt"`.
-    #[arg(long, env = "OPS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -289,9 +268,9 @@ fn run_plugin(args: &RunArgs) -> anyhow::Result<()> {
 
 async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
     let wasm = std::fs::read(&args.wasm).with_context(|| args.wasm.display().to_string())?;
-    let mut client = AssetRegistryClient::connect(args.server.clone())
+    let mut client = AssetRegistryClient::connect(args.target.server.clone())
         .await
-        .with_context(|| format!("connect to {}", args.server))?
+        .with_context(|| format!("connect to {}", args.target.server))?
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let request = with_caller(
@@ -299,8 +278,7 @@ async fn upload(args: &UploadArgs) -> anyhow::Result<()> {
             wasm,
             expected_world: PluginWorld::Unspecified as i32,
         },
-        args.tenant.as_deref(),
-        args.token.as_deref(),
+        &args.target,
     )?;
     let response = client
         .upload_plugin(request)
@@ -327,7 +305,7 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--as-of {text:?}: expected RFC 3339"))?,
         )),
     };
-    let mut client = ops_client(&args.server).await?;
+    let mut client = ops_client(&args.target.server).await?;
     let request = with_caller(
         AskRequest {
             question: args.question.clone(),
@@ -335,8 +313,7 @@ async fn ask(args: &AskArgs) -> anyhow::Result<()> {
             as_of,
             ..Default::default()
         },
-        args.tenant.as_deref(),
-        args.token.as_deref(),
+        &args.target,
     )?;
     let response = client
         .ask(request)
@@ -405,8 +382,7 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             }),
             ..Default::default()
         },
-        args.target.tenant.as_deref(),
-        args.target.token.as_deref(),
+        &args.target,
     )?;
     let response = client
         .ask(request)
@@ -424,8 +400,7 @@ async fn diff(args: &DiffArgs) -> anyhow::Result<()> {
             baseline_trace_id: args.baseline.clone(),
             candidate_trace_id: args.candidate.clone(),
         },
-        args.target.tenant.as_deref(),
-        args.target.token.as_deref(),
+        &args.target,
     )?;
     let response = client
         .diff_traces(request)
@@ -453,8 +428,7 @@ async fn rca(args: &RcaArgs) -> anyhow::Result<()> {
                 ..Default::default()
             }),
         },
-        args.target.tenant.as_deref(),
-        args.target.token.as_deref(),
+        &args.target,
     )?;
     let response = client
         .rca(request)
@@ -475,8 +449,7 @@ async fn stage_test(args: &StageTestArgs) -> anyhow::Result<()> {
             asset_overrides: args.overrides.clone(),
             ..Default::default()
         },
-        args.target.tenant.as_deref(),
-        args.target.token.as_deref(),
+        &args.target,
     )?;
     let response = client
         .stage_test(request)

@@ -16,6 +16,23 @@ use tonic::transport::Channel;
 
 use super::executor_support::{GRAPH, METRICS, SQL, Sidecar};
 
+/// The Ask of one question-file line, for its tenant and at its `as_of`.
+pub fn question_request(q: &serde_json::Value) -> tonic::Request<ops_proto::v1::AskRequest> {
+    let as_of = time::OffsetDateTime::parse(
+        q["as_of"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    request(
+        q["tenant"].as_str().unwrap(),
+        ops_proto::v1::AskRequest {
+            question: q["question"].as_str().unwrap().to_owned(),
+            as_of: Some(ops_proto::convert::timestamp(as_of)),
+            ..Default::default()
+        },
+    )
+}
+
 pub fn request<T>(tenant: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request

@@ -101,19 +101,11 @@ impl Auth {
                 }
             }
         };
-        let role = context.role();
-        let rpc = path.trim_start_matches('/');
-        if role < Some(needed) {
-            return Err(Status::permission_denied(format!(
-                "{rpc} needs role {needed}; {} has {}",
-                context.principal,
-                role.map_or("no role".to_owned(), |r| format!("role {r}"))
-            )));
-        }
+        context.require(needed, path.trim_start_matches('/'))?;
         // The credential says which tenant; only a platform admin may name another.
         match header(headers, TENANT_HEADER)? {
             Some(asked) if asked != context.tenant => {
-                if role < Some(Role::PlatformAdmin) {
+                if context.role() < Some(Role::PlatformAdmin) {
                     return Err(Status::permission_denied(format!(
                         "{TENANT_HEADER} names tenant {asked:?}, but {} acts for tenant {:?}; only {} may act for another tenant",
                         context.principal,

@@ -251,15 +251,13 @@ fn empty_result(
 fn fed_codes(output: &execute_response::Result, column: &str) -> Vec<String> {
     match output {
         execute_response::Result::Rows(rows) => column_texts(rows, column),
-        execute_response::Result::Graph(graph) => {
-            let mut codes: Vec<String> = Vec::new();
-            for node in graph.nodes.iter().filter(|n| n.depth > 0) {
-                if !node.code.is_empty() && !codes.contains(&node.code) {
-                    codes.push(node.code.clone());
-                }
-            }
-            codes
-        }
+        execute_response::Result::Graph(graph) => distinct(
+            graph
+                .nodes
+                .iter()
+                .filter(|n| n.depth > 0)
+                .map(|n| n.code.clone()),
+        ),
     }
 }
 
@@ -277,17 +275,22 @@ fn column_texts(rows: &ResultSet, column: &str) -> Vec<String> {
     let Some(index) = rows.columns.iter().position(|c| c.name == column) else {
         return Vec::new();
     };
-    let mut texts: Vec<String> = Vec::new();
-    for text in rows
-        .rows
-        .iter()
-        .filter_map(|r| r.values.get(index).map(values::display))
-    {
-        if !text.is_empty() && !texts.contains(&text) {
-            texts.push(text);
+    distinct(
+        rows.rows
+            .iter()
+            .filter_map(|r| r.values.get(index).map(values::display)),
+    )
+}
+
+/// The non-empty texts, each once, in first-seen order.
+fn distinct(texts: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for text in texts {
+        if !text.is_empty() && !out.contains(&text) {
+            out.push(text);
         }
     }
-    texts
+    out
 }
 
 fn struct_of(fields: impl IntoIterator<Item = (String, pbjson_types::Value)>) -> Struct {
