@@ -16,12 +16,14 @@ use ops_controlplane::auth::roles::{RPC_ROLES, Role};
 use ops_controlplane::config::{AuthMode, ExecutorMode};
 use ops_proto::v1::api_keys_client::ApiKeysClient;
 use ops_proto::v1::asset_registry_client::AssetRegistryClient;
+use ops_proto::v1::audit_client::AuditClient;
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
 use ops_proto::v1::regression_client::RegressionClient;
 use ops_proto::v1::{
-    AskRequest, CreateApiKeyRequest, ListApiKeysRequest, ListAssetsRequest,
-    ListGoldenQueriesRequest, ListTracesRequest, Replay, RevokeApiKeyRequest,
+    AskRequest, AskStreamRequest, AuditKind, AuditOutcome, AuditRecord, CreateApiKeyRequest,
+    ListApiKeysRequest, ListAssetsRequest, ListAuditRecordsRequest, ListGoldenQueriesRequest,
+    ListTracesRequest, Replay, RevokeApiKeyRequest,
 };
 use pipeline_support::Demo;
 use tonic::Code;
@@ -114,7 +116,9 @@ async fn every_rpc_needs_its_role_and_credentials_are_checked() {
     let (demo, _dir) = start().await;
     let channel = demo.channel.clone();
 
-    // The whole table: a role at or above the RPC's passes the auth layer, one below is denied.
+    // The whole table: a role at or above the RPC's passes the auth layer, one below is denied
+    // (and audited).
+    let mut denials = Vec::new();
     for (service, method, needed) in RPC_ROLES {
         let path = format!("/{service}/{method}");
         for role in Role::ALL {
@@ -138,8 +142,29 @@ async fn every_rpc_needs_its_role_and_credentials_are_checked() {
                     "{path}: {}",
                     status.message()
                 );
+                denials.push((format!("{service}/{method}"), format!("{role}-svc")));
             }
         }
+    }
+    let audited = audit_records(
+        &channel,
+        &token("acme", Role::Admin),
+        ListAuditRecordsRequest {
+            kind: AuditKind::Denied as i32,
+            ..Default::default()
+        },
+        denials.len(),
+    )
+    .await;
+    for (rpc, principal) in &denials {
+        assert!(
+            audited.iter().any(|r| &r.rpc == rpc
+                && &r.principal == principal
+                && r.code == "PERMISSION_DENIED"
+                && r.outcome == AuditOutcome::Denied as i32
+                && r.reason.contains("needs role")),
+            "no audit record of {principal} denied {rpc}"
+        );
     }
     // Health needs no credential; the API does.
     let health = call(&channel, "/grpc.health.v1.Health/Check", None).await;
@@ -483,5 +508,256 @@ async fn api_keys_need_authentication_on() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    demo.stop().await;
+}
+
+/// The tenant's audit records matching `filter`, read page by page (5 a page) once at least
+/// `expected` are there (the refusals' and changes' records are written in the background).
+async fn audit_records(
+    channel: &Channel,
+    token: &str,
+    filter: ListAuditRecordsRequest,
+    expected: usize,
+) -> Vec<AuditRecord> {
+    let mut audit = AuditClient::new(channel.clone());
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records.clear();
+        let mut page_token = String::new();
+        loop {
+            let page = audit
+                .list_audit_records(with(
+                    ListAuditRecordsRequest {
+                        page_size: 5,
+                        page_token: page_token.clone(),
+                        ..filter.clone()
+                    },
+                    Some(token),
+                    None,
+                ))
+                .await
+                .expect("audit listed")
+                .into_inner();
+            assert!(page.records.len() <= 5);
+            records.extend(page.records);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        if records.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), records.len(), "a record repeated across pages");
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_asks_refusals_and_changes() {
+    let (demo, _dir) = start().await;
+    let channel = demo.channel.clone();
+    let asker = token("acme", Role::Asker);
+    let admin = token("acme", Role::Admin);
+    let mut ops = OpsServiceClient::new(channel.clone());
+
+    // An answered ask, a streamed one and one that fails on its input.
+    let answered = ops
+        .ask(with(
+            AskRequest {
+                question: "GT-01 CPU average last week".into(),
+                ..Default::default()
+            },
+            Some(&asker),
+            None,
+        ))
+        .await
+        .expect("asked")
+        .into_inner();
+    let mut stream = ops
+        .ask_stream(with(
+            AskStreamRequest {
+                ask: Some(AskRequest {
+                    question: "List all servers in the HR system".into(),
+                    ..Default::default()
+                }),
+            },
+            Some(&asker),
+            None,
+        ))
+        .await
+        .expect("streamed")
+        .into_inner();
+    let mut streamed_trace = String::new();
+    while let Some(event) = stream.message().await.expect("stream event") {
+        if let Some(ops_proto::v1::ask_stream_response::Event::Final(last)) = event.event {
+            streamed_trace = last.trace_id;
+        }
+    }
+    assert!(!streamed_trace.is_empty());
+    let empty = ops
+        .ask(with(AskRequest::default(), Some(&asker), None))
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+
+    // Refusals: a forged credential naming acme, an asker publishing.
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("acme", &["admin"]),
+        &EncodingKey::from_secret(b"another-key-that-is-also-32-bytes-long!"),
+    )
+    .unwrap();
+    let refused = ops
+        .ask(with(AskRequest::default(), Some(&forged), Some("acme")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let publish = call(&channel, "/ops.v1.AssetRegistry/PublishAsset", Some(&asker)).await;
+    assert_eq!(publish.code(), Code::PermissionDenied);
+
+    // Changes: a key created, and a revocation of a key that does not exist.
+    let mut keys = ApiKeysClient::new(channel.clone());
+    let created = keys
+        .create_api_key(with(
+            CreateApiKeyRequest {
+                name: "audited".into(),
+                roles: vec!["asker".into()],
+                ..Default::default()
+            },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .expect("created")
+        .into_inner();
+    let missing = keys
+        .revoke_api_key(with(
+            RevokeApiKeyRequest { id: "nope".into() },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let all = audit_records(&channel, &admin, ListAuditRecordsRequest::default(), 7).await;
+    let asks: Vec<&AuditRecord> = all
+        .iter()
+        .filter(|r| r.kind == AuditKind::Ask as i32)
+        .collect();
+    assert_eq!(asks.len(), 3, "{asks:#?}");
+    let ask = asks
+        .iter()
+        .find(|r| r.trace_id == answered.trace_id)
+        .expect("the ask");
+    assert_eq!(
+        (
+            ask.rpc.as_str(),
+            ask.principal.as_str(),
+            ask.outcome,
+            ask.code.as_str()
+        ),
+        (
+            "ops.v1.OpsService/Ask",
+            "asker-svc",
+            AuditOutcome::Ok as i32,
+            "OK"
+        )
+    );
+    assert_eq!(ask.status, "success");
+    assert!(!ask.route.is_empty());
+    assert!(
+        asks.iter()
+            .any(|r| r.trace_id == streamed_trace && r.rpc == "ops.v1.OpsService/AskStream")
+    );
+    assert!(asks.iter().any(|r| r.outcome == AuditOutcome::Failed as i32
+        && r.code == "INVALID_ARGUMENT"
+        && r.reason.contains("question")
+        && r.trace_id.is_empty()));
+    let unauthenticated = all
+        .iter()
+        .find(|r| r.code == "UNAUTHENTICATED")
+        .expect("the forged credential's refusal");
+    assert_eq!(unauthenticated.principal, "", "no credential was verified");
+    assert!(unauthenticated.reason.contains("signature"));
+    assert!(!unauthenticated.reason.contains(&forged));
+    assert!(
+        all.iter()
+            .any(|r| r.rpc == "ops.v1.AssetRegistry/PublishAsset"
+                && r.kind == AuditKind::Denied as i32
+                && r.principal == "asker-svc")
+    );
+    let key_id = created.key.unwrap().id;
+    assert!(all.iter().any(|r| r.kind == AuditKind::Change as i32
+        && r.rpc == "ops.v1.ApiKeys/CreateApiKey"
+        && r.outcome == AuditOutcome::Ok as i32
+        && r.principal == "admin-svc"
+        && r.target.contains(&key_id)));
+    assert!(all.iter().any(|r| r.kind == AuditKind::Change as i32
+        && r.rpc == "ops.v1.ApiKeys/RevokeApiKey"
+        && r.outcome == AuditOutcome::Failed as i32
+        && r.code == "NOT_FOUND"));
+    assert!(
+        !format!("{all:?}").contains(&created.secret),
+        "a secret in the audit log"
+    );
+
+    // Filters: principal, outcome, kind and time; another tenant sees none of it.
+    let by_asker = audit_records(
+        &channel,
+        &admin,
+        ListAuditRecordsRequest {
+            principal: "asker-svc".into(),
+            kind: AuditKind::Ask as i32,
+            outcome: AuditOutcome::Ok as i32,
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    assert_eq!(by_asker.len(), 2, "{by_asker:#?}");
+    let future =
+        ops_proto::convert::timestamp(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+    let none = audit_records(
+        &channel,
+        &admin,
+        ListAuditRecordsRequest {
+            since: Some(future),
+            ..Default::default()
+        },
+        0,
+    )
+    .await;
+    assert!(none.is_empty());
+    let theirs = audit_records(
+        &channel,
+        &token("initech", Role::Admin),
+        ListAuditRecordsRequest::default(),
+        0,
+    )
+    .await;
+    assert!(
+        theirs.iter().all(|r| r.tenant == "initech"),
+        "another tenant's records: {theirs:#?}"
+    );
+    assert!(!theirs.iter().any(|r| r.principal == "asker-svc"));
+    let bad = AuditClient::new(channel.clone())
+        .list_audit_records(with(
+            ListAuditRecordsRequest {
+                page_token: "garbage".into(),
+                ..Default::default()
+            },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("page_token"), "{bad:?}");
     demo.stop().await;
 }

@@ -376,6 +376,7 @@ async fn ask_stream_mode_fixed_asks_and_trace_retention() {
         ops_controlplane::trace::Retention {
             days: 0,
             max_traces: 2,
+            audit_days: 0,
         },
         ops_controlplane::storage::unix_micros(),
     )

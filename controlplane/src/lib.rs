@@ -2,6 +2,7 @@
 //!
 //! One module per stage (`route_plan`, `validate`, …) and per service (`registry`, …).
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

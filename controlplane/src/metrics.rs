@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, 0.5 ms to 30 s.
@@ -30,6 +30,8 @@ pub struct Metrics {
     pub executor_seconds: HistogramVec,
     /// Calls the auth layer refused, by gRPC code.
     pub auth_failures: IntCounterVec,
+    /// Audit records that could not be written (queue full or a failed write).
+    pub audit_dropped: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -89,6 +91,11 @@ impl Metrics {
                 "Calls the auth layer refused.",
                 &["code"],
             ),
+            audit_dropped: IntCounter::new(
+                "ops_audit_records_dropped_total",
+                "Audit records that could not be written.",
+            )
+            .unwrap_or_else(|e| unreachable!("static counter: {e}")),
         };
         for collector in [
             Box::new(metrics.stage_seconds.clone()) as Box<dyn prometheus::core::Collector>,
@@ -99,6 +106,7 @@ impl Metrics {
             Box::new(metrics.executor_calls.clone()),
             Box::new(metrics.executor_seconds.clone()),
             Box::new(metrics.auth_failures.clone()),
+            Box::new(metrics.audit_dropped.clone()),
         ] {
             if let Err(e) = metrics.registry.register(collector) {
                 unreachable!("metric names are unique: {e}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ops_proto::v1::alerts_server::AlertsServer;
 use ops_proto::v1::api_keys_server::ApiKeysServer;
 use ops_proto::v1::asset_registry_server::AssetRegistryServer;
+use ops_proto::v1::audit_server::AuditServer;
 use ops_proto::v1::inspector_server::InspectorServer;
 use ops_proto::v1::ops_service_server::OpsServiceServer;
 use ops_proto::v1::regression_server::RegressionServer;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::audit::AuditLog;
 use crate::auth::api_keys::ApiKeyStore;
 use crate::auth::{Auth, AuthLayer};
 use crate::config::Config;
@@ -25,6 +27,7 @@ use crate::registry::Registry;
 use crate::services::RegressionGrpc;
 use crate::services::alerts::AlertsGrpc;
 use crate::services::api_keys::ApiKeysGrpc;
+use crate::services::audit::AuditGrpc;
 use crate::services::ops::{InspectorGrpc, OpsGrpc};
 use crate::services::registry::RegistryGrpc;
 use crate::storage::Db;
@@ -106,12 +109,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let keys = ApiKeyStore::new(registry.db().clone());
+    // Refused calls and changes are audited by a writer task that stops once the server (the
+    // last handle) is gone and its queue is written.
+    let (audit_log, audit_writer) = AuditLog::start(registry.db().clone());
     let auth = Auth::from_config(
         &config.auth,
         &config.tenancy.default_tenant,
         Some(keys.clone()),
     )
-    .map_err(ServerError::Auth)?;
+    .map_err(ServerError::Auth)?
+    .audited(audit_log.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AssetRegistryServer<RegistryGrpc>>()
@@ -123,6 +130,7 @@ pub async fn serve(
         .await;
     health.set_serving::<AlertsServer<AlertsGrpc>>().await;
     health.set_serving::<ApiKeysServer<ApiKeysGrpc>>().await;
+    health.set_serving::<AuditServer<AuditGrpc>>().await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -174,12 +182,13 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
         .add_service(
-            OpsServiceServer::new(OpsGrpc::new(pipeline.clone()))
+            OpsServiceServer::new(OpsGrpc::new(pipeline.clone(), audit_log))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(RegressionServer::new(RegressionGrpc::new(pipeline.clone())))
         .add_service(ApiKeysServer::new(ApiKeysGrpc::new(keys)))
+        .add_service(AuditServer::new(AuditGrpc::new(registry.db().clone())))
         .add_service(AlertsServer::new(AlertsGrpc::new(AlertStore::new(
             registry.db().clone(),
         ))))
@@ -233,9 +242,13 @@ pub async fn serve(
             Err(error) => tracing::error!(%error, "schedules and alerts task failed"),
         }
     }
-    // The server (and with it every trace handle) is gone: the writer drains and stops.
+    // The server (and with it every trace and audit handle) is gone: the writers drain and
+    // stop.
     if let Err(error) = trace_writer.await {
         tracing::error!(%error, "trace writer stopped abnormally");
+    }
+    if let Err(error) = audit_writer.await {
+        tracing::error!(%error, "audit writer stopped abnormally");
     }
     registry.db().close().await;
     served?;

@@ -314,6 +314,42 @@ pub fn values_clause(rows: usize, columns: usize) -> String {
 /// A query whose binds are added row by row.
 pub type RowsQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
+/// A value bound to a [`Filtered`] statement.
+#[derive(Debug, Clone)]
+pub enum Bound {
+    Text(String),
+    Number(i64),
+}
+
+/// A statement and its binds, numbered as clauses are appended (for listings whose filters
+/// are optional).
+#[derive(Debug, Clone)]
+pub struct Filtered {
+    pub sql: String,
+    pub binds: Vec<Bound>,
+}
+
+impl Filtered {
+    /// Appends `clause`, its `?` becoming the next `$n`.
+    pub fn push(&mut self, clause: &str, bound: Bound) {
+        self.binds.push(bound);
+        self.sql
+            .push_str(&clause.replace('?', &format!("${}", self.binds.len())));
+    }
+
+    /// The statement with its binds.
+    pub fn query(self) -> RowsQuery<'static> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql));
+        for bound in self.binds {
+            query = match bound {
+                Bound::Text(t) => query.bind(t),
+                Bound::Number(n) => query.bind(n),
+            };
+        }
+        query
+    }
+}
+
 /// Most binds in one statement: below SQLite's (32766) and PostgreSQL's (65535) limits.
 pub const MAX_BINDS: usize = 30_000;
 
@@ -435,6 +471,8 @@ mod tests {
             "llm_usage_log",
             "golden_queries",
             "regression_runs",
+            "api_keys",
+            "audit_log",
         ] {
             let n: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
@@ -453,11 +491,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration (0006: API keys) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 6")
+        // Pretend the newest migration (0007: the audit log) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 7")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP TABLE api_keys")
+        sqlx::query("DROP TABLE audit_log")
             .execute(db.pool())
             .await?;
         db.close().await;

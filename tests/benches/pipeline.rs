@@ -292,7 +292,7 @@ fn main() {
             copy.trace_id = uuid::Uuid::new_v4().to_string();
             let started = Instant::now();
             writer
-                .commit(copy, ops_controlplane::trace::Retention::default())
+                .commit(copy, ops_controlplane::trace::Retention::default(), None)
                 .await
                 .expect("commit");
             commit_ms.push(started.elapsed().as_secs_f64() * 1000.0);

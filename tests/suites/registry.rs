@@ -1568,6 +1568,7 @@ pub async fn traces_commit_with_either_sync_setting(backend: Backend) {
                     ..Default::default()
                 },
                 Retention::default(),
+                Some("ops.v1.OpsService/Ask"),
             )
             .await
             .expect("commit");
@@ -1578,6 +1579,14 @@ pub async fn traces_commit_with_either_sync_setting(backend: Backend) {
                 .await
                 .expect("the committed trace is readable");
         assert_eq!(question, format!("written with {sync:?}"));
+        // The ask's audit record is committed with its trace.
+        let audited: String =
+            sqlx::query_scalar("SELECT rpc FROM audit_log WHERE trace_id = $1 AND kind = 'ask'")
+                .bind(&trace_id)
+                .fetch_one(env.server.db.pool())
+                .await
+                .expect("the ask's audit record is there with its trace");
+        assert_eq!(audited, "ops.v1.OpsService/Ask");
         drop(writer);
         task.await.expect("writer drains");
         assert_eq!(
@@ -1683,6 +1692,7 @@ pub async fn alerts_schedules_and_performance_records(backend: Backend) {
                     ..Default::default()
                 },
                 Retention::default(),
+                None,
             )
             .await
             .expect("commit");

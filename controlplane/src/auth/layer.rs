@@ -9,12 +9,15 @@ use std::task::{Context, Poll};
 use http::HeaderMap;
 use tonic::Status;
 
+use ops_proto::v1::{AuditKind, AuditOutcome};
+
 use super::api_keys::{ApiKeyStore, KEY_PREFIX};
 use super::jwt::JwtVerifier;
 use super::roles::{self, Access, Role};
+use crate::audit::{self, AuditLog, AuditTarget};
 use crate::config::{AuthConfig, AuthMode, ClientCertConfig};
 use crate::context::{
-    CallerContext, PRINCIPAL_HEADER, ROLES_HEADER, TENANT_HEADER, validate_tenant,
+    CallerContext, PRINCIPAL_HEADER, ROLES_HEADER, TENANT_HEADER, code_name, validate_tenant,
 };
 
 /// Turns a request's headers and path into its caller context, or the status that refuses it.
@@ -24,6 +27,17 @@ pub struct Auth {
     keys: Option<ApiKeyStore>,
     certs: Vec<ClientCertConfig>,
     default_tenant: String,
+    /// Where refused calls and changes are audited (none: not audited).
+    audit: Option<AuditLog>,
+}
+
+/// A refused call: the status, and who was refused as far as the credential told.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: Status,
+    pub tenant: String,
+    /// Empty when no credential was verified.
+    pub principal: String,
 }
 
 impl Auth {
@@ -34,6 +48,15 @@ impl Auth {
             keys: None,
             certs: Vec::new(),
             default_tenant: default_tenant.to_owned(),
+            audit: None,
+        }
+    }
+
+    /// Audits refused calls and changes into `log`.
+    pub fn audited(self, log: AuditLog) -> Self {
+        Self {
+            audit: Some(log),
+            ..self
         }
     }
 
@@ -51,6 +74,7 @@ impl Auth {
             keys,
             certs: config.client_certs.clone(),
             default_tenant: default_tenant.to_owned(),
+            audit: None,
         })
     }
 
@@ -60,9 +84,11 @@ impl Auth {
         path: &str,
         headers: &HeaderMap,
         client_cn: Option<&str>,
-    ) -> Result<CallerContext, Status> {
+    ) -> Result<CallerContext, Refusal> {
         let Some(jwt) = &self.jwt else {
-            return self.context_of_metadata(headers);
+            return self
+                .context_of_metadata(headers)
+                .map_err(|status| self.refusal(status, headers, None));
         };
         let needed = match roles::access(path) {
             Access::Open => {
@@ -73,7 +99,42 @@ impl Auth {
             }
             Access::Needs(role) => role,
         };
-        let context = match credential(headers, client_cn)? {
+        let context = self
+            .credential_context(jwt, headers, client_cn)
+            .await
+            .map_err(|status| self.refusal(status, headers, None))?;
+        Self::admit(context, needed, path, headers)
+            .map_err(|(status, who)| self.refusal(status, headers, Some(who)))
+    }
+
+    /// Who refused a call was: the credential's caller, else the tenant the call named.
+    fn refusal(&self, status: Status, headers: &HeaderMap, who: Option<CallerContext>) -> Refusal {
+        match who {
+            Some(who) => Refusal {
+                status,
+                tenant: who.tenant,
+                principal: who.principal,
+            },
+            None => Refusal {
+                status,
+                tenant: header(headers, TENANT_HEADER)
+                    .ok()
+                    .flatten()
+                    .filter(|t| validate_tenant(t).is_ok())
+                    .unwrap_or_else(|| self.default_tenant.clone()),
+                principal: String::new(),
+            },
+        }
+    }
+
+    /// The caller a credential stands for.
+    async fn credential_context(
+        &self,
+        jwt: &JwtVerifier,
+        headers: &HeaderMap,
+        client_cn: Option<&str>,
+    ) -> Result<CallerContext, Status> {
+        Ok(match credential(headers, client_cn)? {
             Credential::Certificate(cn) => {
                 let Some(mapped) = self.certs.iter().find(|c| c.subject_cn == cn) else {
                     return Err(Status::unauthenticated(format!(
@@ -100,22 +161,39 @@ impl Auth {
                     roles_enforced: true,
                 }
             }
+        })
+    }
+
+    /// The verified caller, if its role suffices and it acts for its own tenant (only a
+    /// platform admin may name another); else the refusal and who was refused.
+    fn admit(
+        context: CallerContext,
+        needed: Role,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<CallerContext, (Status, CallerContext)> {
+        if let Err(status) = context.require(needed, path.trim_start_matches('/')) {
+            return Err((status, context));
+        }
+        let asked = match header(headers, TENANT_HEADER) {
+            Ok(asked) => asked,
+            Err(status) => return Err((status, context)),
         };
-        context.require(needed, path.trim_start_matches('/'))?;
-        // The credential says which tenant; only a platform admin may name another.
-        match header(headers, TENANT_HEADER)? {
+        match asked {
             Some(asked) if asked != context.tenant => {
                 if context.role() < Some(Role::PlatformAdmin) {
-                    return Err(Status::permission_denied(format!(
+                    let status = Status::permission_denied(format!(
                         "{TENANT_HEADER} names tenant {asked:?}, but {} acts for tenant {:?}; only {} may act for another tenant",
                         context.principal,
                         context.tenant,
                         Role::PlatformAdmin
-                    )));
+                    ));
+                    return Err((status, context));
                 }
-                validate_tenant(&asked).map_err(|e| {
-                    Status::invalid_argument(format!("metadata {TENANT_HEADER}: {e}"))
-                })?;
+                if let Err(e) = validate_tenant(&asked) {
+                    let status = Status::invalid_argument(format!("metadata {TENANT_HEADER}: {e}"));
+                    return Err((status, context));
+                }
                 Ok(CallerContext {
                     tenant: asked,
                     ..context
@@ -123,6 +201,66 @@ impl Auth {
             }
             _ => Ok(context),
         }
+    }
+
+    /// Audits a refusal of the layer.
+    fn audit_refusal(&self, path: &str, refusal: &Refusal) {
+        if let Some(log) = &self.audit {
+            log.record(audit::with_status(
+                audit::record(
+                    AuditKind::Denied,
+                    AuditOutcome::Denied,
+                    &refusal.tenant,
+                    &refusal.principal,
+                    path,
+                ),
+                code_name(refusal.status.code()),
+                refusal.status.message(),
+            ));
+        }
+    }
+
+    /// Audits what a service answered: a change, or a refusal of the service itself (the ask
+    /// RPCs audit their own outcome).
+    fn audit_answer(
+        &self,
+        path: &str,
+        context: &CallerContext,
+        response: &http::Response<tonic::body::Body>,
+    ) {
+        let Some(log) = &self.audit else {
+            return;
+        };
+        let rpc = path.trim_start_matches('/');
+        // An error is answered in the headers (trailers-only); success has no status there.
+        let status = Status::from_header_map(response.headers());
+        let code = status.as_ref().map_or("OK", |s| code_name(s.code()));
+        let reason = status.as_ref().map_or("", |s| s.message());
+        let asks = [audit::ASK, audit::ASK_STREAM, audit::UI_ACTION];
+        let (kind, outcome) = if audit::is_denial(code) {
+            if asks.contains(&rpc) {
+                return;
+            }
+            (AuditKind::Denied, AuditOutcome::Denied)
+        } else if roles::is_change(rpc) {
+            let outcome = if code == "OK" {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Failed
+            };
+            (AuditKind::Change, outcome)
+        } else {
+            return;
+        };
+        let mut record = audit::with_status(
+            audit::record(kind, outcome, &context.tenant, &context.principal, rpc),
+            code,
+            reason,
+        );
+        if let Some(AuditTarget(target)) = response.extensions().get::<AuditTarget>() {
+            record.target.clone_from(target);
+        }
+        log.record(record);
     }
 
     fn context_of_metadata(&self, headers: &HeaderMap) -> Result<CallerContext, Status> {
@@ -291,10 +429,13 @@ where
                 .await
             {
                 Ok(context) => {
-                    request.extensions_mut().insert(context);
-                    inner.call(request).await
+                    request.extensions_mut().insert(context.clone());
+                    let response = inner.call(request).await?;
+                    auth.audit_answer(&path, &context, &response);
+                    Ok(response)
                 }
-                Err(status) => {
+                Err(refusal) => {
+                    let status = &refusal.status;
                     crate::metrics::get()
                         .auth_failures
                         .with_label_values(&[format!("{:?}", status.code()).as_str()])
@@ -305,7 +446,8 @@ where
                         reason = status.message(),
                         "call refused"
                     );
-                    Ok(status.into_http())
+                    auth.audit_refusal(&path, &refusal);
+                    Ok(refusal.status.into_http())
                 }
             }
         })
@@ -327,7 +469,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_auth_metadata_sets_tenant_principal_and_roles() -> Result<(), Status> {
+    async fn without_auth_metadata_sets_tenant_principal_and_roles() -> Result<(), Refusal> {
         let auth = Auth::none("default");
         let ctx = auth
             .authorize("/ops.v1.OpsService/Ask", &headers(&[]), None)
@@ -361,7 +503,7 @@ mod tests {
             )
             .await
             .err()
-            .map(|s| (s.code(), s.message().to_owned()));
+            .map(|r| (r.status.code(), r.status.message().to_owned()));
         assert!(
             matches!(&err, Some((tonic::Code::InvalidArgument, m)) if m.contains("x-ops-tenant")),
             "{err:?}"

@@ -14,8 +14,7 @@ pub enum Role {
     Author,
     /// Publish, archive, rollback, import; golden queries and regression runs.
     Publisher,
-    /// Sources (test, scan), plugin upload, alerts, API keys, the registry's audit log: in its
-    /// tenant.
+    /// Sources (test, scan), plugin upload, alerts, API keys, the audit logs: in its tenant.
     Admin,
     /// Everything, in any tenant (`x-ops-tenant` chooses which).
     PlatformAdmin,
@@ -115,7 +114,33 @@ pub const RPC_ROLES: &[(&str, &str, Role)] = &[
     ("ops.v1.ApiKeys", "CreateApiKey", Role::Admin),
     ("ops.v1.ApiKeys", "ListApiKeys", Role::Admin),
     ("ops.v1.ApiKeys", "RevokeApiKey", Role::Admin),
+    ("ops.v1.Audit", "ListAuditRecords", Role::Admin),
 ];
+
+/// RPCs that change what a tenant has (assets, plugins, golden queries, regression runs,
+/// alerts, API keys): each call is audited as a change.
+pub const CHANGES: &[&str] = &[
+    "ops.v1.AssetRegistry/CreateAsset",
+    "ops.v1.AssetRegistry/UpdateDraft",
+    "ops.v1.AssetRegistry/PublishAsset",
+    "ops.v1.AssetRegistry/ArchiveAsset",
+    "ops.v1.AssetRegistry/RollbackAsset",
+    "ops.v1.AssetRegistry/ImportBundle",
+    "ops.v1.AssetRegistry/UploadPlugin",
+    "ops.v1.Regression/CreateGoldenQuery",
+    "ops.v1.Regression/DeleteGoldenQuery",
+    "ops.v1.Regression/RunRegression",
+    "ops.v1.Alerts/CreateAlert",
+    "ops.v1.Alerts/SetAlertEnabled",
+    "ops.v1.Alerts/DeleteAlert",
+    "ops.v1.ApiKeys/CreateApiKey",
+    "ops.v1.ApiKeys/RevokeApiKey",
+];
+
+/// Whether a request path (`/package.Service/Method`) is a change.
+pub fn is_change(path: &str) -> bool {
+    CHANGES.contains(&path.trim_start_matches('/'))
+}
 
 /// Services anyone may call without a credential: load balancers' health checks and grpcurl's
 /// reflection (it describes the API, never a tenant's data).
@@ -181,6 +206,22 @@ mod tests {
             RPC_ROLES.len(),
             "RPC_ROLES names an RPC that does not exist"
         );
+    }
+
+    #[test]
+    fn every_change_is_an_rpc_that_needs_at_least_an_author() {
+        for change in CHANGES {
+            let role = match access(change) {
+                Access::Needs(role) => role,
+                Access::Open => Role::Asker,
+            };
+            assert!(
+                role >= Role::Author && role < Role::PlatformAdmin,
+                "{change} is not a known RPC that needs an author or more ({role})"
+            );
+        }
+        assert!(is_change("/ops.v1.ApiKeys/RevokeApiKey"));
+        assert!(!is_change("/ops.v1.ApiKeys/ListApiKeys"));
     }
 
     #[test]

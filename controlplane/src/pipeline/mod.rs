@@ -171,14 +171,13 @@ fn deadline(snapshot: &Snapshot) -> Instant {
 }
 
 fn retention(snapshot: &Snapshot) -> Retention {
-    snapshot
-        .policy_spec()
-        .and_then(|p| p.trace_retention.as_ref())
-        .map(|r| Retention {
-            days: r.days,
-            max_traces: r.max_traces,
-        })
-        .unwrap_or_default()
+    let policy = snapshot.policy_spec();
+    let traces = policy.and_then(|p| p.trace_retention.as_ref());
+    Retention {
+        days: traces.map_or(0, |r| r.days),
+        max_traces: traces.map_or(0, |r| r.max_traces),
+        audit_days: policy.map_or(0, |p| p.audit_retention_days),
+    }
 }
 
 /// Every asset version the stages applied, once, in first-use order.
@@ -201,6 +200,8 @@ struct Settings {
     replans: bool,
     started: Instant,
     started_at: OffsetDateTime,
+    /// The RPC that asked, when the run's ask is audited (with its trace).
+    audited_as: Option<&'static str>,
 }
 
 /// A committed run.
@@ -334,12 +335,14 @@ impl Pipeline {
     }
 
     /// Runs one question (or a replay); with `events`, each stage record is sent as it
-    /// finishes.
+    /// finishes. `audited_as`: the RPC that asked, whose audit record is committed with the
+    /// trace (none for a regression run's asks).
     pub async fn ask(
         &self,
         ctx: &CallerContext,
         request: AskRequest,
         events: Option<mpsc::Sender<StageEvent>>,
+        audited_as: Option<&'static str>,
     ) -> Result<AskResponse, PipelineError> {
         let started = Instant::now();
         let started_at = OffsetDateTime::now_utc();
@@ -363,6 +366,7 @@ impl Pipeline {
                     replans: true,
                     started,
                     started_at,
+                    audited_as,
                 },
                 events,
             )
@@ -384,6 +388,7 @@ impl Pipeline {
             replans,
             started,
             started_at,
+            audited_as,
         } = settings;
         let trace_id = uuid::Uuid::new_v4().to_string();
         // Screen actions re-run a plan as asked: no replans.
@@ -456,7 +461,7 @@ impl Pipeline {
                 data_quality: outcome.data_quality.clone(),
             };
         self.traces
-            .commit(trace, retention(snapshot))
+            .commit(trace, retention(snapshot), audited_as)
             .await
             .map_err(|e| {
                 PipelineError::Unavailable(format!(

@@ -100,11 +100,14 @@ impl Pipeline {
             ..Default::default()
         };
         let retention = snapshot.as_deref().map(retention).unwrap_or_default();
-        self.traces.commit(trace, retention).await.map_err(|e| {
-            PipelineError::Unavailable(format!(
-                "the analysis's trace was not saved, so its result is withheld: {e}"
-            ))
-        })?;
+        self.traces
+            .commit(trace, retention, None)
+            .await
+            .map_err(|e| {
+                PipelineError::Unavailable(format!(
+                    "the analysis's trace was not saved, so its result is withheld: {e}"
+                ))
+            })?;
         Ok(RcaResponse {
             rca_trace_id,
             hypotheses,

@@ -314,7 +314,7 @@ impl Pipeline {
             },
         };
         // A golden query that cannot be asked fails; it does not stop the run.
-        let answered = match self.ask(ctx, request, None).await {
+        let answered = match self.ask(ctx, request, None, None).await {
             Ok(answered) => answered,
             Err(error) => {
                 result.judgment = Judgment::Fail as i32;

@@ -125,7 +125,7 @@ impl Pipeline {
             ..Default::default()
         };
         self.traces
-            .commit(trace, retention(&snapshot))
+            .commit(trace, retention(&snapshot), None)
             .await
             .map_err(|e| {
                 PipelineError::Unavailable(format!(

@@ -187,6 +187,7 @@ impl Pipeline {
                     replans: false,
                     started,
                     started_at,
+                    audited_as: Some(crate::audit::UI_ACTION),
                 },
                 None,
             )

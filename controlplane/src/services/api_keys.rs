@@ -27,10 +27,14 @@ impl ApiKeys for ApiKeysGrpc {
         let ctx = CallerContext::from_request(&request)?;
         let (key, secret) = self.store.create(&ctx, request.into_inner()).await?;
         tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, key_id = %key.id, roles = ?key.roles, "API key created");
-        Ok(Response::new(CreateApiKeyResponse {
-            key: Some(key),
-            secret,
-        }))
+        let target = format!("api-key:{} ({})", key.name, key.id);
+        Ok(super::changed(
+            CreateApiKeyResponse {
+                key: Some(key),
+                secret,
+            },
+            target,
+        ))
     }
 
     async fn list_api_keys(
@@ -56,6 +60,10 @@ impl ApiKeys for ApiKeysGrpc {
         let ctx = CallerContext::from_request(&request)?;
         let key = self.store.revoke(&ctx, &request.get_ref().id).await?;
         tracing::info!(tenant = %ctx.tenant, principal = %ctx.principal, key_id = %key.id, "API key revoked");
-        Ok(Response::new(RevokeApiKeyResponse { key: Some(key) }))
+        let target = format!("api-key:{} ({})", key.name, key.id);
+        Ok(super::changed(
+            RevokeApiKeyResponse { key: Some(key) },
+            target,
+        ))
     }
 }

@@ -1,9 +1,11 @@
 //! The gRPC adapters — the only layer that names `tonic::Status`: the pipeline's services
 //! (`ops`), the registry's (`registry`), the one mapping of every service error to a status
-//! (`status`), the alerts' (`alerts`), the API keys' (`api_keys`) and the regression watch's (here).
+//! (`status`), the alerts' (`alerts`), the API keys' (`api_keys`), the audit log's (`audit`)
+//! and the regression watch's (here).
 
 pub mod alerts;
 pub mod api_keys;
+pub mod audit;
 pub mod ops;
 pub mod registry;
 mod status;
@@ -12,8 +14,27 @@ use ops_proto::v1::regression_server::Regression;
 use ops_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AuditTarget;
 use crate::context::CallerContext;
 use crate::pipeline::Pipeline;
+
+/// A response naming what its change changed, for the change's audit record.
+fn changed<T>(message: T, target: String) -> Response<T> {
+    let mut response = Response::new(message);
+    response.extensions_mut().insert(AuditTarget(target));
+    response
+}
+
+/// `type:name@version` of an asset a change left (`@draft` for version 0).
+fn asset_target(asset: &Asset) -> String {
+    let slug = AssetType::try_from(asset.r#type)
+        .map(crate::model::refs::type_slug)
+        .unwrap_or("unknown");
+    match asset.version {
+        0 => format!("{slug}:{}@draft", asset.name),
+        v => format!("{slug}:{}@{v}", asset.name),
+    }
+}
 
 /// `ops.v1.Regression` over the pipeline: golden queries and regression runs.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, AuditLog};
 use crate::auth::roles::Role;
 use crate::context::CallerContext;
 use crate::pipeline::Pipeline;
@@ -26,11 +27,13 @@ const STREAM_BUFFER: usize = 8;
 pub struct OpsGrpc {
     /// None when `executors.mode = "off"`: nothing could answer from data.
     pipeline: Option<Pipeline>,
+    /// Where an ask that ends without an answer (and so without a trace) is audited.
+    audit: AuditLog,
 }
 
 impl OpsGrpc {
-    pub fn new(pipeline: Option<Pipeline>) -> Self {
-        Self { pipeline }
+    pub fn new(pipeline: Option<Pipeline>, audit: AuditLog) -> Self {
+        Self { pipeline, audit }
     }
 
     fn pipeline(&self) -> Result<&Pipeline, Status> {
@@ -40,6 +43,30 @@ impl OpsGrpc {
             )
         })
     }
+}
+
+/// An ask's result, its failure audited: an answered ask is audited with its trace, one that
+/// ends in an error has no trace, so its record is written here.
+fn audited<T>(
+    log: &AuditLog,
+    ctx: &CallerContext,
+    rpc: &str,
+    result: Result<T, Status>,
+) -> Result<T, Status> {
+    if let Err(status) = &result {
+        let code = crate::context::code_name(status.code());
+        let outcome = if audit::is_denial(code) {
+            AuditOutcome::Denied
+        } else {
+            AuditOutcome::Failed
+        };
+        log.record(audit::with_status(
+            audit::record(AuditKind::Ask, outcome, &ctx.tenant, &ctx.principal, rpc),
+            code,
+            status.message(),
+        ));
+    }
+    result
 }
 
 /// A test-mode ask (draft overrides, a replay) is an author's tool, not an asker's.
@@ -57,12 +84,20 @@ fn authoring_needs_author(ctx: &CallerContext, ask: &AskRequest) -> Result<(), S
 impl OpsService for OpsGrpc {
     async fn ask(&self, request: Request<AskRequest>) -> Result<Response<AskResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
-        authoring_needs_author(&ctx, request.get_ref())?;
-        let response = self
-            .pipeline()?
-            .ask(&ctx, request.into_inner(), None)
-            .await?;
-        Ok(Response::new(response))
+        let answered = async {
+            authoring_needs_author(&ctx, request.get_ref())?;
+            Ok(self
+                .pipeline()?
+                .ask(&ctx, request.into_inner(), None, Some(audit::ASK))
+                .await?)
+        }
+        .await;
+        Ok(Response::new(audited(
+            &self.audit,
+            &ctx,
+            audit::ASK,
+            answered,
+        )?))
     }
 
     type AskStreamStream =
@@ -73,12 +108,17 @@ impl OpsService for OpsGrpc {
         request: Request<AskStreamRequest>,
     ) -> Result<Response<Self::AskStreamStream>, Status> {
         let ctx = CallerContext::from_request(&request)?;
-        let ask = request.into_inner().ask.ok_or_else(|| {
-            Status::invalid_argument("ask: the request carries no AskRequest in `ask`")
-        })?;
-        authoring_needs_author(&ctx, &ask)?;
+        let started = async {
+            let ask = request.into_inner().ask.ok_or_else(|| {
+                Status::invalid_argument("ask: the request carries no AskRequest in `ask`")
+            })?;
+            authoring_needs_author(&ctx, &ask)?;
+            Ok((ask, self.pipeline()?.clone()))
+        }
+        .await;
+        let (ask, pipeline) = audited(&self.audit, &ctx, audit::ASK_STREAM, started)?;
+        let audit_log = self.audit.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let pipeline = self.pipeline()?.clone();
         // The run continues (and is traced) even if the client stops reading.
         tokio::spawn(async move {
             let (stage_tx, mut stage_rx) = mpsc::channel(STREAM_BUFFER);
@@ -91,13 +131,19 @@ impl OpsService for OpsGrpc {
                         .await;
                 }
             };
-            let (result, ()) = tokio::join!(pipeline.ask(&ctx, ask, Some(stage_tx)), forward);
-            let last = match result {
-                Ok(response) => Ok(AskStreamResponse {
-                    event: Some(ask_stream_response::Event::Final(response)),
-                }),
-                Err(error) => Err(Status::from(error)),
-            };
+            let (result, ()) = tokio::join!(
+                pipeline.ask(&ctx, ask, Some(stage_tx), Some(audit::ASK_STREAM)),
+                forward
+            );
+            let last = audited(
+                &audit_log,
+                &ctx,
+                audit::ASK_STREAM,
+                result.map_err(Status::from),
+            )
+            .map(|response| AskStreamResponse {
+                event: Some(ask_stream_response::Event::Final(response)),
+            });
             let _ = tx.send(last).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -108,11 +154,19 @@ impl OpsService for OpsGrpc {
         request: Request<UiActionRequest>,
     ) -> Result<Response<UiActionResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
-        let response = self
-            .pipeline()?
-            .ui_action(&ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(response))
+        let answered = async {
+            Ok(self
+                .pipeline()?
+                .ui_action(&ctx, request.into_inner())
+                .await?)
+        }
+        .await;
+        Ok(Response::new(audited(
+            &self.audit,
+            &ctx,
+            audit::UI_ACTION,
+            answered,
+        )?))
     }
 
     async fn stage_test(

@@ -67,7 +67,11 @@ impl AssetRegistry for RegistryGrpc {
             .registry
             .create(&ctx, req.r#type, &req.name, req.content.unwrap_or_default())
             .await?;
-        Ok(Response::new(CreateAssetResponse { asset: Some(asset) }))
+        let target = super::asset_target(&asset);
+        Ok(super::changed(
+            CreateAssetResponse { asset: Some(asset) },
+            target,
+        ))
     }
 
     async fn update_draft(
@@ -85,7 +89,11 @@ impl AssetRegistry for RegistryGrpc {
                 req.content.unwrap_or_default(),
             )
             .await?;
-        Ok(Response::new(UpdateDraftResponse { asset: Some(asset) }))
+        let target = super::asset_target(&asset);
+        Ok(super::changed(
+            UpdateDraftResponse { asset: Some(asset) },
+            target,
+        ))
     }
 
     async fn get_asset(
@@ -187,10 +195,14 @@ impl AssetRegistry for RegistryGrpc {
                 &req.note,
             )
             .await?;
-        Ok(Response::new(PublishAssetResponse {
-            asset: Some(asset),
-            gate_run,
-        }))
+        let target = super::asset_target(&asset);
+        Ok(super::changed(
+            PublishAssetResponse {
+                asset: Some(asset),
+                gate_run,
+            },
+            target,
+        ))
     }
 
     async fn archive_asset(
@@ -202,7 +214,11 @@ impl AssetRegistry for RegistryGrpc {
             .registry
             .archive(&ctx, req.r#type, &req.name, req.expected_revision)
             .await?;
-        Ok(Response::new(ArchiveAssetResponse { asset: Some(asset) }))
+        let target = super::asset_target(&asset);
+        Ok(super::changed(
+            ArchiveAssetResponse { asset: Some(asset) },
+            target,
+        ))
     }
 
     async fn rollback_asset(
@@ -221,7 +237,11 @@ impl AssetRegistry for RegistryGrpc {
                 &req.note,
             )
             .await?;
-        Ok(Response::new(RollbackAssetResponse { asset: Some(asset) }))
+        let target = super::asset_target(&asset);
+        Ok(super::changed(
+            RollbackAssetResponse { asset: Some(asset) },
+            target,
+        ))
     }
 
     async fn list_audit_events(
@@ -339,11 +359,14 @@ impl AssetRegistry for RegistryGrpc {
         request: Request<UploadPluginRequest>,
     ) -> Result<Response<UploadPluginResponse>, Status> {
         let (ctx, req) = split(request)?;
-        Ok(Response::new(
-            self.registry
-                .upload_plugin(&self.plugins, &ctx, req)
-                .await?,
-        ))
+        let uploaded = self
+            .registry
+            .upload_plugin(&self.plugins, &ctx, req)
+            .await?;
+        let target = uploaded.plugin.as_ref().map_or_else(String::new, |p| {
+            format!("plugin:{}@{} ({})", p.name, p.version, p.digest)
+        });
+        Ok(super::changed(uploaded, target))
     }
 
     async fn list_plugins(

@@ -5,6 +5,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::audit::store::AuditError;
 use crate::auth::api_keys::ApiKeyError;
 use crate::pipeline::PipelineError;
 use crate::plugins::PluginError;
@@ -39,6 +40,15 @@ impl From<ApiKeyError> for Status {
             ApiKeyError::NotFound(m) => Status::not_found(m),
             ApiKeyError::AlreadyExists(m) => Status::already_exists(m),
             ApiKeyError::Storage(e) => storage("api keys", &e),
+        }
+    }
+}
+
+impl From<AuditError> for Status {
+    fn from(error: AuditError) -> Self {
+        match error {
+            AuditError::InvalidArgument { field, message } => bad_request(field, message),
+            AuditError::Storage(e) => storage("audit", &e),
         }
     }
 }

@@ -7,11 +7,12 @@ use ops_proto::v1::{Severity, Stage, Trace};
 use crate::model::refs::stage_slug;
 use crate::storage::{Db, insert_rows};
 
-/// How long a tenant keeps traces (from its Policy); 0 means no limit.
+/// How long a tenant keeps traces and audit records (from its Policy); 0 means no limit.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Retention {
     pub days: u32,
     pub max_traces: u64,
+    pub audit_days: u32,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

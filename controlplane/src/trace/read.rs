@@ -9,7 +9,7 @@ use prost::Message;
 use sqlx::Row;
 
 use crate::model::refs::{AssetReference, VersionSelector, type_slug};
-use crate::storage::{Db, Page};
+use crate::storage::{Bound, Db, Filtered, Page};
 
 /// Failures of trace reads.
 #[derive(Debug, thiserror::Error)]
@@ -121,14 +121,7 @@ pub async fn list(
         Bound::Number(page.limit()),
     );
     q.push(" OFFSET ?", Bound::Number(page.offset));
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(q.sql));
-    for bound in q.binds {
-        query = match bound {
-            Bound::Text(t) => query.bind(t),
-            Bound::Number(n) => query.bind(n),
-        };
-    }
-    let mut rows = query.fetch_all(db.pool()).await?;
+    let mut rows = q.query().fetch_all(db.pool()).await?;
     let next_page_token = page.finish(&mut rows);
     let traces = rows
         .iter()
@@ -158,26 +151,6 @@ pub async fn list(
         traces,
         next_page_token,
     })
-}
-
-enum Bound {
-    Text(String),
-    Number(i64),
-}
-
-/// A statement and its binds, numbered as clauses are appended.
-struct Filtered {
-    sql: String,
-    binds: Vec<Bound>,
-}
-
-impl Filtered {
-    /// Appends `clause`, its `?` becoming the next `$n`.
-    fn push(&mut self, clause: &str, bound: Bound) {
-        self.binds.push(bound);
-        self.sql
-            .push_str(&clause.replace('?', &format!("${}", self.binds.len())));
-    }
 }
 
 /// Stage timings the tenant's recent p95 is taken over (newest first).

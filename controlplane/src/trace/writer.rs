@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ops_proto::v1::Trace;
+use ops_proto::v1::{AuditKind, AuditOutcome, AuditRecord, Trace, TraceStatus};
 use prost::Message;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::orchestration::{self, Retention};
+use crate::audit;
 use crate::storage::{Backend, Db, TraceSync, unix_micros};
 
 /// Most traces committed in one transaction.
@@ -22,6 +23,8 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 struct Pending {
     trace: Box<Trace>,
     retention: Retention,
+    /// The RPC the run answered, when its ask is audited (Ask, AskStream, UiAction).
+    audited_as: Option<&'static str>,
     committed: oneshot::Sender<Result<(), String>>,
 }
 
@@ -53,13 +56,20 @@ impl TraceWriter {
         (Self { queue }, handle)
     }
 
-    /// Persists `trace` and returns once it is committed.
-    pub async fn commit(&self, trace: Trace, retention: Retention) -> Result<(), TraceWriteError> {
+    /// Persists `trace` and returns once it is committed; with `audited_as` (the RPC that
+    /// asked), its audit record is written in the same transaction.
+    pub async fn commit(
+        &self,
+        trace: Trace,
+        retention: Retention,
+        audited_as: Option<&'static str>,
+    ) -> Result<(), TraceWriteError> {
         let (committed, done) = oneshot::channel();
         self.queue
             .send(Pending {
                 trace: Box::new(trace),
                 retention,
+                audited_as,
                 committed,
             })
             .await
@@ -81,7 +91,11 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
     let mut last_retention: BTreeMap<String, std::time::Instant> = BTreeMap::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let traces: Vec<&Trace> = batch.iter().map(|p| &*p.trace).collect();
-        let result = sink.transaction(Work::Traces(&traces)).await;
+        let audits: Vec<AuditRecord> = batch
+            .iter()
+            .filter_map(|p| p.audited_as.map(|rpc| audit_record(&p.trace, rpc)))
+            .collect();
+        let result = sink.transaction(Work::Traces(&traces, &audits)).await;
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         if let Err(error) = &result {
             tracing::error!(%error, traces = batch.len(), "trace batch commit failed");
@@ -115,6 +129,18 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
                 Ok(removed) => tracing::info!(tenant, removed, "trace retention applied"),
                 Err(error) => tracing::warn!(tenant, %error, "trace retention failed"),
             }
+            match audit::store::apply_retention(
+                &sink.db,
+                &tenant,
+                retention.audit_days,
+                unix_micros(),
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(tenant, removed, "audit retention applied"),
+                Err(error) => tracing::warn!(tenant, %error, "audit retention failed"),
+            }
         }
     }
     tracing::debug!("trace writer drained and stopped");
@@ -122,8 +148,9 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
 
 /// What one writer transaction does.
 enum Work<'a> {
-    /// The traces and their asset versions: the answers wait for this commit.
-    Traces(&'a [&'a Trace]),
+    /// The traces, their asset versions and their asks' audit records: the answers wait for
+    /// this commit.
+    Traces(&'a [&'a Trace], &'a [AuditRecord]),
     /// The orchestration rows of traces already committed.
     Mirror(&'a [&'a Trace]),
 }
@@ -131,7 +158,10 @@ enum Work<'a> {
 impl Work<'_> {
     async fn run(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
         match self {
-            Work::Traces(traces) => write_traces(conn, traces).await,
+            Work::Traces(traces, audits) => {
+                write_traces(conn, traces).await?;
+                audit::store::insert(conn, audits).await
+            }
             Work::Mirror(traces) => orchestration::mirror(conn, traces).await,
         }
     }
@@ -297,5 +327,37 @@ pub fn data_quality_column(flags: &[String]) -> String {
         String::new()
     } else {
         format!(",{},", flags.join(","))
+    }
+}
+
+/// The audit record of an answered ask, from its trace.
+fn audit_record(trace: &Trace, rpc: &str) -> AuditRecord {
+    let status = TraceStatus::try_from(trace.status).unwrap_or_default();
+    let outcome = match status {
+        TraceStatus::Rejected => AuditOutcome::Rejected,
+        TraceStatus::Error => AuditOutcome::Failed,
+        _ => AuditOutcome::Ok,
+    };
+    let mut rules: Vec<String> = Vec::new();
+    for v in &trace.violations {
+        if !v.rule.is_empty() && !rules.contains(&v.rule) {
+            rules.push(v.rule.clone());
+        }
+    }
+    AuditRecord {
+        at: trace.started_at,
+        route: ops_proto::v1::Route::try_from(trace.route)
+            .map(|r| super::enum_slug(r.as_str_name(), "ROUTE_"))
+            .unwrap_or_default(),
+        status: super::writer_status(trace.status),
+        violations: rules,
+        trace_id: trace.trace_id.clone(),
+        ..audit::record(
+            AuditKind::Ask,
+            outcome,
+            &trace.tenant,
+            &trace.principal,
+            rpc,
+        )
     }
 }

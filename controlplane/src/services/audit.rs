@@ -1,0 +1,36 @@
+//! `ops.v1.Audit` over the audit log: the caller's tenant's records, filtered and paged.
+
+use ops_proto::v1::audit_server::Audit;
+use ops_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::audit::store;
+use crate::context::CallerContext;
+use crate::storage::Db;
+
+#[derive(Debug, Clone)]
+pub struct AuditGrpc {
+    db: Db,
+}
+
+impl AuditGrpc {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for AuditGrpc {
+    async fn list_audit_records(
+        &self,
+        request: Request<ListAuditRecordsRequest>,
+    ) -> Result<Response<ListAuditRecordsResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let (records, next_page_token) =
+            store::list(&self.db, &ctx.tenant, request.get_ref()).await?;
+        Ok(Response::new(ListAuditRecordsResponse {
+            records,
+            next_page_token,
+        }))
+    }
+}
