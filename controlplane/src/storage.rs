@@ -473,6 +473,7 @@ mod tests {
             "regression_runs",
             "api_keys",
             "audit_log",
+            "rate_counts",
         ] {
             let n: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
@@ -491,11 +492,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration (0007: the audit log) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 7")
+        // Pretend the newest migration (0008: rate-limit windows) has not been applied yet.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 8")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP TABLE audit_log")
+        sqlx::query("DROP TABLE rate_counts")
             .execute(db.pool())
             .await?;
         db.close().await;

@@ -11,9 +11,12 @@ pub enum PipelineError {
     /// The tenant's assets do not allow answering (no catalog, a broken planner asset).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The Policy's rate limit refused the request.
-    #[error("{0}")]
-    ResourceExhausted(String),
+    /// The Policy's rate limit refused the request; `retry_after`: when a retry may pass.
+    #[error("{message}")]
+    ResourceExhausted {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// A dependency (executor, source) cannot be reached; retrying later may work.
     #[error("{0}")]
     Unavailable(String),

@@ -232,6 +232,7 @@ impl Pipeline {
         plugins: PluginHost,
         traces: TraceWriter,
     ) -> Self {
+        let rate = rate::RateLimiter::new(registry.db());
         Self {
             registry,
             executors,
@@ -239,7 +240,7 @@ impl Pipeline {
             snapshots: SnapshotCache::default(),
             traces,
             cooling: Cooling::default(),
-            rate: rate::RateLimiter::default(),
+            rate,
             health: SourceHealth::default(),
         }
     }
@@ -265,11 +266,15 @@ impl Pipeline {
             .await
     }
 
-    /// The Policy's rate limit, for every call that runs stages (Ask, StageTest, previews,
+    /// The Policy's rate limits, for every call that runs stages (Ask, StageTest, previews,
     /// screen actions).
-    fn rate_limit(&self, tenant: &str, snapshot: &Snapshot) -> Result<(), PipelineError> {
+    async fn rate_limit(
+        &self,
+        ctx: &CallerContext,
+        snapshot: &Snapshot,
+    ) -> Result<(), PipelineError> {
         match snapshot.policy_spec().and_then(|p| p.rate_limit.as_ref()) {
-            Some(limit) => self.rate.check(tenant, limit),
+            Some(limit) => self.rate.check(&ctx.tenant, &ctx.principal, limit).await,
             None => Ok(()),
         }
     }
@@ -355,7 +360,7 @@ impl Pipeline {
         let overrides = parse_overrides(&request.asset_overrides)?;
         let prepared = self.request(ctx, &request, started_at).await?;
         let snapshot = self.snapshot(&ctx.tenant, &overrides).await?;
-        self.rate_limit(&ctx.tenant, &snapshot)?;
+        self.rate_limit(ctx, &snapshot).await?;
         let ran = self
             .run(
                 ctx,

@@ -126,7 +126,7 @@ impl Pipeline {
             )));
         };
         let snapshot = self.snapshot(&ctx.tenant, &[]).await?;
-        self.rate_limit(&ctx.tenant, &snapshot)?;
+        self.rate_limit(ctx, &snapshot).await?;
         let sources = self
             .query_sources(ctx, &snapshot, &query.source_ref)
             .await?;
@@ -225,7 +225,7 @@ impl Pipeline {
             Vec::new()
         };
         let snapshot = self.snapshot(&ctx.tenant, &overrides).await?;
-        self.rate_limit(&ctx.tenant, &snapshot)?;
+        self.rate_limit(ctx, &snapshot).await?;
         if !snapshot.tools.contains_key(&name) {
             return Err(PipelineError::NotFound(format!(
                 "tool:{name} has no {} in tenant {}",

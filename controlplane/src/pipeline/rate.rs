@@ -1,68 +1,235 @@
-//! The Policy's per-tenant rate limit, counted in fixed minute and hour windows on this
-//! replica (each replica enforces the limit on the requests it serves).
+//! The Policy's rate limits, per tenant and per principal, in fixed minute and hour windows
+//! aligned to the clock. On PostgreSQL (the scale-out storage) the windows are counted in the
+//! shared database, so the limits hold across every replica; on SQLite (one machine, one
+//! process) they are counted in memory.
+//!
+//! A refused request does not use up the window: only admitted requests count.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ops_proto::v1::RateLimit;
+use sqlx::Row;
 
 use super::error::PipelineError;
+use crate::storage::{Backend, Db, unix_micros};
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: Instant,
-    count: u32,
+/// Shared windows older than this are deleted (by whichever replica sweeps first).
+const KEEP_SECONDS: i64 = 2 * 3600;
+/// How often one process sweeps old shared windows.
+const SWEEP_EVERY_SECONDS: i64 = 600;
+
+/// One limit the request counts against.
+#[derive(Debug, Clone)]
+struct Bucket {
+    key: String,
+    /// Window length in seconds (60 or 3600).
+    length: i64,
+    limit: u32,
+    /// "tenant acme" / "principal kim of tenant acme".
+    who: String,
 }
 
-impl Window {
-    /// Counts one request; false when the window is already full.
-    fn admit(&mut self, now: Instant, length: Duration, limit: u32) -> bool {
-        if now.duration_since(self.started) >= length {
-            *self = Window {
-                started: now,
-                count: 0,
-            };
-        }
-        if limit > 0 && self.count >= limit {
-            return false;
-        }
-        self.count += 1;
-        true
+impl Bucket {
+    fn start(&self, now: i64) -> i64 {
+        now - now.rem_euclid(self.length)
     }
+
+    fn refusal(&self, now: i64) -> PipelineError {
+        let retry = (self.start(now) + self.length - now).max(1);
+        let per = if self.length == 60 { "minute" } else { "hour" };
+        PipelineError::ResourceExhausted {
+            message: format!(
+                "{} reached its policy's limit of {} requests per {per}; retry in {retry} s",
+                self.who, self.limit
+            ),
+            retry_after: Some(Duration::from_secs(retry.unsigned_abs())),
+        }
+    }
+}
+
+/// The buckets a request of `principal` in `tenant` counts against (limits of 0 are none).
+fn buckets(tenant: &str, principal: &str, limit: &RateLimit) -> Vec<Bucket> {
+    let tenant_who = format!("tenant {tenant}");
+    let principal_who = format!("principal {principal} of tenant {tenant}");
+    [
+        (
+            format!("t:{tenant}:m"),
+            60,
+            limit.requests_per_minute,
+            &tenant_who,
+        ),
+        (
+            format!("t:{tenant}:h"),
+            3600,
+            limit.requests_per_hour,
+            &tenant_who,
+        ),
+        (
+            format!("p:{tenant}:{principal}:m"),
+            60,
+            limit.principal_requests_per_minute,
+            &principal_who,
+        ),
+        (
+            format!("p:{tenant}:{principal}:h"),
+            3600,
+            limit.principal_requests_per_hour,
+            &principal_who,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, _, limit, _)| *limit > 0)
+    .map(|(key, length, limit, who)| Bucket {
+        key,
+        length,
+        limit,
+        who: who.clone(),
+    })
+    .collect()
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct RateLimiter {
-    tenants: Arc<Mutex<HashMap<String, (Window, Window)>>>,
+    /// bucket key → (window start, admitted requests).
+    local: Arc<Mutex<HashMap<String, (i64, u32)>>>,
+    /// The database that counts for every replica (PostgreSQL only).
+    shared: Option<Db>,
+    last_sweep: Arc<AtomicI64>,
 }
 
 impl RateLimiter {
-    pub fn check(&self, tenant: &str, limit: &RateLimit) -> Result<(), PipelineError> {
-        self.check_at(tenant, limit, Instant::now())
+    /// Counts in `db` when it is PostgreSQL (shared by replicas), else in this process.
+    pub fn new(db: &Db) -> Self {
+        Self {
+            shared: (db.backend() == Backend::Postgres).then(|| db.clone()),
+            ..Self::default()
+        }
     }
 
-    fn check_at(&self, tenant: &str, limit: &RateLimit, now: Instant) -> Result<(), PipelineError> {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = Window {
-            started: now,
-            count: 0,
-        };
-        let (minute, hour) = tenants.entry(tenant.to_owned()).or_insert((fresh, fresh));
-        if !minute.admit(now, Duration::from_secs(60), limit.requests_per_minute) {
-            return Err(PipelineError::ResourceExhausted(format!(
-                "tenant {tenant} reached its policy's limit of {} requests per minute; retry in a minute",
-                limit.requests_per_minute
-            )));
+    /// Admits one request of `principal` in `tenant`, or refuses it with the time to retry.
+    pub async fn check(
+        &self,
+        tenant: &str,
+        principal: &str,
+        limit: &RateLimit,
+    ) -> Result<(), PipelineError> {
+        let buckets = buckets(tenant, principal, limit);
+        if buckets.is_empty() {
+            return Ok(());
         }
-        if !hour.admit(now, Duration::from_secs(3600), limit.requests_per_hour) {
-            minute.count -= 1;
-            return Err(PipelineError::ResourceExhausted(format!(
-                "tenant {tenant} reached its policy's limit of {} requests per hour",
-                limit.requests_per_hour
-            )));
+        let now = unix_micros() / 1_000_000;
+        match &self.shared {
+            Some(db) => self.check_shared(db, &buckets, now).await,
+            None => self.check_local(&buckets, now),
+        }
+    }
+
+    fn check_local(&self, buckets: &[Bucket], now: i64) -> Result<(), PipelineError> {
+        let mut windows = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        for bucket in buckets {
+            let start = bucket.start(now);
+            let count = match windows.get(&bucket.key) {
+                Some((at, count)) if *at == start => *count,
+                _ => 0,
+            };
+            if count >= bucket.limit {
+                return Err(bucket.refusal(now));
+            }
+        }
+        for bucket in buckets {
+            let start = bucket.start(now);
+            let window = windows.entry(bucket.key.clone()).or_insert((start, 0));
+            if window.0 != start {
+                *window = (start, 0);
+            }
+            window.1 += 1;
         }
         Ok(())
+    }
+
+    /// One round trip counts the request in every bucket; if one is over its limit, the
+    /// counts are taken back and the request refused.
+    async fn check_shared(
+        &self,
+        db: &Db,
+        buckets: &[Bucket],
+        now: i64,
+    ) -> Result<(), PipelineError> {
+        self.sweep(db, now);
+        let values: Vec<String> = (0..buckets.len())
+            .map(|i| format!("(${}, ${}, 1)", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO rate_counts (bucket, window_start, hits) VALUES {} \
+             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_counts.hits + 1 \
+             RETURNING bucket, hits",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bucket in buckets {
+            query = query.bind(&bucket.key).bind(bucket.start(now));
+        }
+        let rows = query.fetch_all(db.pool()).await?;
+        let mut over = None;
+        for row in &rows {
+            let key: String = row.try_get(0)?;
+            let hits: i64 = row.try_get(1)?;
+            if let Some(bucket) = buckets
+                .iter()
+                .find(|b| b.key == key && hits > i64::from(b.limit))
+            {
+                over.get_or_insert(bucket);
+            }
+        }
+        let Some(bucket) = over else {
+            return Ok(());
+        };
+        let taken_back = buckets
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                format!(
+                    "(bucket = ${} AND window_start = ${})",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE rate_counts SET hits = hits - 1 WHERE {taken_back}"
+        )));
+        for bucket in buckets {
+            query = query.bind(&bucket.key).bind(bucket.start(now));
+        }
+        query.execute(db.pool()).await?;
+        Err(bucket.refusal(now))
+    }
+
+    /// Deletes old shared windows in the background, at most every few minutes per process.
+    fn sweep(&self, db: &Db, now: i64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now - last < SWEEP_EVERY_SECONDS
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            let swept = sqlx::query("DELETE FROM rate_counts WHERE window_start < $1")
+                .bind(now - KEEP_SECONDS)
+                .execute(db.pool())
+                .await;
+            if let Err(error) = swept {
+                tracing::warn!(%error, "old rate-limit windows not deleted");
+            }
+        });
     }
 }
 
@@ -70,28 +237,66 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn limit(per_minute: u32, principal_per_minute: u32) -> RateLimit {
+        RateLimit {
+            requests_per_minute: per_minute,
+            principal_requests_per_minute: principal_per_minute,
+            ..RateLimit::default()
+        }
+    }
+
+    fn check(
+        limiter: &RateLimiter,
+        tenant: &str,
+        principal: &str,
+        l: &RateLimit,
+        now: i64,
+    ) -> Result<(), PipelineError> {
+        limiter.check_local(&buckets(tenant, principal, l), now)
+    }
+
     #[test]
-    fn the_minute_limit_refuses_then_resets() {
+    fn the_minute_limit_refuses_with_a_retry_hint_then_resets() {
         let limiter = RateLimiter::default();
-        let limit = RateLimit {
-            requests_per_minute: 2,
-            requests_per_hour: 0,
-        };
-        let t0 = Instant::now();
-        assert!(limiter.check_at("acme", &limit, t0).is_ok());
-        assert!(limiter.check_at("acme", &limit, t0).is_ok());
-        let refused = limiter.check_at("acme", &limit, t0);
+        let l = limit(2, 0);
+        // 15 s into a minute (1_800_000_000 is a whole minute).
+        let t0 = 1_800_000_000 + 15;
+        assert!(check(&limiter, "acme", "kim", &l, t0).is_ok());
+        assert!(check(&limiter, "acme", "lee", &l, t0).is_ok());
+        let refused = check(&limiter, "acme", "kim", &l, t0);
         assert!(
-            matches!(refused, Err(PipelineError::ResourceExhausted(m)) if m.contains("2 requests per minute"))
+            matches!(&refused, Err(PipelineError::ResourceExhausted { message, retry_after })
+                if message.contains("tenant acme") && message.contains("2 requests per minute")
+                    && *retry_after == Some(Duration::from_secs(45))),
+            "{refused:?}"
         );
         assert!(
-            limiter.check_at("globex", &limit, t0).is_ok(),
+            check(&limiter, "globex", "kim", &l, t0).is_ok(),
             "tenants are counted apart"
         );
         assert!(
-            limiter
-                .check_at("acme", &limit, t0 + Duration::from_secs(61))
-                .is_ok()
+            check(&limiter, "acme", "kim", &l, t0 + 45).is_ok(),
+            "a new minute"
         );
+    }
+
+    #[test]
+    fn a_principal_limit_leaves_the_tenants_other_callers_alone() {
+        let limiter = RateLimiter::default();
+        let l = limit(10, 1);
+        let t0 = 1_800_000_000;
+        assert!(check(&limiter, "acme", "kim", &l, t0).is_ok());
+        let refused = check(&limiter, "acme", "kim", &l, t0);
+        assert!(
+            matches!(&refused, Err(PipelineError::ResourceExhausted { message, .. })
+                if message.contains("principal kim of tenant acme")),
+            "{refused:?}"
+        );
+        assert!(check(&limiter, "acme", "lee", &l, t0).is_ok());
+        // The refused request did not count against the tenant: 8 more fit in its 10.
+        for _ in 0..8 {
+            assert!(check(&limiter, "acme", &format!("p{}", t0), &limit(10, 0), t0).is_ok());
+        }
+        assert!(check(&limiter, "acme", "x", &limit(10, 0), t0).is_err());
     }
 }

@@ -27,7 +27,7 @@ impl Pipeline {
         // the analysis counts against the Policy's rate limit like any other run.
         let snapshot = self.snapshot(&ctx.tenant, &[]).await.ok();
         if let Some(snapshot) = &snapshot {
-            self.rate_limit(&ctx.tenant, snapshot)?;
+            self.rate_limit(ctx, snapshot).await?;
         }
         let db = self.registry.db();
         let get = |id: String, field: &'static str| async move {

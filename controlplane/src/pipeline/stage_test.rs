@@ -56,7 +56,7 @@ impl Pipeline {
             .and_then(|b| stages::last_record(&b.stages, stage))
             .map(|(_, r)| r.clone());
         let snapshot = self.snapshot(&ctx.tenant, &overrides).await?;
-        self.rate_limit(&ctx.tenant, &snapshot)?;
+        self.rate_limit(ctx, &snapshot).await?;
         let input = self.input(
             &request,
             stage,

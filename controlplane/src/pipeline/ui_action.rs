@@ -161,7 +161,7 @@ impl Pipeline {
             }
         }
         let snapshot = self.snapshot(&ctx.tenant, &[]).await?;
-        self.rate_limit(&ctx.tenant, &snapshot)?;
+        self.rate_limit(ctx, &snapshot).await?;
         let prepared = Request {
             question: trace.question.clone(),
             mode: trace.mode.clone(),

@@ -984,13 +984,31 @@ impl Checker<'_> {
                 u64::from(r.requests_per_minute),
                 1_000_000,
             );
-            if r.requests_per_hour != 0 && r.requests_per_hour < r.requests_per_minute {
-                self.err(
-                    "rate_limit.requests_per_hour",
-                    "limits",
-                    "limits.range",
-                    "requests_per_hour must be at least requests_per_minute",
-                );
+            self.limit(
+                "rate_limit.principal_requests_per_minute",
+                u64::from(r.principal_requests_per_minute),
+                1_000_000,
+            );
+            for (per_minute, per_hour, field) in [
+                (
+                    r.requests_per_minute,
+                    r.requests_per_hour,
+                    "requests_per_hour",
+                ),
+                (
+                    r.principal_requests_per_minute,
+                    r.principal_requests_per_hour,
+                    "principal_requests_per_hour",
+                ),
+            ] {
+                if per_hour != 0 && per_hour < per_minute {
+                    self.err(
+                        &format!("rate_limit.{field}"),
+                        "limits",
+                        "limits.range",
+                        format!("{field} must be at least the per-minute limit beside it"),
+                    );
+                }
             }
         }
         if let Some(r) = &s.replan {

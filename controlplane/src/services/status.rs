@@ -58,7 +58,14 @@ impl From<PipelineError> for Status {
         match error {
             PipelineError::InvalidArgument { field, message } => bad_request(field, message),
             PipelineError::FailedPrecondition(m) => Status::failed_precondition(m),
-            PipelineError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            PipelineError::ResourceExhausted {
+                message,
+                retry_after,
+            } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(retry_after),
+            ),
             PipelineError::Unavailable(m) => Status::unavailable(m),
             PipelineError::NotFound(m) => Status::not_found(m),
             PipelineError::Registry(e) => e.into(),
