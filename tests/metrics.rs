@@ -1,6 +1,7 @@
 //! The Prometheus endpoint of a real opsd with real sidecars: after every public question,
 //! `curl /metrics` shows one ask per question and, per stage, as many stage observations as
-//! the answers' own stage timings list; executor calls are counted by kind and endpoint.
+//! the answers' own stage timings list; executor calls are counted by kind and endpoint; RPCs,
+//! trace commits, snapshot loads and plugin calls are counted.
 //! (Its own test binary: the metrics are process-wide.)
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -104,5 +105,30 @@ async fn the_metrics_endpoint_counts_every_ask_and_stage() {
         );
     }
     assert!(text.contains("# TYPE ops_stage_duration_seconds histogram"));
+    // Every RPC is counted by code; the trace writer committed one trace per ask; snapshots
+    // came from the cache or were rebuilt once per tenant; the built-in plugins ran.
+    assert_eq!(
+        sum(
+            &text,
+            "ops_rpc_calls_total",
+            &["method=\"Ask\"", "code=\"OK\""]
+        ),
+        asked
+    );
+    assert_eq!(
+        sum(&text, "ops_traces_committed_total", &["outcome=\"ok\""]),
+        asked
+    );
+    let commits = sum(&text, "ops_trace_commit_duration_seconds_count", &[]);
+    assert!(commits >= 1.0 && commits <= asked, "{commits}");
+    assert!(sum(&text, "ops_snapshot_loads_total", &[]) >= asked);
+    assert!(sum(&text, "ops_snapshot_loads_total", &["result=\"rebuilt\""]) >= 1.0);
+    let plugin_calls = sum(&text, "ops_plugin_calls_total", &["outcome=\"ok\""]);
+    assert!(plugin_calls > 0.0, "{text}");
+    assert_eq!(
+        sum(&text, "ops_plugin_call_duration_seconds_count", &[]),
+        plugin_calls
+    );
+    assert!(text.contains("ops_trace_queue_depth"));
     demo.stop().await;
 }

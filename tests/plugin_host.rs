@@ -387,6 +387,20 @@ async fn a_plugin_that_keeps_trapping_is_cut_off_then_retried() {
         "{error:?}"
     );
     assert_eq!(error.map(|e| e.code()), Some(tonic::Code::Unavailable));
+    // The metrics show the traps, the refusal and the open breaker.
+    let metrics = ops_controlplane::metrics::get();
+    let label = plugin.label();
+    let calls = |outcome: &str| {
+        metrics
+            .plugin_calls
+            .with_label_values(&[label.as_str(), outcome])
+            .get()
+    };
+    assert!(calls("trap") >= 2 && calls("circuit_open") >= 1);
+    let open = metrics
+        .plugin_breaker_open
+        .with_label_values(&[label.as_str()]);
+    assert_eq!(open.get(), 1, "the breaker is shown open");
     tokio::time::sleep(Duration::from_millis(350)).await;
     let trial = host.call(plugin.clone(), input(""), limits(0, 0)).await;
     assert!(
@@ -398,6 +412,7 @@ async fn a_plugin_that_keeps_trapping_is_cut_off_then_retried() {
         host.call(plugin, input(""), limits(0, 0)).await.is_ok(),
         "closed again"
     );
+    assert_eq!(open.get(), 0, "the breaker is shown closed");
 }
 
 #[test]

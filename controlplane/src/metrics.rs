@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, 0.5 ms to 30 s.
@@ -32,6 +33,22 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Audit records that could not be written (queue full or a failed write).
     pub audit_dropped: IntCounter,
+    /// Every RPC through the auth layer, by service, method and status code.
+    pub rpcs: IntCounterVec,
+    pub rpc_seconds: HistogramVec,
+    /// Tenant snapshots served from the cache, rechecked against the registry, or rebuilt.
+    pub snapshots: IntCounterVec,
+    /// Plugin calls by plugin and outcome (`ok`, `trap`, `deadline`, `memory`, …).
+    pub plugin_calls: IntCounterVec,
+    pub plugin_seconds: HistogramVec,
+    /// 1 while a plugin's circuit breaker is open.
+    pub plugin_breaker_open: IntGaugeVec,
+    /// Traces waiting for the writer task.
+    pub trace_queue: IntGauge,
+    /// Each trace batch's commit (the answers wait for it).
+    pub trace_commit_seconds: Histogram,
+    /// Traces committed, by outcome (`ok` / `error`).
+    pub traces_committed: IntCounterVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -96,6 +113,57 @@ impl Metrics {
                 "Audit records that could not be written.",
             )
             .unwrap_or_else(|e| unreachable!("static counter: {e}")),
+            rpcs: counter(
+                "ops_rpc_calls_total",
+                "RPCs served (registry operations included), by status code.",
+                &["service", "method", "code"],
+            ),
+            rpc_seconds: histogram(
+                "ops_rpc_duration_seconds",
+                "Time to an RPC's response headers (a stream's first message).",
+                &["service", "method"],
+            ),
+            snapshots: counter(
+                "ops_snapshot_loads_total",
+                "Tenant snapshots: cached, rechecked (registry unchanged) or rebuilt.",
+                &["result"],
+            ),
+            plugin_calls: counter(
+                "ops_plugin_calls_total",
+                "Plugin calls by outcome.",
+                &["plugin", "outcome"],
+            ),
+            plugin_seconds: histogram(
+                "ops_plugin_call_duration_seconds",
+                "Plugin run time (instantiate, call, checks).",
+                &["plugin"],
+            ),
+            plugin_breaker_open: IntGaugeVec::new(
+                Opts::new(
+                    "ops_plugin_breaker_open",
+                    "1 while the plugin's circuit breaker is open.",
+                ),
+                &["plugin"],
+            )
+            .unwrap_or_else(|e| unreachable!("static gauge: {e}")),
+            trace_queue: IntGauge::new(
+                "ops_trace_queue_depth",
+                "Traces waiting for the trace writer.",
+            )
+            .unwrap_or_else(|e| unreachable!("static gauge: {e}")),
+            trace_commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ops_trace_commit_duration_seconds",
+                    "Commit of one batch of traces.",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )
+            .unwrap_or_else(|e| unreachable!("static histogram: {e}")),
+            traces_committed: counter(
+                "ops_traces_committed_total",
+                "Traces committed by the trace writer.",
+                &["outcome"],
+            ),
         };
         for collector in [
             Box::new(metrics.stage_seconds.clone()) as Box<dyn prometheus::core::Collector>,
@@ -107,6 +175,15 @@ impl Metrics {
             Box::new(metrics.executor_seconds.clone()),
             Box::new(metrics.auth_failures.clone()),
             Box::new(metrics.audit_dropped.clone()),
+            Box::new(metrics.rpcs.clone()),
+            Box::new(metrics.rpc_seconds.clone()),
+            Box::new(metrics.snapshots.clone()),
+            Box::new(metrics.plugin_calls.clone()),
+            Box::new(metrics.plugin_seconds.clone()),
+            Box::new(metrics.plugin_breaker_open.clone()),
+            Box::new(metrics.trace_queue.clone()),
+            Box::new(metrics.trace_commit_seconds.clone()),
+            Box::new(metrics.traces_committed.clone()),
         ] {
             if let Err(e) = metrics.registry.register(collector) {
                 unreachable!("metric names are unique: {e}");

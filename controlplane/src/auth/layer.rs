@@ -369,6 +369,24 @@ fn client_common_name<B>(request: &http::Request<B>) -> Option<String> {
     Some(cn.to_owned())
 }
 
+/// Counts a served call in the RPC metrics; paths that name no RPC of ours share one label
+/// (a caller cannot grow the label set).
+fn served(path: &str, code: &str, started: std::time::Instant) {
+    let (service, method) = match roles::known(path) {
+        Some((service, method)) => (service, method),
+        None => ("unknown", "unknown"),
+    };
+    let metrics = crate::metrics::get();
+    metrics
+        .rpcs
+        .with_label_values(&[service, method, code])
+        .inc();
+    metrics
+        .rpc_seconds
+        .with_label_values(&[service, method])
+        .observe(started.elapsed().as_secs_f64());
+}
+
 /// Puts [`Auth`] in front of a service stack.
 #[derive(Debug, Clone)]
 pub struct AuthLayer(Arc<Auth>);
@@ -422,6 +440,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let path = request.uri().path().to_owned();
             let client_cn = client_common_name(&request);
             match auth
@@ -431,6 +450,9 @@ where
                 Ok(context) => {
                     request.extensions_mut().insert(context.clone());
                     let response = inner.call(request).await?;
+                    let code = Status::from_header_map(response.headers())
+                        .map_or("OK", |s| code_name(s.code()));
+                    served(&path, code, started);
                     auth.audit_answer(&path, &context, &response);
                     Ok(response)
                 }
@@ -447,6 +469,7 @@ where
                         "call refused"
                     );
                     auth.audit_refusal(&path, &refusal);
+                    served(&path, code_name(refusal.status.code()), started);
                     Ok(refusal.status.into_http())
                 }
             }

@@ -150,6 +150,19 @@ const OPEN_SERVICES: &[&str] = &[
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
+/// The (service, method) of a request path when it names one of our RPCs or an open
+/// service's (`/grpc.health.v1.Health/Check`).
+pub fn known(path: &str) -> Option<(&'static str, &'static str)> {
+    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+    if let Some(open) = OPEN_SERVICES.iter().find(|s| **s == service) {
+        return Some((open, "*"));
+    }
+    RPC_ROLES
+        .iter()
+        .find(|(s, m, _)| *s == service && *m == method)
+        .map(|(s, m, _)| (*s, *m))
+}
+
 /// What a request path (`/package.Service/Method`) needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

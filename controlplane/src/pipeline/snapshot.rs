@@ -120,6 +120,7 @@ impl SnapshotCache {
             && entry.generation == generation
             && entry.checked.elapsed() < registry.snapshot_recheck()
         {
+            counted("cached");
             return Ok(entry.snapshot.clone());
         }
         let fingerprint = fingerprint(registry, tenant).await?;
@@ -128,6 +129,7 @@ impl SnapshotCache {
         {
             entry.generation = generation;
             entry.checked = Instant::now();
+            counted("rechecked");
             return Ok(entry.snapshot.clone());
         }
         let snapshot = Arc::new(load(registry, executors, health, &self.rows, tenant, &[]).await?);
@@ -141,8 +143,16 @@ impl SnapshotCache {
             },
         );
         tracing::info!(tenant, "tenant snapshot rebuilt");
+        counted("rebuilt");
         Ok(snapshot)
     }
+}
+
+fn counted(result: &str) {
+    crate::metrics::get()
+        .snapshots
+        .with_label_values(&[result])
+        .inc();
 }
 
 async fn fingerprint(registry: &Registry, tenant: &str) -> Result<Fingerprint, PipelineError> {

@@ -53,7 +53,11 @@ impl Breakers {
     }
 
     /// Records how a call ended: a success closes the circuit, a fault counts towards opening.
-    pub fn record(&self, digest: &str, error: Option<&PluginError>) {
+    /// `plugin` labels the breaker's state in the metrics.
+    pub fn record(&self, digest: &str, plugin: &str, error: Option<&PluginError>) {
+        let open = crate::metrics::get()
+            .plugin_breaker_open
+            .with_label_values(&[plugin]);
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         match error {
             Some(e) if e.is_fault() => {
@@ -62,6 +66,7 @@ impl Breakers {
                 state.trial_running = false;
                 if state.consecutive >= self.failures {
                     state.open_until = Some(Instant::now() + self.cooldown);
+                    open.set(1);
                     tracing::warn!(
                         digest,
                         failures = state.consecutive,
@@ -70,7 +75,12 @@ impl Breakers {
                 }
             }
             _ => {
-                states.remove(digest);
+                if states
+                    .remove(digest)
+                    .is_some_and(|s| s.open_until.is_some())
+                {
+                    open.set(0);
+                }
             }
         }
     }
@@ -91,9 +101,9 @@ mod tests {
     #[test]
     fn opens_after_consecutive_faults_and_closes_after_a_good_trial() {
         let breakers = Breakers::new(2, Duration::from_millis(30));
-        breakers.record("d", Some(&fault()));
+        breakers.record("d", "p", Some(&fault()));
         assert!(breakers.admit("d", "p").is_ok(), "one fault does not open");
-        breakers.record("d", Some(&fault()));
+        breakers.record("d", "p", Some(&fault()));
         let refused = breakers.admit("d", "p");
         assert!(matches!(
             refused,
@@ -108,7 +118,7 @@ mod tests {
             breakers.admit("d", "p").is_err(),
             "only one trial at a time"
         );
-        breakers.record("d", None);
+        breakers.record("d", "p", None);
         assert!(breakers.admit("d", "p").is_ok());
     }
 
@@ -120,7 +130,7 @@ mod tests {
             code: "c".into(),
             message: "m".into(),
         };
-        breakers.record("d", Some(&refusal));
+        breakers.record("d", "p", Some(&refusal));
         assert!(breakers.admit("d", "p").is_ok());
     }
 }

@@ -66,6 +66,22 @@ impl PluginError {
         )
     }
 
+    /// How a call ended, as the plugin metrics label it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::InvalidPlugin { .. } => "invalid",
+            Self::NotFound { .. } => "not_found",
+            Self::DeadlineExceeded { .. } => "deadline",
+            Self::MemoryExhausted { .. } => "memory",
+            Self::StackExhausted { .. } => "stack",
+            Self::Trapped { .. } => "trap",
+            Self::MalformedOutput { .. } => "malformed",
+            Self::Refused { .. } => "refused",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidPlugin { .. } => Code::InvalidArgument,

@@ -340,8 +340,16 @@ impl PluginHost {
         input: I,
         limits: CallLimits,
     ) -> PluginResult<Outcome<I::Output>> {
-        if !plugin.builtin {
-            self.inner.breakers.admit(&plugin.digest, &plugin.label())?;
+        let label = plugin.label();
+        let metrics = crate::metrics::get();
+        if !plugin.builtin
+            && let Err(refused) = self.inner.breakers.admit(&plugin.digest, &label)
+        {
+            metrics
+                .plugin_calls
+                .with_label_values(&[label.as_str(), refused.outcome()])
+                .inc();
+            return Err(refused);
         }
         let permit = self
             .inner
@@ -361,9 +369,18 @@ impl PluginHost {
         if !plugin.builtin {
             self.inner
                 .breakers
-                .record(&plugin.digest, result.as_ref().err());
+                .record(&plugin.digest, &label, result.as_ref().err());
         }
+        let outcome = result.as_ref().err().map_or("ok", PluginError::outcome);
+        metrics
+            .plugin_calls
+            .with_label_values(&[label.as_str(), outcome])
+            .inc();
         let (output, usage) = result?;
+        metrics
+            .plugin_seconds
+            .with_label_values(&[label.as_str()])
+            .observe(usage.elapsed.as_secs_f64());
         let report = RunReport {
             plugin: plugin.label(),
             digest: plugin.digest.clone(),

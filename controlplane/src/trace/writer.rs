@@ -74,6 +74,9 @@ impl TraceWriter {
             })
             .await
             .map_err(|_| TraceWriteError::Stopped)?;
+        crate::metrics::get()
+            .trace_queue
+            .set((self.queue.max_capacity() - self.queue.capacity()) as i64);
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(TraceWriteError::Commit(e)),
@@ -95,7 +98,17 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
             .iter()
             .filter_map(|p| p.audited_as.map(|rpc| audit_record(&p.trace, rpc)))
             .collect();
+        let metrics = crate::metrics::get();
+        metrics.trace_queue.set(rx.len() as i64);
+        let started = std::time::Instant::now();
         let result = sink.transaction(Work::Traces(&traces, &audits)).await;
+        metrics
+            .trace_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .traces_committed
+            .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+            .inc_by(traces.len() as u64);
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         if let Err(error) = &result {
             tracing::error!(%error, traces = batch.len(), "trace batch commit failed");
