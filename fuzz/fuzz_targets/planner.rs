@@ -1,0 +1,6 @@
+//! The planner on any question text against the demo tenant's knowledge.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ops_fuzz::cases::planner_case(data);
+});

@@ -1,0 +1,6 @@
+//! The SQL guard on any statement text in any dialect (first byte: the dialect).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ops_fuzz::cases::guard_case(data);
+});
