@@ -104,17 +104,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(config: &Config) {
+/// Logs to stderr, and spans to OpenTelemetry when `[otel] endpoint` is set (the provider to
+/// shut down at exit is returned).
+fn init_logging(
+    config: &Config,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (tests) keeps the first subscriber.
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log.format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
+    let provider = crate::telemetry::provider(&config.otel).map_err(anyhow::Error::msg)?;
+    // The exported spans are OPS's own, whatever the log filter lets through to stderr.
+    let otel = provider.as_ref().map(|p| {
+        crate::telemetry::layer(p).with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("ops_controlplane", tracing::Level::INFO),
+        )
+    });
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init();
+    Ok(provider)
 }
 
 async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
@@ -123,7 +141,7 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
         data_dir: args.data_dir,
     };
     let config = Config::load(args.config.as_deref(), &flags)?;
-    init_logging(&config);
+    let spans = init_logging(&config)?;
     let registry = server::open_registry(&config).await?;
     let sidecars = tokio_util::sync::CancellationToken::new();
     let executors = match config.executors.mode {
@@ -166,6 +184,10 @@ async fn serve(args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     sidecars.cancel();
     if let Some(executors) = executors {
         executors.stop().await;
+    }
+    if let Some(spans) = spans {
+        // Blocks while the last batch is sent.
+        tokio::task::spawn_blocking(move || crate::telemetry::shutdown(spans)).await?;
     }
     served?;
     Ok(())

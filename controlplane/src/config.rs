@@ -27,6 +27,26 @@ pub struct Config {
     pub watch: WatchConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    pub otel: OtelConfig,
+}
+
+/// OpenTelemetry span export over OTLP/HTTP (protobuf): a span per ask with one per stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelConfig {
+    /// The collector's traces URL, e.g. `http://127.0.0.1:4318/v1/traces`; empty: no export.
+    pub endpoint: String,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            service_name: "opsd".into(),
+        }
+    }
 }
 
 /// Prometheus metrics: text format at `GET /metrics` on their own listener.

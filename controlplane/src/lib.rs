@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod telemetry;
 pub mod trace;
 pub mod validate;
 pub mod watch;

@@ -1,8 +1,14 @@
-//! What the auth layer costs per call (one run): `Auth::authorize` with authentication off
+//! What the auth layer costs (one run): per call, `Auth::authorize` with authentication off
 //! (metadata only) and with a bearer JWT signed HS256, RS256 and ES256 (signature, claims and
-//! the RPC's role checked). Reports p50 and p99 in µs and each ratio to the metadata path.
-//! `cargo bench -p ops-tests --bench auth`.
+//! the RPC's role checked), p50 and p99 in µs and each ratio to the metadata path; and Ask
+//! throughput over gRPC on the demo at 16 clients with authentication off and on (HS256), the
+//! audit log written in both. `cargo bench -p ops-tests --bench auth`.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+#[path = "../executor_support/mod.rs"]
+mod executor_support;
+#[path = "../pipeline_support/mod.rs"]
+mod pipeline_support;
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,7 +16,9 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ops_controlplane::auth::Auth;
-use ops_controlplane::config::{AuthConfig, AuthMode};
+use ops_controlplane::config::{AuthConfig, AuthMode, ExecutorMode};
+use ops_proto::v1::AskRequest;
+use ops_proto::v1::ops_service_client::OpsServiceClient;
 
 const ROUNDS: usize = 20_000;
 const SECRET: &str = "a-bench-only-hs256-key-of-at-least-32-bytes";
@@ -52,6 +60,80 @@ fn bearer(token: &str) -> HeaderMap {
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
     headers
+}
+
+/// A mix of the demo's questions (lookup, metric, history, graph, document).
+const QUESTIONS: &[&str] = &[
+    "List all servers in the HR system",
+    "GT-01 CPU average last week",
+    "What breaks if SAN-01 fails?",
+    "ERP servers in zone-a",
+    "open incidents on ERP-DB-01",
+];
+const CLIENTS: usize = 16;
+const ASKS_PER_CLIENT: usize = 25;
+
+async fn ask(
+    client: &mut OpsServiceClient<tonic::transport::Channel>,
+    token: Option<&str>,
+    question: &str,
+) {
+    let mut request = pipeline_support::request(
+        "acme",
+        AskRequest {
+            question: question.to_owned(),
+            ..Default::default()
+        },
+    );
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    client.ask(request).await.expect("answered");
+}
+
+/// Asks per second of 16 clients against a demo server, each call carrying `token` if any.
+async fn ask_throughput(token: Option<String>, secret_file: &Path) -> (f64, f64) {
+    let secret_ref = format!("file:{}", secret_file.display());
+    let demo = pipeline_support::start_demo_with(ExecutorMode::Spawn, |config| {
+        if token.is_some() {
+            config.auth.mode = AuthMode::Jwt;
+            config.auth.jwt_hs256_secret = secret_ref;
+            config.auth.jwt_issuer = "https://idp.bench".into();
+            config.auth.jwt_audience = "ops".into();
+        }
+    })
+    .await;
+    // Warm the snapshot, plugins and connections.
+    let mut warm = OpsServiceClient::new(demo.channel.clone());
+    for q in QUESTIONS {
+        ask(&mut warm, token.as_deref(), q).await;
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = OpsServiceClient::new(demo.channel.clone());
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            for i in 0..ASKS_PER_CLIENT {
+                let t = Instant::now();
+                let q = QUESTIONS[(c + i) % QUESTIONS.len()];
+                ask(&mut client, token.as_deref(), q).await;
+                samples.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            samples
+        }));
+    }
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await.unwrap());
+    }
+    let per_second = samples.len() as f64 / started.elapsed().as_secs_f64();
+    let p50 = percentile(&mut samples, 0.5);
+    demo.stop().await;
+    (per_second, p50)
 }
 
 fn main() {
@@ -104,4 +186,17 @@ fn main() {
             p50 / base_p50
         );
     }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hs256 = cases[0].1.clone();
+    let (off, off_p50) = runtime.block_on(ask_throughput(None, &secret));
+    let (on, on_p50) = runtime.block_on(ask_throughput(Some(hs256), &secret));
+    println!(
+        "Ask at {CLIENTS} clients, {} asks each run: auth off {off:.0} asks/s (p50 {off_p50:.2} ms), auth on (HS256) {on:.0} asks/s (p50 {on_p50:.2} ms): on/off = {:.3}",
+        CLIENTS * ASKS_PER_CLIENT,
+        on / off
+    );
 }

@@ -34,6 +34,7 @@ use ops_proto::v1::{
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::context::CallerContext;
 use crate::execute::Executors;
@@ -417,7 +418,15 @@ impl Pipeline {
             outcome: prepared.outcome,
             carried: None,
         };
-        run.from(prepared.start).await;
+        // One span per run (exported with `[otel]`); each stage's span is its child.
+        let span = tracing::info_span!(
+            "ask",
+            tenant = %ctx.tenant,
+            trace_id = %trace_id,
+            route = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        run.from(prepared.start).instrument(span.clone()).await;
         let Run {
             recorder,
             control,
@@ -473,6 +482,8 @@ impl Pipeline {
                     "the answer's trace was not saved, so the answer is withheld: {e}"
                 ))
             })?;
+        span.record("route", outcome.route.as_str_name());
+        span.record("status", outcome.status.as_str_name());
         tracing::info!(trace_id, tenant = %ctx.tenant, route = ?outcome.route, status = ?outcome.status, duration_ms, "answered");
         record_metrics(
             &ctx.tenant,

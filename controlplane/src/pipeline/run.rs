@@ -176,6 +176,7 @@ impl Run<'_> {
 
     /// ROUTE+PLAN; the plan to run, or None when the run ends here (direct, reject, a slot
     /// the loop could not fill).
+    #[tracing::instrument(name = "route_plan", skip_all)]
     async fn route_plan(&mut self, input: RoutePlanInput) -> Option<Plan> {
         let started = Instant::now();
         let output = route_plan::run(&self.snapshot.knowledge, &input);
@@ -358,6 +359,7 @@ impl Run<'_> {
 
     /// VALIDATE; the tasks to execute, or None when the Policy or the guard blocked the plan
     /// (the run is then refused).
+    #[tracing::instrument(name = "validate", skip_all)]
     async fn validate(&mut self, plan: &Plan) -> Option<ExecuteInput> {
         let started = Instant::now();
         let input = ValidateInput { plan: plan.clone() };
@@ -401,6 +403,7 @@ impl Run<'_> {
         })
     }
 
+    #[tracing::instrument(name = "execute", skip_all)]
     async fn execute(&mut self, input: ExecuteInput, deadline: Instant) -> ExecuteOutput {
         let started = Instant::now();
         let pipeline = self.pipeline;
@@ -453,6 +456,7 @@ impl Run<'_> {
         output
     }
 
+    #[tracing::instrument(name = "compose", skip_all)]
     async fn compose_and_present(&mut self, input: ComposeInput) {
         self.outcome.first_result_rows = input.results.first().map_or(0, |r| r.rows.len());
         let plan = self
@@ -489,6 +493,7 @@ impl Run<'_> {
         }
     }
 
+    #[tracing::instrument(name = "present", skip_all)]
     async fn present(&mut self, blocks: Vec<Block>) {
         let started = Instant::now();
         let pipeline = self.pipeline;
