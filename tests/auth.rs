@@ -645,7 +645,7 @@ async fn the_audit_log_records_asks_refusals_and_changes() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
-    let all = audit_records(&channel, &admin, ListAuditRecordsRequest::default(), 7).await;
+    let all = audit_records(&channel, &admin, ListAuditRecordsRequest::default(), 6).await;
     let asks: Vec<&AuditRecord> = all
         .iter()
         .filter(|r| r.kind == AuditKind::Ask as i32)
@@ -679,13 +679,38 @@ async fn the_audit_log_records_asks_refusals_and_changes() {
         && r.code == "INVALID_ARGUMENT"
         && r.reason.contains("question")
         && r.trace_id.is_empty()));
-    let unauthenticated = all
+    // A refusal without a verified caller is kept apart from every tenant (the tenant it named
+    // cannot be trusted); platform admins read those.
+    assert!(!all.iter().any(|r| r.code == "UNAUTHENTICATED"));
+    let apart = audit_records(
+        &channel,
+        &token("ops", Role::PlatformAdmin),
+        ListAuditRecordsRequest {
+            unauthenticated: true,
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    let unauthenticated = apart
         .iter()
-        .find(|r| r.code == "UNAUTHENTICATED")
+        .find(|r| r.code == "UNAUTHENTICATED" && r.reason.contains("signature"))
         .expect("the forged credential's refusal");
     assert_eq!(unauthenticated.principal, "", "no credential was verified");
-    assert!(unauthenticated.reason.contains("signature"));
+    assert_eq!(unauthenticated.tenant, "*");
     assert!(!unauthenticated.reason.contains(&forged));
+    let not_theirs = AuditClient::new(channel.clone())
+        .list_audit_records(with(
+            ListAuditRecordsRequest {
+                unauthenticated: true,
+                ..Default::default()
+            },
+            Some(&admin),
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_theirs.code(), Code::PermissionDenied);
     assert!(
         all.iter()
             .any(|r| r.rpc == "ops.v1.AssetRegistry/PublishAsset"
@@ -759,5 +784,38 @@ async fn the_audit_log_records_asks_refusals_and_changes() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().contains("page_token"), "{bad:?}");
+
+    // A caller that gives up before the answer leaves a record too.
+    let mut hasty = with(
+        AskRequest {
+            question: "What breaks if SAN-01 fails?".into(),
+            ..Default::default()
+        },
+        Some(&asker),
+        None,
+    );
+    hasty.set_timeout(std::time::Duration::from_millis(1));
+    let gave_up = ops.ask(hasty).await.unwrap_err();
+    assert!(
+        matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{gave_up:?}"
+    );
+    let failed = audit_records(
+        &channel,
+        &admin,
+        ListAuditRecordsRequest {
+            kind: AuditKind::Ask as i32,
+            outcome: AuditOutcome::Failed as i32,
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    assert!(
+        failed
+            .iter()
+            .any(|r| r.code == "CANCELLED" && r.rpc == "ops.v1.OpsService/Ask"),
+        "{failed:#?}"
+    );
     demo.stop().await;
 }

@@ -1,4 +1,5 @@
-//! The fuzz targets' properties (`fuzz/src/cases.rs`) on stable, bounded: every seed (the SQL
+//! The fuzz targets' properties (`fuzz/src/guard_case.rs`, `fuzz/src/planner_case.rs`) on
+//! stable, bounded: every seed (the SQL
 //! guard corpus in each dialect, every question of the question files) and a fixed number of
 //! inputs mutated from them by a seeded generator, so a run is the same every time. The
 //! coverage-guided runs are `cargo +nightly fuzz run sql_guard|planner` in `fuzz/`;
@@ -7,8 +8,10 @@
 
 mod planner_support;
 
-#[path = "../fuzz/src/cases.rs"]
-mod cases;
+#[path = "../fuzz/src/guard_case.rs"]
+mod guard_case;
+#[path = "../fuzz/src/planner_case.rs"]
+mod planner_case;
 
 use std::time::Instant;
 
@@ -183,7 +186,13 @@ fn run(
 fn the_sql_guard_holds_on_its_corpus_and_mutants() {
     let seeds = guard_seeds();
     assert!(seeds.len() > 300, "{}", seeds.len());
-    let accepted = run("sql_guard", &seeds, GUARD_MUTANTS, true, cases::guard_case);
+    let accepted = run(
+        "sql_guard",
+        &seeds,
+        GUARD_MUTANTS,
+        true,
+        guard_case::guard_case,
+    );
     // Enough mutants get through the guard for the rewrite's properties to be exercised.
     assert!(accepted > GUARD_MUTANTS / 100, "{accepted}");
 }
@@ -197,7 +206,7 @@ fn the_planner_holds_on_the_questions_and_mutants() {
         &seeds,
         PLANNER_MUTANTS,
         false,
-        cases::planner_case,
+        planner_case::planner_case,
     );
 }
 

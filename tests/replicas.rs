@@ -182,7 +182,12 @@ async fn two_replicas_on_one_postgres_answer_survive_a_kill_and_share_publishes_
             answers
         }));
     }
+    let loading = Instant::now();
     while answered.load(Ordering::SeqCst) < 24 {
+        assert!(
+            loading.elapsed() < Duration::from_secs(120),
+            "the load stalled before the kill"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     a.kill();

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ops_fuzz::cases::planner_case(data);
+    ops_fuzz::planner_case::planner_case(data);
 });

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ops_fuzz::cases::guard_case(data);
+    ops_fuzz::guard_case::guard_case(data);
 });

@@ -1,7 +1,12 @@
-//! The fuzz targets' properties (see [`cases`]), over the planner knowledge the planner tests
-//! build (`tests/planner_support`).
+//! The fuzz targets' properties. The planner's needs the control plane (and so the wasm plugin
+//! build), hence its feature: `cargo +nightly fuzz run sql_guard` needs only the SQL guard;
+//! the planner target is built with `--features planner`.
 
+pub mod guard_case;
+
+#[cfg(feature = "planner")]
 #[path = "../../tests/planner_support/mod.rs"]
 pub mod planner_support;
 
-pub mod cases;
+#[cfg(feature = "planner")]
+pub mod planner_case;

@@ -15,11 +15,19 @@ pub const ASK: &str = "ops.v1.OpsService/Ask";
 pub const ASK_STREAM: &str = "ops.v1.OpsService/AskStream";
 pub const UI_ACTION: &str = "ops.v1.OpsService/UiAction";
 
+/// Where refusals of calls without a verified credential are filed: not a tenant id (`*`
+/// fails `validate_tenant`), so no tenant's log holds them; platform admins read them.
+pub const UNAUTHENTICATED: &str = "*";
+/// Days those records are kept.
+const UNAUTHENTICATED_RETENTION_DAYS: u32 = 30;
+/// How often the writer applies that retention.
+const UNAUTHENTICATED_SWEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Records waiting for the writer; beyond this a record is dropped (counted and logged).
 const QUEUE: usize = 8192;
 /// Most records written in one statement.
 const MAX_BATCH: usize = 512;
-/// A reason is cut to this many characters.
+/// A reason or target is cut to this many characters.
 const MAX_REASON_CHARS: usize = 500;
 
 /// What a service names as the object of a change, for the change's audit record: put into a
@@ -60,7 +68,23 @@ impl AuditLog {
 
 async fn write_queued(db: Db, mut rx: mpsc::Receiver<AuditRecord>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut swept: Option<std::time::Instant> = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Tenants' records follow their Policy (applied with their traces); the
+        // unauthenticated refusals' here.
+        if swept.is_none_or(|at| at.elapsed() > UNAUTHENTICATED_SWEEP) {
+            swept = Some(std::time::Instant::now());
+            let removed = store::apply_retention(
+                &db,
+                UNAUTHENTICATED,
+                UNAUTHENTICATED_RETENTION_DAYS,
+                unix_micros(),
+            )
+            .await;
+            if let Err(error) = removed {
+                tracing::warn!(%error, "retention of unauthenticated refusals failed");
+            }
+        }
         let written = async {
             let mut tx = db.begin_write().await?;
             store::insert(&mut tx, &batch).await?;
@@ -77,7 +101,8 @@ async fn write_queued(db: Db, mut rx: mpsc::Receiver<AuditRecord>) {
     }
 }
 
-fn cut(text: &str) -> String {
+/// `text` cut to [`MAX_REASON_CHARS`] characters (reasons, targets).
+pub fn cut(text: &str) -> String {
     match text.char_indices().nth(MAX_REASON_CHARS) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),

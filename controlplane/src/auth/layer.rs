@@ -29,6 +29,28 @@ pub struct Auth {
     default_tenant: String,
     /// Where refused calls and changes are audited (none: not audited).
     audit: Option<AuditLog>,
+    /// How many refusals without a verified caller were audited this minute.
+    unauthenticated: MinuteBudget,
+}
+
+/// Audit records of unauthenticated refusals per minute and replica (all are counted in
+/// `ops_auth_failures_total`).
+const UNAUTHENTICATED_PER_MINUTE: u32 = 120;
+
+/// A count per clock minute.
+#[derive(Debug, Default)]
+struct MinuteBudget(std::sync::Mutex<(i64, u32)>);
+
+impl MinuteBudget {
+    fn admit(&self) -> bool {
+        let minute = crate::storage::unix_micros() / 60_000_000;
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 != minute {
+            *state = (minute, 0);
+        }
+        state.1 += 1;
+        state.1 <= UNAUTHENTICATED_PER_MINUTE
+    }
 }
 
 /// A refused call: the status, and who was refused as far as the credential told.
@@ -49,6 +71,7 @@ impl Auth {
             certs: Vec::new(),
             default_tenant: default_tenant.to_owned(),
             audit: None,
+            unauthenticated: MinuteBudget::default(),
         }
     }
 
@@ -75,6 +98,7 @@ impl Auth {
             certs: config.client_certs.clone(),
             default_tenant: default_tenant.to_owned(),
             audit: None,
+            unauthenticated: MinuteBudget::default(),
         })
     }
 
@@ -88,7 +112,7 @@ impl Auth {
         let Some(jwt) = &self.jwt else {
             return self
                 .context_of_metadata(headers)
-                .map_err(|status| self.refusal(status, headers, None));
+                .map_err(|status| self.refusal(status, None));
         };
         let needed = match roles::access(path) {
             Access::Open => {
@@ -102,26 +126,24 @@ impl Auth {
         let context = self
             .credential_context(jwt, headers, client_cn)
             .await
-            .map_err(|status| self.refusal(status, headers, None))?;
+            .map_err(|status| self.refusal(status, None))?;
         Self::admit(context, needed, path, headers)
-            .map_err(|(status, who)| self.refusal(status, headers, Some(who)))
+            .map_err(|(status, who)| self.refusal(status, Some(who)))
     }
 
     /// Who refused a call was: the credential's caller, else the tenant the call named.
-    fn refusal(&self, status: Status, headers: &HeaderMap, who: Option<CallerContext>) -> Refusal {
+    fn refusal(&self, status: Status, who: Option<CallerContext>) -> Refusal {
         match who {
             Some(who) => Refusal {
                 status,
                 tenant: who.tenant,
                 principal: who.principal,
             },
+            // No credential was verified, so the tenant the call names cannot be trusted:
+            // such refusals are kept apart from every tenant.
             None => Refusal {
                 status,
-                tenant: header(headers, TENANT_HEADER)
-                    .ok()
-                    .flatten()
-                    .filter(|t| validate_tenant(t).is_ok())
-                    .unwrap_or_else(|| self.default_tenant.clone()),
+                tenant: audit::UNAUTHENTICATED.to_owned(),
                 principal: String::new(),
             },
         }
@@ -203,8 +225,12 @@ impl Auth {
         }
     }
 
-    /// Audits a refusal of the layer.
+    /// Audits a refusal of the layer (those without a verified caller at most
+    /// [`UNAUTHENTICATED_PER_MINUTE`] a minute: anyone can send them).
     fn audit_refusal(&self, path: &str, refusal: &Refusal) {
+        if refusal.tenant == audit::UNAUTHENTICATED && !self.unauthenticated.admit() {
+            return;
+        }
         if let Some(log) = &self.audit {
             log.record(audit::with_status(
                 audit::record(
@@ -258,7 +284,7 @@ impl Auth {
             reason,
         );
         if let Some(AuditTarget(target)) = response.extensions().get::<AuditTarget>() {
-            record.target.clone_from(target);
+            record.target = audit::cut(target);
         }
         log.record(record);
     }
@@ -369,6 +395,42 @@ fn client_common_name<B>(request: &http::Request<B>) -> Option<String> {
     Some(cn.to_owned())
 }
 
+/// An audited call in flight; dropped before its answer (the caller went away), it records the
+/// call as cancelled.
+struct Pending<'a> {
+    auth: &'a Auth,
+    path: &'a str,
+    context: &'a CallerContext,
+    answered: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let Some(log) = self.auth.audit.as_ref().filter(|_| !self.answered) else {
+            return;
+        };
+        let rpc = self.path.trim_start_matches('/');
+        let kind = if [audit::ASK, audit::UI_ACTION].contains(&rpc) {
+            AuditKind::Ask
+        } else if roles::is_change(rpc) {
+            AuditKind::Change
+        } else {
+            return;
+        };
+        log.record(audit::with_status(
+            audit::record(
+                kind,
+                AuditOutcome::Failed,
+                &self.context.tenant,
+                &self.context.principal,
+                rpc,
+            ),
+            "CANCELLED",
+            "the caller went away before the answer; the call may have completed",
+        ));
+    }
+}
+
 /// Counts a served call in the RPC metrics; paths that name no RPC of ours share one label
 /// (a caller cannot grow the label set).
 fn served(path: &str, code: &str, started: std::time::Instant) {
@@ -449,7 +511,16 @@ where
             {
                 Ok(context) => {
                     request.extensions_mut().insert(context.clone());
+                    // A caller that goes away drops this future: the change or ask it made
+                    // is audited as cancelled rather than not at all.
+                    let mut pending = Pending {
+                        auth: &auth,
+                        path: &path,
+                        context: &context,
+                        answered: false,
+                    };
                     let response = inner.call(request).await?;
+                    pending.answered = true;
                     let code = Status::from_header_map(response.headers())
                         .map_or("OK", |s| code_name(s.code()));
                     served(&path, code, started);

@@ -18,6 +18,8 @@ use crate::storage::{Backend, Db, unix_micros};
 
 /// Shared windows older than this are deleted (by whichever replica sweeps first).
 const KEEP_SECONDS: i64 = 2 * 3600;
+/// Past this many in-memory windows, those of past windows are dropped.
+const MAX_LOCAL_WINDOWS: usize = 10_000;
 /// How often one process sweeps old shared windows.
 const SWEEP_EVERY_SECONDS: i64 = 600;
 
@@ -47,6 +49,16 @@ impl Bucket {
             ),
             retry_after: Some(Duration::from_secs(retry.unsigned_abs())),
         }
+    }
+}
+
+/// The refusal of a request that found `full` buckets full: the one whose window ends last,
+/// so a retry at the hinted time can pass.
+fn refusal(full: &[&Bucket], now: i64) -> PipelineError {
+    let longest = full.iter().max_by_key(|b| b.start(now) + b.length).copied();
+    match longest {
+        Some(bucket) => bucket.refusal(now),
+        None => PipelineError::Internal("a refusal without a full bucket".into()),
     }
 }
 
@@ -129,15 +141,23 @@ impl RateLimiter {
 
     fn check_local(&self, buckets: &[Bucket], now: i64) -> Result<(), PipelineError> {
         let mut windows = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        for bucket in buckets {
-            let start = bucket.start(now);
-            let count = match windows.get(&bucket.key) {
-                Some((at, count)) if *at == start => *count,
-                _ => 0,
-            };
-            if count >= bucket.limit {
-                return Err(bucket.refusal(now));
-            }
+        let full: Vec<&Bucket> = buckets
+            .iter()
+            .filter(|bucket| match windows.get(&bucket.key) {
+                Some((at, count)) => *at == bucket.start(now) && *count >= bucket.limit,
+                None => false,
+            })
+            .collect();
+        if !full.is_empty() {
+            return Err(refusal(&full, now));
+        }
+        // Windows of callers gone quiet are dropped, so the map holds about one per caller
+        // active in the last hour.
+        if windows.len() >= MAX_LOCAL_WINDOWS {
+            windows.retain(|key, (at, _)| {
+                let length = if key.ends_with(":h") { 3600 } else { 60 };
+                *at == now - now.rem_euclid(length)
+            });
         }
         for bucket in buckets {
             let start = bucket.start(now);
@@ -150,8 +170,10 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// One round trip counts the request in every bucket; if one is over its limit, the
-    /// counts are taken back and the request refused.
+    /// Counts the request in every bucket in one transaction (buckets locked in key order, so
+    /// two requests never wait on each other crosswise); if one is over its limit the
+    /// transaction is rolled back, so a refused request counts nowhere and one cancelled
+    /// midway leaves nothing behind.
     async fn check_shared(
         &self,
         db: &Db,
@@ -159,7 +181,9 @@ impl RateLimiter {
         now: i64,
     ) -> Result<(), PipelineError> {
         self.sweep(db, now);
-        let values: Vec<String> = (0..buckets.len())
+        let mut sorted: Vec<&Bucket> = buckets.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let values: Vec<String> = (0..sorted.len())
             .map(|i| format!("(${}, ${}, 1)", 2 * i + 1, 2 * i + 2))
             .collect();
         let sql = format!(
@@ -169,44 +193,27 @@ impl RateLimiter {
             values.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for bucket in buckets {
+        for bucket in &sorted {
             query = query.bind(&bucket.key).bind(bucket.start(now));
         }
-        let rows = query.fetch_all(db.pool()).await?;
-        let mut over = None;
+        let mut tx = db.pool().begin().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        let mut over = Vec::new();
         for row in &rows {
             let key: String = row.try_get(0)?;
             let hits: i64 = row.try_get(1)?;
-            if let Some(bucket) = buckets
-                .iter()
-                .find(|b| b.key == key && hits > i64::from(b.limit))
-            {
-                over.get_or_insert(bucket);
-            }
+            over.extend(
+                buckets
+                    .iter()
+                    .filter(|b| b.key == key && hits > i64::from(b.limit)),
+            );
         }
-        let Some(bucket) = over else {
+        if over.is_empty() {
+            tx.commit().await?;
             return Ok(());
-        };
-        let taken_back = buckets
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                format!(
-                    "(bucket = ${} AND window_start = ${})",
-                    2 * i + 1,
-                    2 * i + 2
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE rate_counts SET hits = hits - 1 WHERE {taken_back}"
-        )));
-        for bucket in buckets {
-            query = query.bind(&bucket.key).bind(bucket.start(now));
         }
-        query.execute(db.pool()).await?;
-        Err(bucket.refusal(now))
+        tx.rollback().await?;
+        Err(refusal(&over, now))
     }
 
     /// Deletes old shared windows in the background, at most every few minutes per process.
@@ -277,6 +284,25 @@ mod tests {
         assert!(
             check(&limiter, "acme", "kim", &l, t0 + 45).is_ok(),
             "a new minute"
+        );
+    }
+
+    #[test]
+    fn when_minute_and_hour_are_both_full_the_hint_is_the_hours() {
+        let limiter = RateLimiter::default();
+        let l = RateLimit {
+            requests_per_minute: 1,
+            requests_per_hour: 1,
+            ..RateLimit::default()
+        };
+        // 10 minutes and 15 s into an hour (1_800_000_000 is a whole hour).
+        let t0 = 1_800_000_000 + 615;
+        assert!(check(&limiter, "acme", "kim", &l, t0).is_ok());
+        let refused = check(&limiter, "acme", "kim", &l, t0);
+        assert!(
+            matches!(&refused, Err(PipelineError::ResourceExhausted { retry_after, .. })
+                if *retry_after == Some(Duration::from_secs(3600 - 615))),
+            "{refused:?}"
         );
     }
 

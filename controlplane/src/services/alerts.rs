@@ -26,7 +26,11 @@ impl Alerts for AlertsGrpc {
     ) -> Result<Response<CreateAlertResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
         let alert = self.store.create(&ctx, request.into_inner().alert).await?;
-        Ok(Response::new(CreateAlertResponse { alert: Some(alert) }))
+        let target = format!("alert:{} ({})", alert.name, alert.id);
+        Ok(super::changed(
+            CreateAlertResponse { alert: Some(alert) },
+            target,
+        ))
     }
 
     async fn list_alerts(
@@ -52,9 +56,16 @@ impl Alerts for AlertsGrpc {
         let ctx = CallerContext::from_request(&request)?;
         let req = request.get_ref();
         let alert = self.store.set_enabled(&ctx, &req.id, req.enabled).await?;
-        Ok(Response::new(SetAlertEnabledResponse {
-            alert: Some(alert),
-        }))
+        let target = format!(
+            "alert:{} ({}) {}",
+            alert.name,
+            alert.id,
+            if req.enabled { "enabled" } else { "disabled" }
+        );
+        Ok(super::changed(
+            SetAlertEnabledResponse { alert: Some(alert) },
+            target,
+        ))
     }
 
     async fn delete_alert(
@@ -62,8 +73,12 @@ impl Alerts for AlertsGrpc {
         request: Request<DeleteAlertRequest>,
     ) -> Result<Response<DeleteAlertResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
-        self.store.delete(&ctx, &request.get_ref().id).await?;
-        Ok(Response::new(DeleteAlertResponse {}))
+        let id = request.get_ref().id.clone();
+        self.store.delete(&ctx, &id).await?;
+        Ok(super::changed(
+            DeleteAlertResponse {},
+            format!("alert:{id}"),
+        ))
     }
 
     async fn list_alert_deliveries(

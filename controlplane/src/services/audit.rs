@@ -5,6 +5,7 @@ use ops_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::audit::store;
+use crate::auth::roles::Role;
 use crate::context::CallerContext;
 use crate::storage::Db;
 
@@ -26,8 +27,16 @@ impl Audit for AuditGrpc {
         request: Request<ListAuditRecordsRequest>,
     ) -> Result<Response<ListAuditRecordsResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
-        let (records, next_page_token) =
-            store::list(&self.db, &ctx.tenant, request.get_ref()).await?;
+        let tenant = if request.get_ref().unauthenticated {
+            ctx.require(
+                Role::PlatformAdmin,
+                "reading the refusals of unauthenticated calls",
+            )?;
+            crate::audit::UNAUTHENTICATED
+        } else {
+            ctx.tenant.as_str()
+        };
+        let (records, next_page_token) = store::list(&self.db, tenant, request.get_ref()).await?;
         Ok(Response::new(ListAuditRecordsResponse {
             records,
             next_page_token,

@@ -68,9 +68,13 @@ impl Regression for RegressionGrpc {
             .pipeline()?
             .create_golden_query(&ctx, request.into_inner())
             .await?;
-        Ok(Response::new(CreateGoldenQueryResponse {
-            golden_query: Some(golden),
-        }))
+        let target = format!("golden-query:{} ({})", golden.name, golden.id);
+        Ok(changed(
+            CreateGoldenQueryResponse {
+                golden_query: Some(golden),
+            },
+            target,
+        ))
     }
 
     async fn list_golden_queries(
@@ -94,10 +98,12 @@ impl Regression for RegressionGrpc {
         request: Request<DeleteGoldenQueryRequest>,
     ) -> Result<Response<DeleteGoldenQueryResponse>, Status> {
         let ctx = CallerContext::from_request(&request)?;
-        self.pipeline()?
-            .delete_golden_query(&ctx, &request.get_ref().id)
-            .await?;
-        Ok(Response::new(DeleteGoldenQueryResponse {}))
+        let id = request.get_ref().id.clone();
+        self.pipeline()?.delete_golden_query(&ctx, &id).await?;
+        Ok(changed(
+            DeleteGoldenQueryResponse {},
+            format!("golden-query:{id}"),
+        ))
     }
 
     async fn run_regression(
@@ -109,7 +115,8 @@ impl Regression for RegressionGrpc {
             .pipeline()?
             .run_regression(&ctx, request.into_inner(), RegressionTrigger::Manual)
             .await?;
-        Ok(Response::new(RunRegressionResponse { run: Some(run) }))
+        let target = format!("regression-run:{}", run.id);
+        Ok(changed(RunRegressionResponse { run: Some(run) }, target))
     }
 
     async fn get_regression_run(

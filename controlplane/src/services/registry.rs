@@ -51,6 +51,25 @@ impl RegistryGrpc {
     }
 }
 
+/// What an import changed: its published versions, or how many assets it wrote as drafts.
+fn import_target(results: &[ImportResult]) -> String {
+    let published: Vec<String> = results
+        .iter()
+        .filter(|r| r.version > 0)
+        .map(|r| {
+            let slug = AssetType::try_from(r.r#type)
+                .map(crate::model::refs::type_slug)
+                .unwrap_or("unknown");
+            format!("{slug}:{}@{}", r.name, r.version)
+        })
+        .collect();
+    if published.is_empty() {
+        format!("{} files, none published", results.len())
+    } else {
+        published.join(", ")
+    }
+}
+
 fn split<T>(request: Request<T>) -> Result<(CallerContext, T), Status> {
     let ctx = CallerContext::from_request(&request)?;
     Ok((ctx, request.into_inner()))
@@ -278,7 +297,11 @@ impl AssetRegistry for RegistryGrpc {
                 None,
             ),
         };
-        Ok(Response::new(ImportBundleResponse { results, gate_run }))
+        let target = import_target(&results);
+        Ok(super::changed(
+            ImportBundleResponse { results, gate_run },
+            target,
+        ))
     }
 
     async fn export_bundle(

@@ -121,7 +121,13 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
                 .get(&tenant)
                 .is_some_and(|t| t.elapsed() < RETENTION_INTERVAL);
             if !fresh {
-                due.insert(tenant, pending.retention);
+                // A run without the tenant's Policy (an RCA of a tenant without assets)
+                // carries no retention; another run's Policy wins over it.
+                let set = |r: &Retention| r.days > 0 || r.max_traces > 0 || r.audit_days > 0;
+                let kept = due.entry(tenant).or_insert(pending.retention);
+                if !set(kept) {
+                    *kept = pending.retention;
+                }
             }
             // The requester may have gone (client cancelled); the trace is committed anyway.
             let _ = pending.committed.send(outcome.clone());

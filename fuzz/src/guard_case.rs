@@ -1,23 +1,15 @@
-//! What one fuzz input must satisfy, shared by the libFuzzer targets (`fuzz/fuzz_targets`, run
-//! with `cargo +nightly fuzz run …`) and the bounded stable run in CI (`tests/fuzz_smoke.rs`).
-//! A violated property panics, which both report as a crash.
-//!
-//! - The SQL guard, on any text in any dialect: never panics; a statement `prepare` accepts
-//!   comes back as SQL that parses again and that the guard allows as written (no restricted
-//!   table, one read-only query), and that reads a tenant-scoped table only with the tenant
-//!   bound.
-//! - The planner, on any question against the demo tenant's knowledge: never panics, and
-//!   plans only with the tools the tenant has.
+//! The SQL guard's fuzz property, shared by the libFuzzer target (`fuzz_targets/sql_guard.rs`)
+//! and the bounded stable run in CI (`tests/fuzz_smoke.rs`); a violation panics, which both
+//! report as a crash. On any text in any dialect the guard never panics, and a statement
+//! `prepare` accepts comes back as SQL that parses again, that the guard allows as written (no
+//! restricted table, one read-only query) and that reads a tenant-scoped table only with the
+//! tenant bound.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use ops_controlplane::route_plan::planner::{self, Knowledge, Routed};
-use ops_proto::v1::Plan;
 use ops_sqlguard::sql_guard::{self, Dialect, GuardPolicy};
 use ops_sqlguard::sql_prepare::{self, Bind, GuardContext};
-
-use crate::planner_support;
 
 /// The plant-ops tables the guard scopes by `tenant_id` (as the demo's catalog does).
 const SCOPED: &[&str] = &[
@@ -104,31 +96,4 @@ pub fn guard_case(data: &[u8]) -> bool {
         );
     }
     true
-}
-
-static KNOWLEDGE: LazyLock<Knowledge> = LazyLock::new(|| planner_support::knowledge("acme"));
-
-/// The question as UTF-8 (lossily), planned as of a fixed time. Whether it became a plan
-/// (whose tools were checked).
-pub fn planner_case(data: &[u8]) -> bool {
-    let question = String::from_utf8_lossy(data);
-    let as_of = time::macros::datetime!(2026-01-15 12:00 UTC);
-    let planned = planner::plan(&KNOWLEDGE, &question, as_of, None);
-    if let Routed::Plan(plan) = &planned.routed {
-        tools_are_the_tenants(&question, plan);
-        return true;
-    }
-    false
-}
-
-fn tools_are_the_tenants(question: &str, plan: &Plan) {
-    for tool in &plan.tools {
-        assert!(
-            KNOWLEDGE.tools.iter().any(|t| &t.name == tool),
-            "{question:?} was planned with tool {tool:?}, which the tenant does not have"
-        );
-    }
-    if let Some(subject) = &plan.subject {
-        tools_are_the_tenants(question, subject);
-    }
 }
