@@ -210,6 +210,20 @@ fn the_planner_holds_on_the_questions_and_mutants() {
     );
 }
 
+/// Inputs the coverage-guided runs found to crash, kept as regressions: a window of
+/// 99,999,999,999 days overflowed the date arithmetic (found by the planner target in 17 s).
+#[test]
+fn crashes_the_fuzzers_found_stay_fixed() {
+    let planner_crashes: &[&[u8]] = &[
+        b"Average and p\xc0eak CPU u99999999999d p\xc0eak CPU u999999999999999999\xbc 1\xec\xa3\xbc+9999999\xbc 1\xec\xa3\xbc+\xec\x9dast 7 day3",
+        "GT-01 CPU average over the last 99999999999 days".as_bytes(),
+        "최근 999999999999999시간 GT-01 CPU 평균".as_bytes(),
+    ];
+    for input in planner_crashes {
+        planner_case::planner_case(input);
+    }
+}
+
 /// `cargo test -p ops-tests --test fuzz_smoke -- --ignored write_seed_corpus` writes the seeds
 /// as libFuzzer corpora under `fuzz/corpus/<target>/`.
 #[test]

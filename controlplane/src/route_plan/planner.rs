@@ -245,6 +245,14 @@ fn reject(k: &Knowledge, lower: &str) -> Option<Planned> {
     None
 }
 
+/// The longest window a question can ask for (a hundred years).
+const MAX_WINDOW_HOURS: i64 = 100 * 366 * 24;
+
+/// `hours` before `to`, at most [`MAX_WINDOW_HOURS`] and never before the calendar's start.
+fn hours_before(to: OffsetDateTime, hours: i64) -> OffsetDateTime {
+    to.saturating_sub(Duration::hours(hours.clamp(0, MAX_WINDOW_HOURS)))
+}
+
 struct Planner<'k> {
     k: &'k Knowledge,
     v: &'k Vocabulary,
@@ -1163,7 +1171,9 @@ impl Planner<'_> {
                     continue;
                 };
                 if best.is_none_or(|(at, _)| all.start() < at) {
-                    best = Some((all.start(), n * hours));
+                    // "the last 99999999999 days" means as far back as anything goes.
+                    let total = n.saturating_mul(*hours).clamp(0, MAX_WINDOW_HOURS);
+                    best = Some((all.start(), total));
                 }
             }
         }
@@ -1174,7 +1184,7 @@ impl Planner<'_> {
         let to = self.as_of;
         if let Some(hours) = self.relative_window(masked) {
             return TimeWindow {
-                from: Some(timestamp(to - Duration::hours(hours))),
+                from: Some(timestamp(hours_before(to, hours))),
                 to: Some(timestamp(to)),
                 label: format!("last {}", span_label(hours)),
                 defaulted: false,
@@ -1219,7 +1229,7 @@ impl Planner<'_> {
         let hours = parse_hours(&default).unwrap_or(24);
         self.reasons.push(format!("default window {default}"));
         TimeWindow {
-            from: Some(timestamp(to - Duration::hours(hours))),
+            from: Some(timestamp(hours_before(to, hours))),
             to: Some(timestamp(to)),
             label: format!("last {}", span_label(hours)),
             defaulted: true,
