@@ -131,7 +131,7 @@ impl Auth {
             .map_err(|(status, who)| self.refusal(status, Some(who)))
     }
 
-    /// Who refused a call was: the credential's caller, else the tenant the call named.
+    /// Who was refused: the verified caller, else no one known (the unauthenticated bucket).
     fn refusal(&self, status: Status, who: Option<CallerContext>) -> Refusal {
         match who {
             Some(who) => Refusal {
