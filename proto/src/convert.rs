@@ -1,11 +1,18 @@
-//! Conversions every layer shares: protobuf timestamps ↔ `time`, and any serde value ↔
-//! `google.protobuf.Struct` (what traces record stage inputs and outputs as).
+//! Conversions every layer shares: protobuf timestamps ↔ `time`, any serde value ↔
+//! `google.protobuf.Struct` (what traces record stage inputs and outputs as), and how enum
+//! values are spelled in storage and metrics.
 
 use pbjson_types::{Struct, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+/// A protobuf enum value's name without its prefix, lower-case: `ROUTE_ORCH` → `orch`. This is
+/// how traces, their tables, the audit log, the metrics and the CLI spell enum values.
+pub fn enum_slug(str_name: &str, prefix: &str) -> String {
+    str_name.trim_start_matches(prefix).to_lowercase()
+}
 
 /// A point in time as a protobuf timestamp.
 pub fn timestamp(t: OffsetDateTime) -> Timestamp {

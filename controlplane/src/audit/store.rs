@@ -1,7 +1,7 @@
 //! The `audit_log` table: writes, the filtered listing (newest first, paged by position so
 //! records written meanwhile neither repeat nor skip a row) and retention.
 
-use ops_proto::convert::{from_micros, micros};
+use ops_proto::convert::{enum_slug, from_micros, micros};
 use ops_proto::v1::{AuditKind, AuditOutcome, AuditRecord, ListAuditRecordsRequest};
 use sqlx::Row;
 
@@ -26,18 +26,19 @@ fn invalid(field: &str, message: impl Into<String>) -> AuditError {
 }
 
 fn kind_slug(kind: i32) -> String {
-    let kind = AuditKind::try_from(kind).unwrap_or_default();
-    kind.as_str_name()
-        .trim_start_matches("AUDIT_KIND_")
-        .to_lowercase()
+    enum_slug(
+        AuditKind::try_from(kind).unwrap_or_default().as_str_name(),
+        "AUDIT_KIND_",
+    )
 }
 
 fn outcome_slug(outcome: i32) -> String {
-    let outcome = AuditOutcome::try_from(outcome).unwrap_or_default();
-    outcome
-        .as_str_name()
-        .trim_start_matches("AUDIT_OUTCOME_")
-        .to_lowercase()
+    enum_slug(
+        AuditOutcome::try_from(outcome)
+            .unwrap_or_default()
+            .as_str_name(),
+        "AUDIT_OUTCOME_",
+    )
 }
 
 /// Writes `records` on `conn` (inside the caller's transaction).

@@ -246,22 +246,21 @@ impl Auth {
         }
     }
 
-    /// Audits what a service answered: a change, or a refusal of the service itself (the ask
-    /// RPCs audit their own outcome).
+    /// Audits what a service answered (`status`: the error it answered, if any): a change, or
+    /// a refusal of the service itself (the ask RPCs audit their own outcome).
     fn audit_answer(
         &self,
         path: &str,
         context: &CallerContext,
+        status: Option<&Status>,
         response: &http::Response<tonic::body::Body>,
     ) {
         let Some(log) = &self.audit else {
             return;
         };
         let rpc = path.trim_start_matches('/');
-        // An error is answered in the headers (trailers-only); success has no status there.
-        let status = Status::from_header_map(response.headers());
-        let code = status.as_ref().map_or("OK", |s| code_name(s.code()));
-        let reason = status.as_ref().map_or("", |s| s.message());
+        let code = status.map_or("OK", |s| code_name(s.code()));
+        let reason = status.map_or("", |s| s.message());
         let asks = [audit::ASK, audit::ASK_STREAM, audit::UI_ACTION];
         let (kind, outcome) = if audit::is_denial(code) {
             if asks.contains(&rpc) {
@@ -521,10 +520,12 @@ where
                     };
                     let response = inner.call(request).await?;
                     pending.answered = true;
-                    let code = Status::from_header_map(response.headers())
-                        .map_or("OK", |s| code_name(s.code()));
+                    // An error is answered in the headers (trailers-only); success has no
+                    // status there.
+                    let status = Status::from_header_map(response.headers());
+                    let code = status.as_ref().map_or("OK", |s| code_name(s.code()));
                     served(&path, code, started);
-                    auth.audit_answer(&path, &context, &response);
+                    auth.audit_answer(&path, &context, status.as_ref(), &response);
                     Ok(response)
                 }
                 Err(refusal) => {

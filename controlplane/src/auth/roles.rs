@@ -150,17 +150,35 @@ const OPEN_SERVICES: &[&str] = &[
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
-/// The (service, method) of a request path when it names one of our RPCs or an open
-/// service's (`/grpc.health.v1.Health/Check`).
-pub fn known(path: &str) -> Option<(&'static str, &'static str)> {
-    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+/// What a request path (`/package.Service/Method`) names.
+enum Named {
+    /// A service of [`OPEN_SERVICES`].
+    Open(&'static str),
+    /// An RPC of [`RPC_ROLES`].
+    Rpc(&'static (&'static str, &'static str, Role)),
+    Unknown,
+}
+
+fn named(path: &str) -> Named {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if let Some(open) = OPEN_SERVICES.iter().find(|s| **s == service) {
-        return Some((open, "*"));
+        return Named::Open(open);
     }
     RPC_ROLES
         .iter()
         .find(|(s, m, _)| *s == service && *m == method)
-        .map(|(s, m, _)| (*s, *m))
+        .map_or(Named::Unknown, Named::Rpc)
+}
+
+/// The (service, method) of a request path when it names one of our RPCs or an open
+/// service's (`/grpc.health.v1.Health/Check`).
+pub fn known(path: &str) -> Option<(&'static str, &'static str)> {
+    match named(path) {
+        Named::Open(service) => Some((service, "*")),
+        Named::Rpc((service, method, _)) => Some((service, method)),
+        Named::Unknown => None,
+    }
 }
 
 /// What a request path (`/package.Service/Method`) needs.
@@ -171,19 +189,13 @@ pub enum Access {
 }
 
 pub fn access(path: &str) -> Access {
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if OPEN_SERVICES.contains(&service) {
-        return Access::Open;
-    }
-    RPC_ROLES
-        .iter()
-        .find(|(s, m, _)| *s == service && *m == method)
+    match named(path) {
+        Named::Open(_) => Access::Open,
+        Named::Rpc((_, _, role)) => Access::Needs(*role),
         // A path the table does not know (no such RPC): only a platform admin gets as far
         // as the server's own UNIMPLEMENTED.
-        .map_or(Access::Needs(Role::PlatformAdmin), |(_, _, role)| {
-            Access::Needs(*role)
-        })
+        Named::Unknown => Access::Needs(Role::PlatformAdmin),
+    }
 }
 
 #[cfg(test)]

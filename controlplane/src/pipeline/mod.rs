@@ -45,7 +45,7 @@ use crate::model::snapshot::Snapshot;
 use crate::model::stages::RoutePlanInput;
 use crate::plugins::PluginHost;
 use crate::registry::Registry;
-use crate::trace::{Retention, TraceWriter};
+use crate::trace::{Retention, TraceWriter, enum_slug};
 use control::{Cooling, Loop};
 pub use error::PipelineError;
 use run::{Outcome, Recorder, Run, Start};
@@ -73,11 +73,6 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// A proto enum's name without its type prefix, lower-cased ("ROUTE_ORCH" → "orch").
-fn label(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
-}
-
 /// One answered ask in the process's metrics.
 fn record_metrics(
     tenant: &str,
@@ -87,8 +82,8 @@ fn record_metrics(
     duration_ms: f64,
 ) {
     let metrics = crate::metrics::get();
-    let route = label(outcome.route.as_str_name(), "ROUTE_");
-    let status = label(outcome.status.as_str_name(), "TRACE_STATUS_");
+    let route = enum_slug(outcome.route.as_str_name(), "ROUTE_");
+    let status = enum_slug(outcome.status.as_str_name(), "TRACE_STATUS_");
     metrics
         .asks
         .with_label_values(&[tenant, route.as_str(), status.as_str()])
@@ -99,11 +94,11 @@ fn record_metrics(
         .observe(duration_ms / 1000.0);
     for timing in timings {
         let stage = Stage::try_from(timing.stage).map_or("unspecified".to_owned(), |s| {
-            label(s.as_str_name(), "STAGE_")
+            enum_slug(s.as_str_name(), "STAGE_")
         });
         let stage_status = StageStatus::try_from(timing.status)
             .map_or("unspecified".to_owned(), |s| {
-                label(s.as_str_name(), "STAGE_STATUS_")
+                enum_slug(s.as_str_name(), "STAGE_STATUS_")
             });
         metrics
             .stage_seconds
@@ -113,7 +108,7 @@ fn record_metrics(
     for event in replans {
         let trigger = ReplanTrigger::try_from(event.trigger)
             .map_or("unspecified".to_owned(), |t| {
-                label(t.as_str_name(), "REPLAN_TRIGGER_")
+                enum_slug(t.as_str_name(), "REPLAN_TRIGGER_")
             });
         metrics.replans.with_label_values(&[trigger.as_str()]).inc();
     }

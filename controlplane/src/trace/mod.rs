@@ -10,17 +10,12 @@ pub mod read;
 pub mod rollup;
 pub mod writer;
 
+pub use ops_proto::convert::enum_slug;
 use ops_proto::v1::TraceStatus;
 
 pub use orchestration::Retention;
 pub use read::TraceError;
 pub use writer::{TraceWriteError, TraceWriter};
-
-/// A protobuf enum value's name without its prefix, lower-case: `ROUTE_ORCH` → `orch`. This
-/// is how traces, their tables and the CLI spell enum values.
-pub fn enum_slug(str_name: &str, prefix: &str) -> String {
-    str_name.trim_start_matches(prefix).to_lowercase()
-}
 
 /// The status name stored beside a trace.
 pub(crate) fn writer_status(status: i32) -> String {
