@@ -19,6 +19,7 @@ macro_rules! registry_suite {
             bundles_import_atomically_and_round_trip,
             simulate_resolver_and_pending_rpcs,
             traces_commit_with_either_sync_setting,
+            llm_usage_is_committed_with_its_trace_and_summed,
             alerts_schedules_and_performance_records,
         );
     };

@@ -28,6 +28,88 @@ pub struct Config {
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
     pub otel: OtelConfig,
+    pub llm: LlmConfig,
+}
+
+/// When the LLM plans (an OpenAI-compatible chat endpoint). `off`: never called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmMode {
+    #[default]
+    Off,
+    /// The deterministic planner first; the LLM only when it is unsure of its plan.
+    Fallback,
+    /// The LLM first; the deterministic planner when the LLM fails or its breaker is open.
+    Primary,
+}
+
+/// The LLM endpoint: planning the long tail of wordings and writing answer paragraphs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub mode: LlmMode,
+    /// The chat completions URL, e.g. `https://api.openai.com/v1/chat/completions` or a vLLM,
+    /// Ollama or gateway equivalent.
+    pub endpoint: String,
+    /// The model when the Prompt asset names none.
+    pub model: String,
+    /// A label for the usage log ("openai", "vllm", ...).
+    pub provider: String,
+    /// Bearer key, as a reference (`env:NAME` or `file:PATH`); empty: no Authorization header.
+    pub api_key: String,
+    /// Deadline of one call, connection included.
+    pub timeout_ms: u64,
+    pub max_tokens: u32,
+    /// Ask for a JSON object reply (`response_format`), for servers that support it.
+    pub json_mode: bool,
+    pub breaker: LlmBreakerConfig,
+    /// USD per 1,000 tokens, by model name.
+    pub prices: std::collections::BTreeMap<String, LlmPrice>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            mode: LlmMode::Off,
+            endpoint: String::new(),
+            model: String::new(),
+            provider: "openai".into(),
+            api_key: String::new(),
+            timeout_ms: 10_000,
+            max_tokens: 800,
+            json_mode: true,
+            breaker: LlmBreakerConfig::default(),
+            prices: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// The endpoint's circuit breaker: `failures` failed calls (errors, timeouts, invalid replies)
+/// within `window_ms` open it; after `cooldown_ms` one probe call may close it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmBreakerConfig {
+    pub failures: u32,
+    pub window_ms: u64,
+    pub cooldown_ms: u64,
+}
+
+impl Default for LlmBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            window_ms: 60_000,
+            cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// A model's price in USD per 1,000 tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmPrice {
+    pub prompt_per_1k: f64,
+    pub completion_per_1k: f64,
 }
 
 /// OpenTelemetry span export over OTLP/HTTP (protobuf): a span per ask with one per stage.
@@ -574,10 +656,54 @@ impl Config {
                 "watch.schedule_tick_ms, watch.alert_interval_ms, watch.rollup_interval_ms, watch.webhook.max_attempts and watch.webhook.timeout_ms must be at least 1".into(),
             ));
         }
+        self.check_llm()?;
         if self.registry.max_content_bytes < 1024 {
             return Err(ConfigError::Rule(
                 "registry.max_content_bytes must be at least 1024".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn check_llm(&self) -> Result<(), ConfigError> {
+        let llm = &self.llm;
+        if llm.mode == LlmMode::Off {
+            return Ok(());
+        }
+        let url = reqwest::Url::parse(&llm.endpoint).map_err(|e| {
+            ConfigError::Rule(format!(
+                "llm.endpoint {:?} is not a URL ({e}): expected e.g. https://api.openai.com/v1/chat/completions",
+                llm.endpoint
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Rule(
+                "llm.endpoint must be an http or https URL".into(),
+            ));
+        }
+        if llm.model.trim().is_empty() {
+            return Err(ConfigError::Rule(
+                "llm.mode is on: llm.model names the model used when a Prompt names none".into(),
+            ));
+        }
+        if !llm.api_key.is_empty() && !crate::secrets::is_reference(&llm.api_key) {
+            return Err(ConfigError::Rule(
+                "llm.api_key must be a reference (env:NAME or file:PATH), never the key itself"
+                    .into(),
+            ));
+        }
+        if llm.timeout_ms == 0 || llm.max_tokens == 0 || llm.breaker.failures == 0 {
+            return Err(ConfigError::Rule(
+                "llm.timeout_ms, llm.max_tokens and llm.breaker.failures must be at least 1".into(),
+            ));
+        }
+        for (model, price) in &llm.prices {
+            let valid = |v: f64| v.is_finite() && v >= 0.0;
+            if !valid(price.prompt_per_1k) || !valid(price.completion_per_1k) {
+                return Err(ConfigError::Rule(format!(
+                    "llm.prices.{model}: prices are USD per 1,000 tokens, 0 or more"
+                )));
+            }
         }
         Ok(())
     }

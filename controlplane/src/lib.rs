@@ -12,6 +12,7 @@ pub mod demo;
 mod docs_reference;
 pub mod execute;
 pub mod http_client;
+pub mod llm;
 pub mod metrics;
 pub mod model;
 pub mod opsctl;

@@ -49,6 +49,11 @@ pub struct Metrics {
     pub trace_commit_seconds: Histogram,
     /// Traces committed, by outcome (`ok` / `error`).
     pub traces_committed: IntCounterVec,
+    /// LLM calls by purpose and outcome (`ok`, `timeout`, `http_error`, …).
+    pub llm_calls: IntCounterVec,
+    pub llm_seconds: HistogramVec,
+    /// The LLM endpoint's breaker: 0 closed, 1 half-open, 2 open.
+    pub llm_breaker_state: IntGauge,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -164,6 +169,21 @@ impl Metrics {
                 "Traces committed by the trace writer.",
                 &["outcome"],
             ),
+            llm_calls: counter(
+                "ops_llm_calls_total",
+                "Calls to the LLM endpoint by purpose and outcome.",
+                &["purpose", "outcome"],
+            ),
+            llm_seconds: histogram(
+                "ops_llm_call_duration_seconds",
+                "Calls to the LLM endpoint, until the reply is read.",
+                &["purpose"],
+            ),
+            llm_breaker_state: IntGauge::new(
+                "ops_llm_breaker_state",
+                "The LLM endpoint's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            )
+            .unwrap_or_else(|e| unreachable!("static gauge: {e}")),
         };
         for collector in [
             Box::new(metrics.stage_seconds.clone()) as Box<dyn prometheus::core::Collector>,
@@ -184,6 +204,9 @@ impl Metrics {
             Box::new(metrics.trace_queue.clone()),
             Box::new(metrics.trace_commit_seconds.clone()),
             Box::new(metrics.traces_committed.clone()),
+            Box::new(metrics.llm_calls.clone()),
+            Box::new(metrics.llm_seconds.clone()),
+            Box::new(metrics.llm_breaker_state.clone()),
         ] {
             if let Err(e) = metrics.registry.register(collector) {
                 unreachable!("metric names are unique: {e}");

@@ -50,6 +50,8 @@ pub enum ServerError {
     Tls(String),
     #[error("metrics listener: {0}")]
     Metrics(std::io::Error),
+    #[error("[llm]: {0}")]
+    Llm(String),
 }
 
 /// Opens the configured database (applying migrations) and builds the registry.
@@ -147,8 +149,15 @@ pub async fn serve(
     // drained (every answered request has its trace committed by then).
     let (traces, trace_writer) =
         TraceWriter::start(registry.db().clone(), config.storage.trace_sync);
+    let llm = crate::llm::Llm::from_config(&config.llm)
+        .map_err(ServerError::Llm)?
+        .map(std::sync::Arc::new);
+    if let Some(llm) = &llm {
+        tracing::info!(mode = ?llm.mode, "LLM planner on");
+    }
     let pipeline = executors.clone().map(|executors| {
         Pipeline::new(registry.clone(), executors, plugins.clone(), traces.clone())
+            .with_llm(llm.clone())
     });
     drop(traces);
     // Schedules and alerts: stopped after the server drains, before the trace writer (a

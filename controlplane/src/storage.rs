@@ -492,13 +492,22 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("ops.db").display());
         let db = Db::open(&url, 2, Some(dir.path())).await?;
-        // Pretend the newest migration (0008: rate-limit windows) has not been applied yet.
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 8")
+        // Pretend the newest migration (0009: the usage log's columns) has not been applied.
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 9")
             .execute(db.pool())
             .await?;
-        sqlx::query("DROP TABLE rate_counts")
+        sqlx::query("DROP INDEX llm_usage_by_tenant_time")
             .execute(db.pool())
             .await?;
+        for undo in [
+            "ALTER TABLE llm_usage_log DROP COLUMN purpose",
+            "ALTER TABLE llm_usage_log DROP COLUMN provider",
+            "ALTER TABLE llm_usage_log DROP COLUMN cost_usd",
+            "ALTER TABLE llm_usage_log DROP COLUMN outcome",
+            "ALTER TABLE llm_usage_log DROP COLUMN error",
+        ] {
+            sqlx::query(undo).execute(db.pool()).await?;
+        }
         db.close().await;
         let reopened = Db::open(&url, 2, Some(dir.path())).await?;
         let backups: Vec<_> = std::fs::read_dir(dir.path())?

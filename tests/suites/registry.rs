@@ -1619,6 +1619,73 @@ pub async fn traces_commit_with_either_sync_setting(backend: Backend) {
     env.stop().await;
 }
 
+/// A run's LLM calls land in the usage log in its trace's transaction, and sum by model and
+/// day (and into the day's spend the Policy caps) on either backend.
+pub async fn llm_usage_is_committed_with_its_trace_and_summed(backend: Backend) {
+    use ops_controlplane::audit::usage;
+    use ops_controlplane::config::TraceSync;
+    use ops_controlplane::trace::{Retention, TraceWriter};
+    use ops_proto::v1::{LlmCall, SummarizeLlmUsageRequest};
+    let env = Env::start(backend).await;
+    let db = &env.server.db;
+    let (writer, task) = TraceWriter::start(db.clone(), TraceSync::Normal);
+    let call = |model: &str, outcome: &str, tokens: u64, cost: f64| LlmCall {
+        purpose: "planner".into(),
+        provider: "test".into(),
+        model: model.into(),
+        prompt_tokens: tokens,
+        completion_tokens: tokens / 10,
+        latency_ms: 12.5,
+        cost_usd: cost,
+        outcome: outcome.into(),
+        ..Default::default()
+    };
+    for (tenant, calls) in [
+        (
+            "acme",
+            vec![call("m1", "ok", 1000, 0.25), call("m2", "timeout", 0, 0.0)],
+        ),
+        ("acme", vec![call("m1", "ok", 500, 0.125)]),
+        ("globex", vec![call("m1", "ok", 9000, 9.0)]),
+    ] {
+        writer
+            .commit(
+                Trace {
+                    trace_id: uuid::Uuid::new_v4().to_string(),
+                    tenant: tenant.into(),
+                    llm_calls: calls,
+                    ..Default::default()
+                },
+                Retention::default(),
+                None,
+            )
+            .await
+            .expect("commit");
+    }
+    drop(writer);
+    task.await.expect("writer drains");
+    let summary = usage::summarize(db, "acme", &SummarizeLlmUsageRequest::default())
+        .await
+        .expect("summary");
+    let rows: Vec<(&str, u64, u64, u64)> = summary
+        .rows
+        .iter()
+        .map(|r| (r.model.as_str(), r.calls, r.failed, r.prompt_tokens))
+        .collect();
+    assert_eq!(rows, vec![("m1", 2, 0, 1500), ("m2", 1, 1, 0)]);
+    assert!((summary.total_cost_usd - 0.375).abs() < 1e-9);
+    assert_eq!(summary.rows[0].completion_tokens, 150);
+    assert_eq!(summary.rows[0].day.len(), 10, "YYYY-MM-DD");
+    let today = usage::day_start_micros(time::OffsetDateTime::now_utc());
+    let spent = usage::spent_since(db, "acme", today).await.expect("spend");
+    assert!((spent - 0.375).abs() < 1e-9, "{spent}");
+    let none = usage::spent_since(db, "initech", today)
+        .await
+        .expect("spend");
+    assert_eq!(none, 0.0);
+    env.stop().await;
+}
+
 async fn task_rows(env: &Env, trace_id: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE task_id = $1")
         .bind(trace_id)

@@ -3,6 +3,7 @@
 //! so a refused call never waits for the database), readable per tenant with filters.
 
 pub mod store;
+pub mod usage;
 
 use ops_proto::convert::from_micros;
 use ops_proto::v1::{AuditKind, AuditOutcome, AuditRecord};

@@ -115,6 +115,7 @@ pub const RPC_ROLES: &[(&str, &str, Role)] = &[
     ("ops.v1.ApiKeys", "ListApiKeys", Role::Admin),
     ("ops.v1.ApiKeys", "RevokeApiKey", Role::Admin),
     ("ops.v1.Audit", "ListAuditRecords", Role::Admin),
+    ("ops.v1.Audit", "SummarizeLlmUsage", Role::Admin),
 ];
 
 /// RPCs that change what a tenant has (assets, plugins, golden queries, regression runs,

@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub direct_prompt: Option<Applied<PromptSpec>>,
     /// The tenant's answer sentences (Prompt of purpose `answer`), if it published any.
     pub answer_prompt: Option<Applied<PromptSpec>>,
+    /// The answer writer's Prompt (purpose `summarizer`), used when `[llm]` is on.
+    pub summarizer_prompt: Option<Applied<PromptSpec>>,
     /// The built-in answer sentences with the tenant's over them.
     pub sentences: Sentences,
     pub resolver: Option<Applied<ResolverSpec>>,

@@ -10,6 +10,7 @@
 mod answer;
 pub mod control;
 pub mod error;
+mod llm;
 mod preview;
 pub mod rate;
 mod rca;
@@ -65,6 +66,8 @@ pub struct Pipeline {
     cooling: Cooling,
     rate: rate::RateLimiter,
     health: SourceHealth,
+    /// The LLM endpoint, when `[llm]` is on.
+    llm: Option<Arc<crate::llm::Llm>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -238,7 +241,14 @@ impl Pipeline {
             cooling: Cooling::default(),
             rate,
             health: SourceHealth::default(),
+            llm: None,
         }
+    }
+
+    /// Plans and writes answers with `llm` too (see `[llm] mode`).
+    pub fn with_llm(mut self, llm: Option<Arc<crate::llm::Llm>>) -> Self {
+        self.llm = llm;
+        self
     }
 
     pub fn registry(&self) -> &Registry {
@@ -468,6 +478,10 @@ impl Pipeline {
                 test_mode,
                 replayed_from: prepared.replayed_from as i32,
                 data_quality: outcome.data_quality.clone(),
+                llm_calls: outcome.planning.calls.clone(),
+                planner: outcome.planning.planner.to_owned(),
+                llm_fallback_reason: outcome.planning.fallback_reason.clone(),
+                summary: outcome.summary.clone(),
             };
         self.traces
             .commit(trace, retention(snapshot), audited_as)
@@ -504,8 +518,16 @@ impl Pipeline {
                 data_quality: outcome.data_quality,
                 replans: control.replans(),
                 applied_assets: applied,
+                planner: outcome.planning.planner.to_owned(),
+                fallback_reason: outcome.planning.fallback_reason,
+                llm_breaker: self
+                    .llm
+                    .as_ref()
+                    .map(|l| l.breaker_state().as_str().to_owned())
+                    .unwrap_or_default(),
             }),
             next_actions: outcome.next_actions,
+            summary: outcome.summary,
         };
         Ok(Answered {
             status: outcome.status,

@@ -116,6 +116,23 @@ pub(super) fn route_plan(snapshot: &Snapshot, ran: &mut Ran<RoutePlanOutput>) ->
     )
 }
 
+/// ROUTE+PLAN's record says which planner planned and why the LLM's plan was not used.
+pub(super) fn planner_notes(record: &mut StageRecord, planning: &super::llm::Planning) {
+    let notes = record.diagnostics.get_or_insert_with(Default::default);
+    if planning.planner == "llm" {
+        notes.warnings.push("planned by the LLM planner".into());
+    } else if !planning.fallback_reason.is_empty() {
+        notes.warnings.push(format!(
+            "the LLM planner was due but not used ({}): the deterministic plan stands",
+            planning.fallback_reason
+        ));
+    }
+    record
+        .applied_assets
+        .extend(planning.calls.iter().filter_map(|c| c.prompt.clone()));
+    record.applied_assets.dedup();
+}
+
 pub(super) fn validate(snapshot: &Snapshot, ran: &mut Ran<ValidateOutput>) -> StageRecord {
     let input = ran.input_struct();
     let output = &ran.output;

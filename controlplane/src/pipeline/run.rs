@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::control::{self, Decision, Loop};
 use super::record::{self, Ran};
-use super::{Pipeline, answer, sentence};
+use super::{Pipeline, answer, llm, sentence};
 use crate::execute::tasks::all_empty;
 use crate::model::plan_kind::{self, Mode};
 use crate::model::snapshot::Snapshot;
@@ -89,6 +89,12 @@ pub(super) struct Outcome {
     /// The answer line as a sentence in the question's language, from the plan and the
     /// tool results COMPOSE received.
     pub sentence: Option<String>,
+    /// Which planner produced the plan and the LLM's calls (see `llm::Planning`).
+    pub planning: llm::Planning,
+    /// The answer writer's paragraph, when kept.
+    pub summary: String,
+    /// What the answer writer may cite: the question, the plan's CIs and the tool results.
+    pub grounds: Option<(String, serde_json::Value)>,
 }
 
 impl Outcome {
@@ -179,11 +185,21 @@ impl Run<'_> {
     #[tracing::instrument(name = "route_plan", skip_all)]
     async fn route_plan(&mut self, input: RoutePlanInput) -> Option<Plan> {
         let started = Instant::now();
-        let output = route_plan::run(&self.snapshot.knowledge, &input);
+        let judged = route_plan::judge(&self.snapshot.knowledge, &input);
+        let (output, planning) = llm::plan(
+            self.pipeline.llm.as_deref(),
+            self.pipeline.registry.db(),
+            self.snapshot,
+            &input,
+            judged,
+            self.as_of,
+        )
+        .await;
         let mut ran = Ran::new(StageInput::RoutePlan(input), output, started);
-        self.recorder
-            .push(record::route_plan(self.snapshot, &mut ran))
-            .await;
+        let mut recorded = record::route_plan(self.snapshot, &mut ran);
+        record::planner_notes(&mut recorded, &planning);
+        self.outcome.planning = planning;
+        self.recorder.push(recorded).await;
         match ran.output {
             RoutePlanOutput::Direct { intent, reason } => {
                 self.outcome.route_reason = reason;
@@ -466,6 +482,10 @@ impl Run<'_> {
             .or(self.outcome.plan_raw.as_ref());
         self.outcome.sentence =
             plan.and_then(|p| sentence::sentence(self.snapshot, self.question, p, &input.results));
+        if self.pipeline.llm.is_some() && self.snapshot.summarizer_prompt.is_some() {
+            let results = serde_json::to_value(&input.results).unwrap_or_default();
+            self.outcome.grounds = Some((llm::grounds(self.question, plan, &results), results));
+        }
         let references = record::references(&input.results);
         self.outcome.references = references.clone();
         let started = Instant::now();
@@ -546,5 +566,41 @@ impl Run<'_> {
         self.outcome.answer =
             sentence.unwrap_or_else(|| answer::answer_line(&blocks, &self.outcome.data_quality));
         self.outcome.blocks = blocks;
+        self.summarize().await;
+    }
+
+    /// The answer writer's paragraph (a `summarizer` Prompt with `[llm]` on), kept only when
+    /// the results ground every number and code in it.
+    async fn summarize(&mut self) {
+        let (Some(llm), Some((grounds, _))) =
+            (self.pipeline.llm.as_deref(), self.outcome.grounds.take())
+        else {
+            return;
+        };
+        if !matches!(
+            self.outcome.status,
+            TraceStatus::Success | TraceStatus::Partial
+        ) {
+            return;
+        }
+        let blocks = serde_json::to_value(&self.outcome.blocks).unwrap_or_default();
+        let Some(summary) = llm::summarize(
+            llm,
+            self.pipeline.registry.db(),
+            self.snapshot,
+            self.question,
+            &self.outcome.answer,
+            &blocks,
+            &grounds,
+        )
+        .await
+        else {
+            return;
+        };
+        self.outcome.planning.calls.extend(summary.call);
+        if summary.dropped {
+            self.outcome.flag("summary_dropped");
+        }
+        self.outcome.summary = summary.text.unwrap_or_default();
     }
 }

@@ -332,6 +332,7 @@ async fn load(
     let planner_prompt = prompt_for(PromptPurpose::Planner);
     let direct_prompt = prompt_for(PromptPurpose::DirectAnswer);
     let answer_prompt = prompt_for(PromptPurpose::Answer);
+    let summarizer_prompt = prompt_for(PromptPurpose::Summarizer);
     // Publishing refuses a Prompt whose entries do not compile; one published before that
     // check leaves the built-in sentences in place.
     let sentences =
@@ -439,6 +440,7 @@ async fn load(
         planner_prompt,
         direct_prompt,
         answer_prompt,
+        summarizer_prompt,
         sentences,
         resolver,
         tools: tools

@@ -2,6 +2,7 @@
 //! is the stage's contract.
 
 pub mod knowledge;
+pub mod llm_plan;
 pub mod plan_kind;
 pub mod planner;
 pub mod resolver;
@@ -44,16 +45,35 @@ pub enum RoutePlanOutput {
 /// The ROUTE+PLAN stage: question, mode and `as_of` → route and plan. A rerun's plan is
 /// taken as given.
 pub fn run(knowledge: &Knowledge, input: &RoutePlanInput) -> RoutePlanOutput {
+    judge(knowledge, input).output
+}
+
+/// The deterministic planner's route and plan, with how sure it is of them.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub output: RoutePlanOutput,
+    /// Why the plan is a guess (see `planner::Planned::doubt`); None when it is not.
+    pub doubt: Option<String>,
+    /// The question with the resolver's rewrites (aliases to codes), when it has one.
+    pub resolved: Option<String>,
+}
+
+/// [`run`], keeping the planner's doubt and the resolved question for an LLM planner.
+pub fn judge(knowledge: &Knowledge, input: &RoutePlanInput) -> Judged {
     if let Some(plan) = &input.rerun {
-        return RoutePlanOutput::Orch {
-            reason: "rerun of a previous plan".into(),
-            plan: plan.clone(),
+        return Judged {
+            output: RoutePlanOutput::Orch {
+                reason: "rerun of a previous plan".into(),
+                plan: plan.clone(),
+            },
+            doubt: None,
+            resolved: None,
         };
     }
     let as_of = time_of(&input.as_of).unwrap_or_else(OffsetDateTime::now_utc);
     let forced = (input.mode != "all" && !input.mode.is_empty()).then_some(input.mode.as_str());
     let planned = planner::plan(knowledge, &input.question, as_of, forced);
-    match planned.routed {
+    let output = match planned.routed {
         Routed::Direct { intent } => RoutePlanOutput::Direct {
             intent,
             reason: planned.reason,
@@ -63,5 +83,10 @@ pub fn run(knowledge: &Knowledge, input: &RoutePlanInput) -> RoutePlanOutput {
             reason: planned.reason,
             plan,
         },
+    };
+    Judged {
+        output,
+        doubt: planned.doubt,
+        resolved: planned.resolution.map(|r| r.output),
     }
 }

@@ -163,6 +163,10 @@ pub struct Planned {
     pub resolution: Option<Resolution>,
     /// Why this route: the rule, intent or mode words that decided.
     pub reason: String,
+    /// Set when the plan is a guess: no word named a mode, a table, a CI or a value (the
+    /// configuration listing is only the default), or a slot other than an unknown CI stayed
+    /// unfilled. An LLM planner in `fallback` mode is asked then.
+    pub doubt: Option<String>,
 }
 
 /// Plans `question` as of `as_of`. `forced_mode` (a mode-fixed request) skips mode detection
@@ -189,6 +193,7 @@ pub fn plan(
             },
             resolution: None,
             reason: format!("direct intent `{intent}`"),
+            doubt: None,
         };
     }
     let resolution = k.resolver.as_ref().map(|r| r.resolve(question));
@@ -206,9 +211,31 @@ pub fn plan(
         reasons: Vec::new(),
         named: Vec::new(),
         group_filters: BTreeMap::new(),
+        doubt: None,
     };
     planner.run(forced_mode);
+    // A CI missing while the question names a code-like token is an unknown code, not a
+    // doubt: the planner knows what is missing, and no reading of the words makes it exist.
+    let unknown_code = k
+        .code_pattern
+        .as_ref()
+        .is_some_and(|re| re.is_match(question));
+    let unfilled: Vec<&str> = planner
+        .plan
+        .missing_slots
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            !(s.starts_with("entity:")
+                || (unknown_code && matches!(*s, "entity" | "target_entity")))
+        })
+        .collect();
+    let doubt = planner
+        .doubt
+        .take()
+        .or_else(|| (!unfilled.is_empty()).then(|| format!("unfilled: {}", unfilled.join(", "))));
     Planned {
+        doubt,
         reason: planner.reasons.join("; "),
         routed: Routed::Plan(planner.plan),
         resolution,
@@ -227,6 +254,7 @@ fn reject(k: &Knowledge, lower: &str) -> Option<Planned> {
                 },
                 resolution: None,
                 reason: format!("reject rule `{}` of policy:{}", rule.name, k.policy_name),
+                doubt: None,
             });
         }
     }
@@ -239,6 +267,7 @@ fn reject(k: &Knowledge, lower: &str) -> Option<Planned> {
                 },
                 resolution: None,
                 reason: format!("restricted table `{table}` named"),
+                doubt: None,
             });
         }
     }
@@ -268,6 +297,8 @@ struct Planner<'k> {
     named: Vec<(String, String)>,
     /// Filters a named CI stands for when it names a group (see `named_groups`).
     group_filters: BTreeMap<String, String>,
+    /// Why the plan is a guess (see [`Planned::doubt`]).
+    doubt: Option<String>,
 }
 
 impl Planner<'_> {
@@ -321,7 +352,13 @@ impl Planner<'_> {
                 }
             }
             (Some(Mode::Document), _) => self.document(&masked),
-            (Some(Mode::Config) | None, _) => self.config(&masked),
+            (Some(Mode::Config) | None, _) => {
+                let answer = self.config(&masked);
+                if forced_mode.is_none() && !self.config_evidence(&masked) {
+                    self.doubt = Some("no word names a mode, a table, a CI or a value".into());
+                }
+                answer
+            }
         };
         match mode.and_then(|m| self.tool(m)) {
             Some(tool) => self.plan.tools.push(tool),
@@ -421,6 +458,7 @@ impl Planner<'_> {
             reasons: Vec::new(),
             named: Vec::new(),
             group_filters: BTreeMap::new(),
+            doubt: None,
         };
         let (intent, view) = sub.history(clause);
         let entity_table = sub.history_entity_table();
@@ -618,6 +656,18 @@ impl Planner<'_> {
     }
 
     /// True when a synonym of the table that mode's tool reads appears.
+    /// Whether a configuration plan rests on the question's words: a CI, a value, an
+    /// attribute, a comparison or the table named (else configuration was only the default).
+    fn config_evidence(&self, masked: &str) -> bool {
+        let p = &self.plan;
+        !p.ci_codes.is_empty()
+            || !p.filters.is_empty()
+            || !p.attributes.is_empty()
+            || !p.comparisons.is_empty()
+            || !self.group_filters.is_empty()
+            || self.table_named(masked, Mode::Config)
+    }
+
     fn table_named(&self, masked: &str, mode: Mode) -> bool {
         let Some(tool) = self.k.tools.iter().find(|t| t.mode == Some(mode)) else {
             return false;
@@ -1730,6 +1780,7 @@ mod tests {
             reasons: Vec::new(),
             named: Vec::new(),
             group_filters: BTreeMap::new(),
+            doubt: None,
         };
         assert_eq!(
             planner.relative_window("max of {ci} over the last 3 days?"),
@@ -1762,6 +1813,7 @@ mod tests {
             reasons: Vec::new(),
             named: Vec::new(),
             group_filters: BTreeMap::new(),
+            doubt: None,
         };
         let day = |text: &str| {
             let t = OffsetDateTime::parse(

@@ -1,4 +1,5 @@
-//! `ops.v1.Audit` over the audit log: the caller's tenant's records, filtered and paged.
+//! `ops.v1.Audit` over the audit log (the caller's tenant's records, filtered and paged) and
+//! the LLM usage log (calls, tokens and cost by model and day).
 
 use ops_proto::v1::audit_server::Audit;
 use ops_proto::v1::*;
@@ -41,5 +42,15 @@ impl Audit for AuditGrpc {
             records,
             next_page_token,
         }))
+    }
+
+    async fn summarize_llm_usage(
+        &self,
+        request: Request<SummarizeLlmUsageRequest>,
+    ) -> Result<Response<SummarizeLlmUsageResponse>, Status> {
+        let ctx = CallerContext::from_request(&request)?;
+        let summary =
+            crate::audit::usage::summarize(&self.db, &ctx.tenant, request.get_ref()).await?;
+        Ok(Response::new(summary))
     }
 }

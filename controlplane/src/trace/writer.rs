@@ -167,8 +167,8 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Pending>) {
 
 /// What one writer transaction does.
 enum Work<'a> {
-    /// The traces, their asset versions and their asks' audit records: the answers wait for
-    /// this commit.
+    /// The traces, their asset versions, their LLM calls' usage rows and their asks' audit
+    /// records: the answers wait for this commit.
     Traces(&'a [&'a Trace], &'a [AuditRecord]),
     /// The orchestration rows of traces already committed.
     Mirror(&'a [&'a Trace]),
@@ -179,6 +179,7 @@ impl Work<'_> {
         match self {
             Work::Traces(traces, audits) => {
                 write_traces(conn, traces).await?;
+                audit::usage::insert(conn, traces).await?;
                 audit::store::insert(conn, audits).await
             }
             Work::Mirror(traces) => orchestration::mirror(conn, traces).await,

@@ -343,6 +343,55 @@ fn describe_filters(filters: &BTreeMap<String, String>) -> String {
     parts.join(", ")
 }
 
+/// A configuration plan's filter and attribute columns are catalog columns of its table
+/// (filters only on filterable ones), never the tenant column: a plan the deterministic
+/// planner did not write (an LLM's, a rerun's) is held to the catalog like any other.
+fn config_columns(snapshot: &Snapshot, plan: &Plan, table: &str) -> Result<(), Vec<Violation>> {
+    let tenant_column = snapshot
+        .catalog
+        .spec
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .map(|t| t.tenant_column.as_str())
+        .unwrap_or_default();
+    let column = |key: &str| -> Option<ops_proto::v1::CatalogColumn> {
+        let name = match key.split_once('.') {
+            Some((t, c)) if t == table => c,
+            Some(_) => return None,
+            None => key,
+        };
+        (name != tenant_column)
+            .then(|| table_columns(&snapshot.catalog.spec, table).find(|c| c.name == name))
+            .flatten()
+            .cloned()
+    };
+    let mut out = Vec::new();
+    for key in plan.filters.keys() {
+        if !column(key).is_some_and(|c| c.filterable) {
+            out.push(violation(
+                "plan.filter_column",
+                &format!("plan.filters[{key}]"),
+                format!("{key} is not a filterable column of {table}"),
+                "a filterable catalog column",
+                key,
+            ));
+        }
+    }
+    for name in &plan.attributes {
+        if column(name).is_none() {
+            out.push(violation(
+                "plan.attribute_column",
+                "plan.attributes",
+                format!("{name} is not a column of {table}"),
+                "a catalog column of the table",
+                name,
+            ));
+        }
+    }
+    if out.is_empty() { Ok(()) } else { Err(out) }
+}
+
 /// Configuration items: by code, by filters, counted, or their attributes.
 fn config_tasks(
     snapshot: &Snapshot,
@@ -352,6 +401,7 @@ fn config_tasks(
     tenant: &str,
 ) -> Tasks {
     let code_column = text_config(choice, "code_column");
+    config_columns(snapshot, plan, &choice.table)?;
     let comparisons = comparison_binds(snapshot, plan, &choice.table)?;
     let base = |params: &mut Params| {
         let mut select = Select::from(&choice.table);

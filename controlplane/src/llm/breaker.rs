@@ -1,0 +1,217 @@
+//! The LLM endpoint's circuit breaker: closed → open after `failures` failed calls within a
+//! window → half-open after a cooldown, when one probe call decides (success closes it,
+//! failure opens it again).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Where the breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    fn gauge(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Times of the failures still inside the window (closed state).
+    failures: VecDeque<Instant>,
+    /// Set while open: when the cooldown ends.
+    open_until: Option<Instant>,
+    /// A half-open probe is in flight: every other call is refused until it reports.
+    probing: bool,
+}
+
+/// One per endpoint; shared by every tenant's calls.
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: usize,
+    window: Duration,
+    cooldown: Duration,
+    inner: Mutex<Inner>,
+}
+
+/// Leave to call: report the call's result with [`Breaker::record`].
+#[derive(Debug)]
+#[must_use]
+pub struct Permit {
+    probe: bool,
+}
+
+impl Breaker {
+    pub fn new(failures: u32, window: Duration, cooldown: Duration) -> Self {
+        Self {
+            threshold: failures.max(1) as usize,
+            window,
+            cooldown,
+            inner: Mutex::new(Inner {
+                failures: VecDeque::new(),
+                open_until: None,
+                probing: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves counters that are still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn state(&self) -> BreakerState {
+        state_of(&self.lock(), Instant::now())
+    }
+
+    /// A permit to call, or None while the breaker is open (or a half-open probe is out).
+    pub fn try_acquire(&self) -> Option<Permit> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let permit = match state_of(&inner, now) {
+            BreakerState::Closed => Some(Permit { probe: false }),
+            BreakerState::HalfOpen if !inner.probing => {
+                inner.probing = true;
+                Some(Permit { probe: true })
+            }
+            BreakerState::HalfOpen | BreakerState::Open => None,
+        };
+        publish(state_of(&inner, now));
+        permit
+    }
+
+    /// The result of the call `permit` allowed.
+    pub fn record(&self, permit: Permit, success: bool) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if permit.probe {
+            inner.probing = false;
+        }
+        if success {
+            if permit.probe || inner.open_until.is_some_and(|until| now >= until) {
+                inner.open_until = None;
+                inner.failures.clear();
+            }
+        } else if permit.probe {
+            inner.open_until = Some(now + self.cooldown);
+        } else if inner.open_until.is_none() {
+            while inner
+                .failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > self.window)
+            {
+                inner.failures.pop_front();
+            }
+            inner.failures.push_back(now);
+            if inner.failures.len() >= self.threshold {
+                inner.failures.clear();
+                inner.open_until = Some(now + self.cooldown);
+                tracing::warn!(
+                    failures = self.threshold,
+                    cooldown_ms = self.cooldown.as_millis() as u64,
+                    "the LLM endpoint's breaker opened"
+                );
+            }
+        }
+        publish(state_of(&inner, now));
+    }
+}
+
+fn state_of(inner: &Inner, now: Instant) -> BreakerState {
+    match inner.open_until {
+        None => BreakerState::Closed,
+        Some(until) if now < until => BreakerState::Open,
+        Some(_) => BreakerState::HalfOpen,
+    }
+}
+
+fn publish(state: BreakerState) {
+    crate::metrics::get().llm_breaker_state.set(state.gauge());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(cooldown_ms: u64) -> Breaker {
+        Breaker::new(
+            3,
+            Duration::from_secs(60),
+            Duration::from_millis(cooldown_ms),
+        )
+    }
+
+    fn fail(b: &Breaker) {
+        let permit = b.try_acquire();
+        assert!(permit.is_some(), "a closed breaker lets calls through");
+        if let Some(p) = permit {
+            b.record(p, false);
+        }
+    }
+
+    #[test]
+    fn failures_in_the_window_open_it_and_a_probe_closes_it() {
+        let b = breaker(50);
+        fail(&b);
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Closed);
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.try_acquire().is_none(), "open: no call");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let probe = b.try_acquire();
+        assert!(probe.is_some(), "one probe after the cooldown");
+        assert!(b.try_acquire().is_none(), "only one probe at a time");
+        if let Some(p) = probe {
+            b.record(p, true);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.try_acquire().is_some());
+    }
+
+    #[test]
+    fn a_failed_probe_opens_it_again() {
+        let b = breaker(40);
+        for _ in 0..3 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(p) = b.try_acquire() {
+            b.record(p, false);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_success_does_not_forget_failures_of_the_window_but_old_ones_expire() {
+        let b = Breaker::new(2, Duration::from_millis(30), Duration::from_secs(60));
+        fail(&b);
+        std::thread::sleep(Duration::from_millis(40));
+        fail(&b);
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "the first failure left the window"
+        );
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+}
