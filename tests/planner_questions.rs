@@ -109,3 +109,54 @@ fn the_planner_routes_every_public_question() {
     println!("{passed} passed, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `[llm] mode = "fallback"` asks the LLM only when the deterministic planner doubts its plan:
+/// it must not doubt the questions it answers (the question files of both data sets and our
+/// variants), else fallback mode would pay for calls it does not need.
+#[test]
+fn the_planner_does_not_doubt_the_questions_it_answers() {
+    let plant: BTreeMap<&str, Knowledge> = demo::DEMO_TENANTS
+        .iter()
+        .map(|t| (*t, knowledge(t)))
+        .collect();
+    let hospital = planner_support::hospital_knowledge("seoulmed");
+    let files = [
+        (plant_ops::QUESTIONS_JSONL, false),
+        (include_str!("questions/plant-ops.variants.jsonl"), false),
+        (ops_datasets::hospital_fm::QUESTIONS_JSONL, true),
+    ];
+    let mut doubted = Vec::new();
+    let mut asked = 0;
+    for (file, is_hospital) in files {
+        for line in file.lines().filter(|l| !l.trim().is_empty()) {
+            let q: Json = serde_json::from_str(line).expect("question line");
+            let k = if is_hospital {
+                &hospital
+            } else {
+                &plant[q["tenant"].as_str().unwrap_or_default()]
+            };
+            let as_of = time::OffsetDateTime::parse(
+                q["as_of"].as_str().unwrap_or_default(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("as_of");
+            let planned = planner::plan(k, q["question"].as_str().unwrap_or_default(), as_of, None);
+            asked += 1;
+            if let Some(doubt) = planned.doubt {
+                doubted.push(format!("{} {}: {doubt}", q["id"], q["question"]));
+            }
+        }
+    }
+    assert!(asked > 150, "{asked} questions read");
+    assert!(doubted.is_empty(), "{}", doubted.join("\n"));
+    // And it does doubt words it cannot place.
+    let as_of = time::OffsetDateTime::now_utc();
+    for vague in ["what's going on at the plant?", "give me the big picture"] {
+        assert!(
+            planner::plan(&plant["acme"], vague, as_of, None)
+                .doubt
+                .is_some(),
+            "{vague}"
+        );
+    }
+}

@@ -831,6 +831,46 @@ mod tests {
     }
 
     #[test]
+    fn the_llm_section_is_checked_when_on() {
+        figment::Jail::expect_with(|jail| {
+            let err = |toml: &str, jail: &mut figment::Jail| {
+                load_with(jail, Some(toml), &FlagOverrides::default())
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            };
+            let on = "[llm]\nmode = \"fallback\"\nmodel = \"m\"\n";
+            assert!(err(on, jail).contains("llm.endpoint"));
+            let inline_key = format!(
+                "{on}endpoint = \"http://127.0.0.1:1/v1/chat/completions\"\napi_key = \"sk-123\"\n"
+            );
+            let message = err(&inline_key, jail);
+            assert!(
+                message.contains("llm.api_key must be a reference"),
+                "{message}"
+            );
+            assert!(!message.contains("sk-123"), "the key is never echoed");
+            let bad_price = format!(
+                "{on}endpoint = \"https://llm.example/v1/chat/completions\"\n[llm.prices.m]\nprompt_per_1k = -1.0\n"
+            );
+            assert!(err(&bad_price, jail).contains("llm.prices.m"));
+            jail.set_env("OPS__LLM__MODE", "primary");
+            jail.set_env(
+                "OPS__LLM__ENDPOINT",
+                "https://llm.example/v1/chat/completions",
+            );
+            jail.set_env("OPS__LLM__MODEL", "gpt-x");
+            let config =
+                load_with(jail, None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.llm.mode, LlmMode::Primary);
+            assert_eq!(config.llm.breaker, LlmBreakerConfig::default());
+            jail.set_env("OPS__LLM__MODE", "sometimes");
+            assert!(load_with(jail, None, &FlagOverrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn the_committed_example_config_loads() {
         figment::Jail::expect_with(|jail| {
             let example = include_str!("../opsd.example.toml");

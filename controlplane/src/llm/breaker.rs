@@ -51,11 +51,31 @@ pub struct Breaker {
     inner: Mutex<Inner>,
 }
 
-/// Leave to call: report the call's result with [`Breaker::record`].
+/// Leave to call: report the call's result with [`Permit::record`]. A permit dropped without
+/// a result (the caller went away mid-call) counts as a failed probe when it was the probe,
+/// so the breaker never waits for a report that cannot come.
 #[derive(Debug)]
 #[must_use]
-pub struct Permit {
+pub struct Permit<'b> {
+    breaker: &'b Breaker,
     probe: bool,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    /// The result of the call this permit allowed.
+    pub fn record(mut self, success: bool) {
+        self.recorded = true;
+        self.breaker.record(self.probe, success);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded && self.probe {
+            self.breaker.record(true, false);
+        }
+    }
 }
 
 impl Breaker {
@@ -82,34 +102,38 @@ impl Breaker {
     }
 
     /// A permit to call, or None while the breaker is open (or a half-open probe is out).
-    pub fn try_acquire(&self) -> Option<Permit> {
+    pub fn try_acquire(&self) -> Option<Permit<'_>> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let permit = match state_of(&inner, now) {
-            BreakerState::Closed => Some(Permit { probe: false }),
+        let probe = match state_of(&inner, now) {
+            BreakerState::Closed => Some(false),
             BreakerState::HalfOpen if !inner.probing => {
                 inner.probing = true;
-                Some(Permit { probe: true })
+                Some(true)
             }
             BreakerState::HalfOpen | BreakerState::Open => None,
         };
+        let permit = probe.map(|probe| Permit {
+            breaker: self,
+            probe,
+            recorded: false,
+        });
         publish(state_of(&inner, now));
         permit
     }
 
-    /// The result of the call `permit` allowed.
-    pub fn record(&self, permit: Permit, success: bool) {
+    fn record(&self, probe: bool, success: bool) {
         let now = Instant::now();
         let mut inner = self.lock();
-        if permit.probe {
+        if probe {
             inner.probing = false;
         }
         if success {
-            if permit.probe || inner.open_until.is_some_and(|until| now >= until) {
+            if probe || inner.open_until.is_some_and(|until| now >= until) {
                 inner.open_until = None;
                 inner.failures.clear();
             }
-        } else if permit.probe {
+        } else if probe {
             inner.open_until = Some(now + self.cooldown);
         } else if inner.open_until.is_none() {
             while inner
@@ -162,7 +186,7 @@ mod tests {
         let permit = b.try_acquire();
         assert!(permit.is_some(), "a closed breaker lets calls through");
         if let Some(p) = permit {
-            b.record(p, false);
+            p.record(false);
         }
     }
 
@@ -181,7 +205,7 @@ mod tests {
         assert!(probe.is_some(), "one probe after the cooldown");
         assert!(b.try_acquire().is_none(), "only one probe at a time");
         if let Some(p) = probe {
-            b.record(p, true);
+            p.record(true);
         }
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.try_acquire().is_some());
@@ -195,9 +219,25 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(p) = b.try_acquire() {
-            b.record(p, false);
+            p.record(false);
         }
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_probe_whose_caller_went_away_does_not_hold_the_breaker_half_open() {
+        let b = breaker(30);
+        for _ in 0..3 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        drop(b.try_acquire());
+        assert_eq!(b.state(), BreakerState::Open, "counted as a failed probe");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            b.try_acquire().is_some(),
+            "the next cooldown allows a probe"
+        );
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Llm {
         let latency = started.elapsed();
         // The endpoint failed when it did not answer with a completion; a completion whose
         // content the caller cannot use is the model's doing, not the endpoint's.
-        self.breaker.record(permit, sent.is_ok());
+        permit.record(sent.is_ok());
         let metrics = crate::metrics::get();
         metrics
             .llm_seconds
@@ -259,29 +259,30 @@ impl Llm {
         if let Some(key) = &self.api_key {
             post = post.bearer_auth(key);
         }
-        let response = post.send().await.map_err(|e| transport(&e))?;
+        let response = post.send().await.map_err(transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport(&e))?;
-        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let bytes = response.bytes().await.map_err(transport)?;
+        // An error body is not kept: providers quote (part of) a rejected key in it.
         if status.as_u16() == 429 {
             return Err((
                 Failure::RateLimited,
                 "the endpoint answered 429 Too Many Requests".into(),
-                raw,
+                String::new(),
             ));
         }
         if !status.is_success() {
             return Err((
                 Failure::HttpError(status.as_u16()),
                 format!("the endpoint answered HTTP {}", status.as_u16()),
-                raw,
+                String::new(),
             ));
         }
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
         Completion::parse(raw).map_err(|(error, raw)| (Failure::InvalidReply, error, raw))
     }
 }
 
-fn transport(error: &reqwest::Error) -> (Failure, String, String) {
+fn transport(error: reqwest::Error) -> (Failure, String, String) {
     if error.is_timeout() {
         (
             Failure::Timeout,
@@ -289,10 +290,10 @@ fn transport(error: &reqwest::Error) -> (Failure, String, String) {
             String::new(),
         )
     } else {
-        // reqwest's message names the URL, never the Authorization header.
+        // Without the URL: an endpoint may carry credentials in it.
         (
             Failure::Unreachable,
-            format!("the endpoint could not be reached: {error}"),
+            format!("the endpoint could not be reached: {}", error.without_url()),
             String::new(),
         )
     }

@@ -127,10 +127,11 @@ pub(super) fn planner_notes(record: &mut StageRecord, planning: &super::llm::Pla
             planning.fallback_reason
         ));
     }
-    record
-        .applied_assets
-        .extend(planning.calls.iter().filter_map(|c| c.prompt.clone()));
-    record.applied_assets.dedup();
+    for prompt in planning.calls.iter().filter_map(|c| c.prompt.as_ref()) {
+        if !record.applied_assets.contains(prompt) {
+            record.applied_assets.push(prompt.clone());
+        }
+    }
 }
 
 pub(super) fn validate(snapshot: &Snapshot, ran: &mut Ran<ValidateOutput>) -> StageRecord {
