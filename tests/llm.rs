@@ -365,6 +365,10 @@ async fn injected_questions_and_foreign_llm_plans_are_refused() {
             json!({"mode": "config", "ci_codes": ["GT-01"], "attributes": ["password"]}),
             "plan.attribute_column",
         ),
+        (
+            json!({"mode": "metric", "filters": {"password_hash": "x"}, "metric": {"metric": "cpu_usage"}}),
+            "plan.filter_column",
+        ),
     ];
     for (plan, rule) in foreign {
         server.then(Scripted::plan(plan.clone()));

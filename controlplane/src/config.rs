@@ -84,8 +84,10 @@ impl Default for LlmConfig {
     }
 }
 
-/// The endpoint's circuit breaker: `failures` failed calls (errors, timeouts, invalid replies)
-/// within `window_ms` open it; after `cooldown_ms` one probe call may close it again.
+/// The endpoint's circuit breaker: `failures` calls that returned no completion (errors,
+/// timeouts, 429s, a body that is not a chat completion) within `window_ms` open it; after
+/// `cooldown_ms` one probe call may close it again. A completion whose plan is invalid is the
+/// model's doing, not the endpoint's: it falls back without counting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmBreakerConfig {

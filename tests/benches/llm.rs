@@ -34,12 +34,8 @@ fn percentile(samples: &mut [f64], q: f64) -> f64 {
 }
 
 fn questions() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/questions/plant-ops.public.jsonl"),
-    )
-    .unwrap();
-    text.lines()
+    ops_datasets::plant_ops::QUESTIONS_JSONL
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let q: serde_json::Value = serde_json::from_str(l).unwrap();

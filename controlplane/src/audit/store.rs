@@ -207,6 +207,12 @@ pub async fn apply_retention(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    // The LLM usage log is an account of the same calls: it is kept as long.
+    sqlx::query("DELETE FROM llm_usage_log WHERE tenant_id = $1 AND created_at < $2")
+        .bind(tenant)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(removed)
 }

@@ -40,6 +40,9 @@ struct Inner {
     open_until: Option<Instant>,
     /// A half-open probe is in flight: every other call is refused until it reports.
     probing: bool,
+    /// Bumped at every opening and closing: a call allowed before one reports nothing after
+    /// it (a slow call from before an opening cannot close the breaker behind a probe).
+    generation: u64,
 }
 
 /// One per endpoint; shared by every tenant's calls.
@@ -59,6 +62,7 @@ pub struct Breaker {
 pub struct Permit<'b> {
     breaker: &'b Breaker,
     probe: bool,
+    generation: u64,
     recorded: bool,
 }
 
@@ -66,14 +70,14 @@ impl Permit<'_> {
     /// The result of the call this permit allowed.
     pub fn record(mut self, success: bool) {
         self.recorded = true;
-        self.breaker.record(self.probe, success);
+        self.breaker.record(self.probe, self.generation, success);
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.recorded && self.probe {
-            self.breaker.record(true, false);
+            self.breaker.record(true, self.generation, false);
         }
     }
 }
@@ -88,6 +92,7 @@ impl Breaker {
                 failures: VecDeque::new(),
                 open_until: None,
                 probing: false,
+                generation: 0,
             }),
         }
     }
@@ -113,28 +118,35 @@ impl Breaker {
             }
             BreakerState::HalfOpen | BreakerState::Open => None,
         };
+        let generation = inner.generation;
         let permit = probe.map(|probe| Permit {
             breaker: self,
             probe,
+            generation,
             recorded: false,
         });
         publish(state_of(&inner, now));
         permit
     }
 
-    fn record(&self, probe: bool, success: bool) {
+    fn record(&self, probe: bool, generation: u64, success: bool) {
         let now = Instant::now();
         let mut inner = self.lock();
         if probe {
             inner.probing = false;
         }
+        if generation != inner.generation {
+            return;
+        }
         if success {
-            if probe || inner.open_until.is_some_and(|until| now >= until) {
+            if probe {
                 inner.open_until = None;
                 inner.failures.clear();
+                inner.generation += 1;
             }
         } else if probe {
             inner.open_until = Some(now + self.cooldown);
+            inner.generation += 1;
         } else if inner.open_until.is_none() {
             while inner
                 .failures
@@ -147,6 +159,7 @@ impl Breaker {
             if inner.failures.len() >= self.threshold {
                 inner.failures.clear();
                 inner.open_until = Some(now + self.cooldown);
+                inner.generation += 1;
                 tracing::warn!(
                     failures = self.threshold,
                     cooldown_ms = self.cooldown.as_millis() as u64,
@@ -219,6 +232,30 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(p) = b.try_acquire() {
+            p.record(false);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_call_from_before_the_opening_reports_nothing_after_it() {
+        let b = breaker(30);
+        let slow = b.try_acquire();
+        for _ in 0..3 {
+            fail(&b);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.try_acquire();
+        assert!(probe.is_some());
+        if let Some(p) = slow {
+            p.record(true);
+        }
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen,
+            "the stale success closed nothing"
+        );
+        if let Some(p) = probe {
             p.record(false);
         }
         assert_eq!(b.state(), BreakerState::Open);

@@ -96,7 +96,6 @@ pub struct Reply {
 }
 
 /// The configured endpoint. Cheap to share (`Arc`).
-#[derive(Debug)]
 pub struct Llm {
     pub mode: LlmMode,
     http: reqwest::Client,
@@ -108,6 +107,18 @@ pub struct Llm {
     json_mode: bool,
     prices: BTreeMap<String, LlmPrice>,
     breaker: Breaker,
+}
+
+impl std::fmt::Debug for Llm {
+    // By hand: the API key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llm")
+            .field("mode", &self.mode)
+            .field("endpoint", &self.endpoint)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Llm {

@@ -10,6 +10,7 @@
 mod answer;
 pub mod control;
 pub mod error;
+mod grounding;
 mod llm;
 mod preview;
 pub mod rate;
@@ -22,6 +23,7 @@ mod rerun;
 mod run;
 mod sentence;
 pub mod snapshot;
+mod spend;
 mod stage_test;
 mod ui_action;
 
@@ -68,6 +70,7 @@ pub struct Pipeline {
     health: SourceHealth,
     /// The LLM endpoint, when `[llm]` is on.
     llm: Option<Arc<crate::llm::Llm>>,
+    spend: Arc<spend::SpendLedger>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -232,6 +235,7 @@ impl Pipeline {
         traces: TraceWriter,
     ) -> Self {
         let rate = rate::RateLimiter::new(registry.db());
+        let spend = Arc::new(spend::SpendLedger::new(registry.db().clone()));
         Self {
             registry,
             executors,
@@ -242,6 +246,7 @@ impl Pipeline {
             rate,
             health: SourceHealth::default(),
             llm: None,
+            spend,
         }
     }
 
@@ -439,7 +444,18 @@ impl Pipeline {
             ..
         } = run;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let applied = applied_assets(&recorder.stages);
+        let mut applied = applied_assets(&recorder.stages);
+        // The answer writer's Prompt: applied after the stages, by no stage's record.
+        for prompt in outcome
+            .planning
+            .calls
+            .iter()
+            .filter_map(|c| c.prompt.as_ref())
+        {
+            if !applied.contains(prompt) {
+                applied.push(prompt.clone());
+            }
+        }
         let timings: Vec<StageTiming> = recorder
             .stages
             .iter()
@@ -483,14 +499,16 @@ impl Pipeline {
                 llm_fallback_reason: outcome.planning.fallback_reason.clone(),
                 summary: outcome.summary.clone(),
             };
-        self.traces
+        let committed = self
+            .traces
             .commit(trace, retention(snapshot), audited_as)
-            .await
-            .map_err(|e| {
-                PipelineError::Unavailable(format!(
-                    "the answer's trace was not saved, so the answer is withheld: {e}"
-                ))
-            })?;
+            .await;
+        self.spend.settled(&ctx.tenant, &outcome.planning.calls);
+        committed.map_err(|e| {
+            PipelineError::Unavailable(format!(
+                "the answer's trace was not saved, so the answer is withheld: {e}"
+            ))
+        })?;
         span.record("route", outcome.route.as_str_name());
         span.record("status", outcome.status.as_str_name());
         tracing::info!(trace_id, tenant = %ctx.tenant, route = ?outcome.route, status = ?outcome.status, duration_ms, "answered");

@@ -93,8 +93,8 @@ pub(super) struct Outcome {
     pub planning: llm::Planning,
     /// The answer writer's paragraph, when kept.
     pub summary: String,
-    /// What the answer writer may cite: the question, the plan's CIs and the tool results.
-    pub grounds: Option<(String, serde_json::Value)>,
+    /// What the answer writer may cite: the tool results and the plan's CIs.
+    pub grounds: Option<llm::Grounds>,
 }
 
 impl Outcome {
@@ -188,7 +188,7 @@ impl Run<'_> {
         let judged = route_plan::judge(&self.snapshot.knowledge, &input);
         let (output, planning) = llm::plan(
             self.pipeline.llm.as_deref(),
-            self.pipeline.registry.db(),
+            &self.pipeline.spend,
             self.snapshot,
             &input,
             judged,
@@ -484,7 +484,7 @@ impl Run<'_> {
             plan.and_then(|p| sentence::sentence(self.snapshot, self.question, p, &input.results));
         if self.pipeline.llm.is_some() && self.snapshot.summarizer_prompt.is_some() {
             let results = serde_json::to_value(&input.results).unwrap_or_default();
-            self.outcome.grounds = Some((llm::grounds(self.question, plan, &results), results));
+            self.outcome.grounds = Some(llm::grounds(plan, &results));
         }
         let references = record::references(&input.results);
         self.outcome.references = references.clone();
@@ -572,7 +572,7 @@ impl Run<'_> {
     /// The answer writer's paragraph (a `summarizer` Prompt with `[llm]` on), kept only when
     /// the results ground every number and code in it.
     async fn summarize(&mut self) {
-        let (Some(llm), Some((grounds, _))) =
+        let (Some(llm), Some(grounds)) =
             (self.pipeline.llm.as_deref(), self.outcome.grounds.take())
         else {
             return;
@@ -586,12 +586,12 @@ impl Run<'_> {
         let blocks = serde_json::to_value(&self.outcome.blocks).unwrap_or_default();
         let Some(summary) = llm::summarize(
             llm,
-            self.pipeline.registry.db(),
+            &self.pipeline.spend,
             self.snapshot,
             self.question,
             &self.outcome.answer,
             &blocks,
-            &grounds,
+            grounds,
         )
         .await
         else {

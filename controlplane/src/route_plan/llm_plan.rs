@@ -137,9 +137,18 @@ pub fn tenant_view(k: &Knowledge) -> Value {
         .iter()
         .map(|t| t.to_lowercase())
         .collect();
+    let shown = |table: &str| {
+        !restricted.contains(&table.to_lowercase())
+            && k.catalog
+                .tables
+                .iter()
+                .any(|t| t.name == table && t.enabled)
+    };
+    // A tool over a restricted or disabled table is not offered (VALIDATE would refuse it).
     let tools: Vec<Value> = k
         .tools
         .iter()
+        .filter(|t| t.table.is_empty() || shown(&t.table))
         .filter_map(|t| Some(json!({ "name": t.name, "mode": t.mode?.as_str(), "table": t.table })))
         .collect();
     let tables: Vec<Value> = k

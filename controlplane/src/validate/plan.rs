@@ -1073,6 +1073,7 @@ fn metric_tasks(
             .find(|t| t.mode == Some(Mode::Config))
             .and_then(|c| snapshot.tools.get(&c.name).map(|t| (c, t)));
         if let Some((choice, config_tool)) = config {
+            config_columns(snapshot, plan, &choice.table)?;
             let code_column = text_config(choice, "code_column");
             let mut params = Params::default();
             let mut select = Select::from(&choice.table).columns([code_column.as_str()]);
