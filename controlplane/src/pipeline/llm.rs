@@ -5,10 +5,9 @@
 
 use ops_proto::convert::struct_to_json;
 use ops_proto::v1::{LlmCall, Plan};
-
-pub(super) use super::grounding::Grounds;
 use time::OffsetDateTime;
 
+pub(super) use super::grounding::Grounds;
 use super::spend::SpendLedger;
 use crate::llm::{Failure, Llm, LlmMode, Message, Request};
 use crate::model::snapshot::Snapshot;
@@ -171,7 +170,7 @@ pub(super) async fn summarize(
     let user = serde_json::json!({
         "question": question,
         "answer": answer,
-        "blocks": blocks,
+        "blocks": shortened(blocks),
     })
     .to_string();
     let reply = llm
@@ -229,4 +228,34 @@ pub(super) fn grounds(plan: Option<&Plan>, results: &serde_json::Value) -> Groun
         grounds.add_text(&plan.ci_codes.join(" "));
     }
     grounds
+}
+
+/// Lists in the blocks cut to their first rows: a paragraph needs the answer's shape, not
+/// a thousand-row table's tokens.
+fn shortened(value: &serde_json::Value) -> serde_json::Value {
+    const ROWS: usize = 20;
+    match value {
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().take(ROWS).map(shortened).collect())
+        }
+        serde_json::Value::Object(fields) => serde_json::Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), shortened(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_cut_for_the_writer() {
+        let rows: Vec<u32> = (0..100).collect();
+        let cut = shortened(&serde_json::json!({"table": {"rows": rows}}));
+        assert_eq!(cut["table"]["rows"].as_array().map(Vec::len), Some(20));
+    }
 }

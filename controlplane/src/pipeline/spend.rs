@@ -1,7 +1,8 @@
 //! The Policy's daily LLM spend cap (`llm_daily_spend_usd`). The usage log holds what calls
 //! cost once their traces commit; calls made on this replica whose traces have not committed
 //! yet (the same ask's planner call, concurrent asks) are counted here meanwhile, so the cap
-//! is overshot by at most the calls already in flight.
+//! is overshot by at most the calls already in flight. A run dropped before its commit (its
+//! caller went away) leaves its calls counted here until the day ends: they were paid for.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -16,8 +17,12 @@ use crate::storage::Db;
 #[derive(Debug)]
 pub(super) struct SpendLedger {
     db: Db,
-    /// USD of calls made whose traces are not committed yet, by tenant.
-    unsaved: Mutex<BTreeMap<String, f64>>,
+    /// USD of calls made whose traces are not committed yet, by tenant and UTC day start.
+    unsaved: Mutex<BTreeMap<(String, i64), f64>>,
+}
+
+fn today() -> i64 {
+    usage::day_start_micros(OffsetDateTime::now_utc())
 }
 
 impl SpendLedger {
@@ -28,7 +33,7 @@ impl SpendLedger {
         }
     }
 
-    fn unsaved(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, f64>> {
+    fn unsaved(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, i64), f64>> {
         self.unsaved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -42,10 +47,11 @@ impl SpendLedger {
         if cap <= 0.0 {
             return Ok(());
         }
-        let since = usage::day_start_micros(OffsetDateTime::now_utc());
+        let since = today();
         match usage::spent_since(&self.db, tenant, since).await {
             Ok(saved) => {
-                let pending = self.unsaved().get(tenant).copied().unwrap_or(0.0);
+                let key = (tenant.to_owned(), since);
+                let pending = self.unsaved().get(&key).copied().unwrap_or(0.0);
                 if saved + pending >= cap {
                     Err(Failure::DailySpendCap)
                 } else {
@@ -63,7 +69,10 @@ impl SpendLedger {
     /// A call was made; its trace is not committed yet.
     pub fn made(&self, tenant: &str, call: &LlmCall) {
         if call.cost_usd > 0.0 {
-            *self.unsaved().entry(tenant.to_owned()).or_insert(0.0) += call.cost_usd;
+            let day = today();
+            let mut unsaved = self.unsaved();
+            unsaved.retain(|(_, d), _| *d >= day);
+            *unsaved.entry((tenant.to_owned(), day)).or_insert(0.0) += call.cost_usd;
         }
     }
 
@@ -73,11 +82,12 @@ impl SpendLedger {
         if cost <= 0.0 {
             return;
         }
+        let key = (tenant.to_owned(), today());
         let mut unsaved = self.unsaved();
-        if let Some(pending) = unsaved.get_mut(tenant) {
+        if let Some(pending) = unsaved.get_mut(&key) {
             *pending -= cost;
             if *pending <= 1e-12 {
-                unsaved.remove(tenant);
+                unsaved.remove(&key);
             }
         }
     }

@@ -139,10 +139,11 @@ pub fn tenant_view(k: &Knowledge) -> Value {
         .collect();
     let shown = |table: &str| {
         !restricted.contains(&table.to_lowercase())
-            && k.catalog
+            && !k
+                .catalog
                 .tables
                 .iter()
-                .any(|t| t.name == table && t.enabled)
+                .any(|t| t.name == table && !t.enabled)
     };
     // A tool over a restricted or disabled table is not offered (VALIDATE would refuse it).
     let tools: Vec<Value> = k
@@ -296,7 +297,12 @@ fn check_kinds(plan: &mut Plan, k: &Knowledge, as_of: OffsetDateTime) -> Result<
     }
     plan.intent.parse::<Intent>().map_err(schema)?;
     if plan.view.is_empty() {
-        plan.view = View::Summary.as_str().to_owned();
+        let view = if mode == Mode::Graph {
+            View::Neighbors
+        } else {
+            View::Summary
+        };
+        plan.view = view.as_str().to_owned();
     }
     plan.view.parse::<View>().map_err(schema)?;
     let default_hours = 24;
@@ -318,6 +324,13 @@ fn check_kinds(plan: &mut Plan, k: &Knowledge, as_of: OffsetDateTime) -> Result<
         Mode::History => {
             let history = plan.history.get_or_insert_with(Default::default);
             window(&mut history.window, as_of, default_hours)?;
+        }
+        Mode::Graph => {
+            let graph = plan.graph.get_or_insert_with(Default::default);
+            graph.depth = graph.depth.max(1);
+            if graph.direction.is_empty() {
+                graph.direction = "both".into();
+            }
         }
         _ => {}
     }

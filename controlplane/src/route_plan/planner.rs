@@ -655,7 +655,6 @@ impl Planner<'_> {
             })
     }
 
-    /// True when a synonym of the table that mode's tool reads appears.
     /// Whether a configuration plan rests on the question's words: a CI, a value, an
     /// attribute, a comparison or the table named (else configuration was only the default).
     fn config_evidence(&self, masked: &str) -> bool {
@@ -668,6 +667,7 @@ impl Planner<'_> {
             || self.table_named(masked, Mode::Config)
     }
 
+    /// True when a synonym of the table that mode's tool reads appears.
     fn table_named(&self, masked: &str, mode: Mode) -> bool {
         let Some(tool) = self.k.tools.iter().find(|t| t.mode == Some(mode)) else {
             return false;
