@@ -18,7 +18,9 @@ use ops_controlplane::demo;
 use ops_proto::v1::audit_client::AuditClient;
 use ops_proto::v1::inspector_client::InspectorClient;
 use ops_proto::v1::ops_service_client::OpsServiceClient;
-use ops_proto::v1::{AskRequest, AskResponse, Route, SummarizeLlmUsageRequest, Trace};
+use ops_proto::v1::{
+    AskRequest, AskResponse, Route, SummarizeLlmUsageRequest, SummarizeLlmUsageResponse, Trace,
+};
 use pipeline_support::{Demo, read_trace, request};
 use serde_json::json;
 
@@ -101,6 +103,15 @@ async fn ask(demo: &Demo, question: &str) -> Asked {
     let mut inspector = InspectorClient::new(demo.channel.clone());
     let trace = read_trace(&mut inspector, TENANT, &response.trace_id).await;
     Asked { response, trace }
+}
+
+/// `tenant`'s LLM usage through `Audit/SummarizeLlmUsage`.
+async fn usage_of(demo: &Demo, tenant: &str) -> SummarizeLlmUsageResponse {
+    AuditClient::new(demo.channel.clone())
+        .summarize_llm_usage(request(tenant, SummarizeLlmUsageRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn history_plan() -> serde_json::Value {
@@ -189,12 +200,7 @@ async fn an_llm_plan_answers_what_the_deterministic_planner_cannot_place() {
     assert_eq!(data["question"], VAGUE);
 
     // The usage log, through the RPC.
-    let mut audit = AuditClient::new(demo.channel.clone());
-    let usage = audit
-        .summarize_llm_usage(request(TENANT, SummarizeLlmUsageRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
+    let usage = usage_of(&demo, TENANT).await;
     assert_eq!(usage.rows.len(), 1, "{usage:?}");
     let row = &usage.rows[0];
     assert_eq!(
@@ -203,11 +209,7 @@ async fn an_llm_plan_answers_what_the_deterministic_planner_cannot_place() {
     );
     assert_eq!((row.prompt_tokens, row.completion_tokens), (100, 20));
     assert!((usage.total_cost_usd - PLAN_CALL_USD).abs() < 1e-9);
-    let other = audit
-        .summarize_llm_usage(request("globex", SummarizeLlmUsageRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
+    let other = usage_of(&demo, "globex").await;
     assert!(other.rows.is_empty(), "another tenant sees none of it");
     demo.stop().await;
 }
@@ -268,12 +270,7 @@ async fn every_failed_call_falls_back_to_the_deterministic_plan_with_its_reason(
         assert!(planned.contains(reason), "{planned}");
     }
     assert_eq!(deterministic.fallback_reason(), "http_error");
-    let mut audit = AuditClient::new(demo.channel.clone());
-    let usage = audit
-        .summarize_llm_usage(request(TENANT, SummarizeLlmUsageRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
+    let usage = usage_of(&demo, TENANT).await;
     assert_eq!(
         usage.rows[0].calls, 8,
         "every call is logged, failed or not"

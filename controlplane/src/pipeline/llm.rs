@@ -4,7 +4,7 @@
 //! stands and the reason is reported.
 
 use ops_proto::convert::struct_to_json;
-use ops_proto::v1::{LlmCall, Plan};
+use ops_proto::v1::{AssetRef, LlmCall, Plan};
 use time::OffsetDateTime;
 
 pub(super) use super::grounding::Grounds;
@@ -48,6 +48,15 @@ fn due(llm: &Llm, input: &RoutePlanInput, judged: &Judged) -> bool {
         LlmMode::Off => false,
         LlmMode::Fallback => judged.doubt.is_some(),
         LlmMode::Primary => true,
+    }
+}
+
+/// Adds the Prompt versions `calls` were built from to `applied`, each once.
+pub(super) fn add_prompts(applied: &mut Vec<AssetRef>, calls: &[LlmCall]) {
+    for prompt in calls.iter().filter_map(|c| c.prompt.as_ref()) {
+        if !applied.contains(prompt) {
+            applied.push(prompt.clone());
+        }
     }
 }
 

@@ -446,16 +446,7 @@ impl Pipeline {
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut applied = applied_assets(&recorder.stages);
         // The answer writer's Prompt: applied after the stages, by no stage's record.
-        for prompt in outcome
-            .planning
-            .calls
-            .iter()
-            .filter_map(|c| c.prompt.as_ref())
-        {
-            if !applied.contains(prompt) {
-                applied.push(prompt.clone());
-            }
-        }
+        llm::add_prompts(&mut applied, &outcome.planning.calls);
         let timings: Vec<StageTiming> = recorder
             .stages
             .iter()

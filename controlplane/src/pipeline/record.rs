@@ -127,11 +127,7 @@ pub(super) fn planner_notes(record: &mut StageRecord, planning: &super::llm::Pla
             planning.fallback_reason
         ));
     }
-    for prompt in planning.calls.iter().filter_map(|c| c.prompt.as_ref()) {
-        if !record.applied_assets.contains(prompt) {
-            record.applied_assets.push(prompt.clone());
-        }
-    }
+    super::llm::add_prompts(&mut record.applied_assets, &planning.calls);
 }
 
 pub(super) fn validate(snapshot: &Snapshot, ran: &mut Ran<ValidateOutput>) -> StageRecord {
